@@ -1,0 +1,2 @@
+// OCI bundle front end (config.json -> engine requests).
+#pragma once

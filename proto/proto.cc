@@ -1,0 +1,1 @@
+// Anchor for the generated schema code (the library is the .proto files).
