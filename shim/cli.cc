@@ -3,15 +3,38 @@
 #include <cstdio>
 #include <cstring>
 
+#include "shim/options.h"
+#include "shim/verbs.h"
+
 namespace crshim {
 
 int cli_main(int argc, char** argv) {
-  if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
+  auto opts = parse_command_line(argc, argv);
+  if (!opts) {
+    fprintf(stderr, "Error: %s\n", opts.error().render().c_str());
+    return 1;
+  }
+  if (opts->version) {
     printf("Version: %s\n", CRSHIM_VERSION);
     return 0;
   }
-  fprintf(stderr, "crshim: usage: crshim VERB [OPTIONS]\n");
-  return 1;
+  if (opts->help || opts->verb == Verb::help || opts->verb == Verb::none) {
+    std::string verb = opts->verb == Verb::help && !opts->args.empty() ? opts->args[0]
+                       : opts->verb != Verb::help                      ? std::string(verb_name(opts->verb))
+                                                                       : std::string();
+    fputs(usage(verb).c_str(), stdout);
+    return opts->verb == Verb::none && !opts->help ? 1 : 0;
+  }
+  switch (opts->verb) {
+    case Verb::dump: return run_dump(*opts);
+    case Verb::restore: return run_restore(*opts);
+    case Verb::check: return run_check(*opts);
+    case Verb::show: return run_show(*opts);
+    case Verb::features: return run_features(*opts);
+    default:
+      fprintf(stderr, "Error: '%s' is not implemented yet\n", std::string(verb_name(opts->verb)).c_str());
+      return 1;
+  }
 }
 
 }  // namespace crshim

@@ -1,4 +1,4 @@
-#include "hooks/hooks.h"
+#include "checkpoint/hook_points.h"
 
 namespace crshim {
 

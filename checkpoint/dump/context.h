@@ -1,0 +1,46 @@
+// State shared by every step of one dump: the request, the session, the dump-wide tables and ids.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+
+#include "checkpoint/engine.h"
+#include "checkpoint/files/file_table.h"
+#include "checkpoint/kernel/features.h"
+#include "seccomp.pb.h"
+
+namespace crshim::dumper {
+
+// CRIU's small integer ids for kernel objects (namespaces, fd tables, mms...), allocated from one
+// counter so that equal kernel objects get equal ids.
+class IdMap {
+ public:
+  uint32_t get(const std::string& kind, uint64_t kernel_key) {
+    auto [it, fresh] = ids_.try_emplace({kind, kernel_key}, next_);
+    if (fresh) next_++;
+    return it->second;
+  }
+  // An id no other object shares.
+  uint32_t unique() { return next_++; }
+
+ private:
+  std::map<std::pair<std::string, uint64_t>, uint32_t> ids_;
+  uint32_t next_ = 1;
+};
+
+struct DumpContext {
+  const DumpRequest& req;
+  Session& session;
+  kernel::XsaveLayout xsave;
+  files::FileTable files;
+  IdMap ids;
+  seccomp_entry seccomp;
+  uint32_t next_pages_id = 1;
+  DumpResult result;
+};
+
+}  // namespace crshim::dumper

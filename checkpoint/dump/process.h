@@ -1,0 +1,17 @@
+// Dumps one frozen process (all its threads) into its per-task images.
+#pragma once
+
+#include "checkpoint/dump/context.h"
+#include "checkpoint/kernel/tracee.h"
+#include "inventory.pb.h"
+
+namespace crshim::dumper {
+
+// Reads everything about `frozen` and writes core-*, ids-, mm-, pagemap-/pages-, fs-, fdinfo- images;
+// file objects go to ctx.files. Fills `pstree` (pid, threads; ppid/pgid/sid as the kernel reports).
+Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entry& pstree);
+
+// The kernel-object ids of a process (namespaces by inode; per-task objects unique for now).
+Result<task_kobj_ids_entry> task_ids(pid_t pid, IdMap& ids, bool self);
+
+}  // namespace crshim::dumper

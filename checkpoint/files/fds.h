@@ -1,0 +1,21 @@
+// The fd table of a process: which kinds of open files we can dump, and their fdinfo/files entries.
+#pragma once
+
+#include <sys/types.h>
+
+#include <vector>
+
+#include "checkpoint/base/result.h"
+#include "checkpoint/files/file_table.h"
+#include "fdinfo.pb.h"
+
+namespace crshim::files {
+
+// Checks, before anything is frozen, that every fd of `pid` is of a kind we can dump; the error
+// lists every unsupported fd (process, fd number, what it is).
+Status check_fds_supported(pid_t pid, bool shell_job);
+
+// Describes every open fd of the frozen process `pid` in `table`, returning its fdinfo entries.
+Result<std::vector<fdinfo_entry>> dump_fds(pid_t pid, bool shell_job, FileTable& table);
+
+}  // namespace crshim::files

@@ -1,0 +1,202 @@
+#include "checkpoint/mem/pages.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "checkpoint/base/sys.h"
+#include "pagemap.pb.h"
+
+namespace crshim::mem {
+
+namespace {
+
+// PAGEMAP_SCAN (Linux 6.7); Debian 12's headers predate it.
+struct PageRegion {
+  uint64_t start, end, categories;
+};
+struct PmScanArg {
+  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask,
+      category_anyof_mask, return_mask;
+};
+constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
+constexpr uint64_t kPageIsFile = 1 << 2, kPageIsPresent = 1 << 3, kPageIsSwapped = 1 << 4, kPageIsPfnZero = 1 << 5;
+
+void append(std::vector<Range>& out, uint64_t start, uint64_t end) {
+  if (!out.empty() && out.back().end == start)
+    out.back().end = end;
+  else
+    out.push_back({start, end});
+}
+
+Result<std::vector<Range>> scan_ioctl(int fd, uint64_t start, uint64_t end, bool& unsupported) {
+  std::vector<Range> out;
+  std::vector<PageRegion> regions(512);
+  uint64_t at = start;
+  while (at < end) {
+    PmScanArg arg{};
+    arg.size = sizeof arg;
+    arg.start = at;
+    arg.end = end;
+    arg.vec = reinterpret_cast<uint64_t>(regions.data());
+    arg.vec_len = regions.size();
+    // Not a page-cache page and not the zero page, and either present or swapped.
+    arg.category_inverted = kPageIsFile | kPageIsPfnZero;
+    arg.category_mask = kPageIsFile | kPageIsPfnZero;
+    arg.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
+    arg.return_mask = kPageIsPresent | kPageIsSwapped;
+    long n = ::ioctl(fd, kPagemapScan, &arg);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOTTY || errno == EINVAL) {
+        unsupported = true;
+        return out;
+      }
+      return fail(sys_error("ioctl(PAGEMAP_SCAN)", "pagemap"));
+    }
+    for (long i = 0; i < n; i++) append(out, regions[size_t(i)].start, regions[size_t(i)].end);
+    if (arg.walk_end <= at) break;
+    at = arg.walk_end;
+  }
+  return out;
+}
+
+// /proc/PID/pagemap: one u64 per page; bit 63 present, 62 swapped, 61 file-page or shared-anon.
+Result<std::vector<Range>> scan_pagemap(int fd, uint64_t start, uint64_t end) {
+  std::vector<Range> out;
+  std::vector<uint64_t> words(4096);
+  for (uint64_t at = start; at < end;) {
+    size_t n = std::min<uint64_t>(words.size(), (end - at) / kPageSize);
+    CR_OK(sys::pread_exact(fd, words.data(), n * 8, off_t(at / kPageSize * 8), "pagemap"));
+    for (size_t i = 0; i < n; i++, at += kPageSize) {
+      uint64_t w = words[i];
+      bool present = w >> 63 & 1, swapped = w >> 62 & 1, file = w >> 61 & 1;
+      if ((present || swapped) && !file) append(out, at, at + kPageSize);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<Range>> private_pages(int pagemap_fd, uint64_t start, uint64_t end) {
+  bool unsupported = false;
+  auto ranges = CR_TRY(scan_ioctl(pagemap_fd, start, end, unsupported));
+  if (!unsupported) return ranges;
+  return scan_pagemap(pagemap_fd, start, end);
+}
+
+namespace {
+
+constexpr size_t kChunk = 8u << 20;  // big process_vm_readv calls run near memory bandwidth
+
+// Reads [addr, addr+len) of pid into buf; /proc/PID/mem covers what process_vm_readv cannot reach
+// (PROT_NONE or write-only areas).
+Status read_remote(pid_t pid, int& mem_fd, uint64_t addr, size_t len, char* buf) {
+  size_t done = 0;
+  while (done < len) {
+    iovec local{buf + done, len - done};
+    iovec remote{reinterpret_cast<void*>(addr + done), len - done};
+    ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (n > 0) {
+      done += size_t(n);
+      continue;
+    }
+    if (mem_fd < 0) {
+      mem_fd = ::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+      if (mem_fd < 0) return fail(sys_error("open", "/proc/" + std::to_string(pid) + "/mem"));
+    }
+    char hex[32];
+    snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)(addr + done));
+    CR_OK(sys::pread_exact(mem_fd, buf + done, kPageSize, off_t(addr + done),
+                           "memory of pid " + std::to_string(pid) + " at " + hex));
+    done += kPageSize;
+  }
+  return {};
+}
+
+}  // namespace
+
+Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pages, image::Writer& pagemap,
+                  PageDumpStats& stats) {
+  std::unique_ptr<char[]> buf(new char[kChunk]);
+  int mem_fd = -1;
+  UniqueFd mem_guard;
+  for (const Range& r : ranges) {
+    pagemap_entry pe;
+    pe.set_vaddr(r.start);
+    pe.set_compat_nr_pages(0);
+    pe.set_nr_pages(r.pages());
+    pe.set_flags(4);  // PE_PRESENT
+    CR_OK(pagemap.write(pe));
+    for (uint64_t at = r.start; at < r.end;) {
+      size_t len = std::min<uint64_t>(kChunk, r.end - at);
+      Status st = read_remote(pid, mem_fd, at, len, buf.get());
+      if (mem_fd >= 0 && !mem_guard.valid()) mem_guard.reset(mem_fd);
+      CR_OK(st);
+      CR_OK(pages.write_raw(buf.get(), len));
+      at += len;
+    }
+    stats.pages_written += r.pages();
+  }
+  return {};
+}
+
+// ---- restore ----
+
+Result<PageSource> PageSource::open(int dirfd, const std::string& pages_name) {
+  auto fd = CR_TRY(sys::open_at(dirfd, pages_name, O_RDONLY));
+  struct stat st;
+  if (fstat(fd.get(), &st) < 0) return fail(sys_error("fstat", pages_name));
+  if (st.st_size == 0) return PageSource(pages_name, nullptr, 0);
+  void* base = ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd.get(), 0);
+  if (base == MAP_FAILED) return fail(sys_error("mmap", pages_name));
+  return PageSource(pages_name, base, size_t(st.st_size));
+}
+
+PageSource::PageSource(PageSource&& o) noexcept
+    : name_(std::move(o.name_)), base_(std::exchange(o.base_, nullptr)), size_(std::exchange(o.size_, 0)), offset_(o.offset_) {}
+
+PageSource::~PageSource() {
+  if (base_) ::munmap(base_, size_);
+}
+
+Status PageSource::skip(uint64_t nr_pages) {
+  if (nr_pages > (size_ - offset_) / kPageSize)
+    return fail(make_error(Errc::corrupt_image, "read", name_, "pagemap refers past the end of the pages image"));
+  offset_ += nr_pages * kPageSize;
+  return {};
+}
+
+Status PageSource::restore(pid_t pid, int proc_mem_fd, uint64_t vaddr, uint64_t nr_pages) {
+  if (nr_pages > (size_ - offset_) / kPageSize)
+    return fail(make_error(Errc::corrupt_image, "read", name_, "pagemap refers past the end of the pages image"));
+  const char* src = static_cast<const char*>(base_) + offset_;
+  size_t len = nr_pages * kPageSize, done = 0;
+  while (done < len) {
+    size_t step = std::min<size_t>(len - done, 64u << 20);
+    iovec local{const_cast<char*>(src + done), step};
+    iovec remote{reinterpret_cast<void*>(vaddr + done), step};
+    ssize_t n = ::process_vm_writev(pid, &local, 1, &remote, 1, 0);
+    if (n > 0) {
+      done += size_t(n);
+      continue;
+    }
+    // Read-only private pages refuse process_vm_writev; /proc/PID/mem writes them (FOLL_FORCE).
+    char hex[32];
+    snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)(vaddr + done));
+    CR_OK(sys::pwrite_all(proc_mem_fd, src + done, kPageSize, off_t(vaddr + done),
+                          "memory of pid " + std::to_string(pid) + " at " + hex));
+    done += kPageSize;
+  }
+  offset_ += len;
+  return {};
+}
+
+}  // namespace crshim::mem

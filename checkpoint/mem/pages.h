@@ -1,0 +1,64 @@
+// Page contents: find the pages worth saving, copy them out of a frozen task into pages-N.img with
+// its pagemap, and write them back into a task being restored.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "checkpoint/base/result.h"
+#include "checkpoint/base/unique_fd.h"
+#include "checkpoint/image/image.h"
+
+class pagemap_entry;
+
+namespace crshim::mem {
+
+inline constexpr uint64_t kPageSize = 4096;
+
+struct Range {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  uint64_t pages() const { return (end - start) / kPageSize; }
+};
+
+// Pages of [start, end) that hold data only the task has: present or swapped anonymous pages,
+// excluding the shared zero page and unmodified page-cache pages of private file mappings.
+// Uses PAGEMAP_SCAN; falls back to reading /proc/PID/pagemap on kernels without it.
+Result<std::vector<Range>> private_pages(int pagemap_fd, uint64_t start, uint64_t end);
+
+struct PageDumpStats {
+  uint64_t pages_scanned = 0;
+  uint64_t pages_written = 0;
+};
+
+// Copies the given ranges (sorted, non-overlapping) of `pid` into `pages` and appends one
+// PRESENT pagemap entry per contiguous run to `pagemap`.
+Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pages, image::Writer& pagemap,
+                  PageDumpStats& stats);
+
+// Writes the pages of one pagemap image back into `pid`: process_vm_writev from the mmap'd pages
+// image, /proc/PID/mem where the mapping refuses (read-only COW pages).
+class PageSource {
+ public:
+  static Result<PageSource> open(int dirfd, const std::string& pages_name);
+  PageSource(PageSource&&) noexcept;
+  PageSource& operator=(PageSource&&) = delete;
+  ~PageSource();
+
+  // Writes `nr_pages` pages at `vaddr` in pid from the next unread offset of the image.
+  Status restore(pid_t pid, int proc_mem_fd, uint64_t vaddr, uint64_t nr_pages);
+  // Skips pages that belong to entries not restored here.
+  Status skip(uint64_t nr_pages);
+  uint64_t offset() const { return offset_; }
+
+ private:
+  PageSource(std::string name, void* base, size_t size) : name_(std::move(name)), base_(base), size_(size) {}
+  std::string name_;
+  void* base_ = nullptr;
+  size_t size_ = 0;
+  uint64_t offset_ = 0;
+};
+
+}  // namespace crshim::mem

@@ -1,0 +1,110 @@
+#include "checkpoint/mem/vmas.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+
+namespace crshim::mem {
+
+namespace {
+
+std::string area_name(pid_t pid, const proc::Vma& v) {
+  char buf[96];
+  snprintf(buf, sizeof buf, "area %llx-%llx of pid %d", (unsigned long long)v.start, (unsigned long long)v.end, pid);
+  return std::string(buf) + (v.path.empty() ? "" : " (" + v.path + ")");
+}
+
+uint64_t madv_bits(const proc::SmapsEntry& s) {
+  uint64_t bits = 0;
+  for (int advice : proc::madvise_for(s.vm_flags)) bits |= uint64_t(1) << advice;
+  if (s.has(proc::VmFlag::rr)) bits |= uint64_t(1) << MADV_RANDOM;
+  if (s.has(proc::VmFlag::sr)) bits |= uint64_t(1) << MADV_SEQUENTIAL;
+  return bits;
+}
+
+}  // namespace
+
+std::vector<int> madvices(const vma_entry& vma) {
+  std::vector<int> out;
+  for (int bit = 0; bit < 64; bit++)
+    if (vma.madv() >> bit & 1) out.push_back(bit);
+  return out;
+}
+
+Result<AddressSpace> collect_address_space(pid_t pid, const std::vector<proc::SmapsEntry>& smaps,
+                                           files::FileTable& files) {
+  AddressSpace as;
+  for (const auto& s : smaps) {
+    const proc::Vma& v = s.vma;
+    vma_entry e;
+    e.set_start(v.start);
+    e.set_end(v.end);
+    e.set_pgoff(0);
+    e.set_shmid(0);
+    e.set_prot(uint32_t(v.prot));
+    e.set_fd(-1);
+    uint32_t flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
+    if (s.has(proc::VmFlag::gd)) flags |= MAP_GROWSDOWN;
+    if (s.has(proc::VmFlag::lo)) flags |= MAP_LOCKED;
+    if (s.has(proc::VmFlag::nr)) flags |= MAP_NORESERVE;
+    uint32_t status = 0;
+    bool dump_private = false;
+
+    bool device = s.has(proc::VmFlag::io) || s.has(proc::VmFlag::pf) || s.has(proc::VmFlag::ht);
+    if (device && !v.is_vsyscall() && !v.is_vdso() && !v.is_vvar() && !v.is_vvar_vclock())
+      return fail(make_error(Errc::unsupported, "dump", area_name(pid, v),
+                             "device or hugetlb mappings are not supported"));
+    if (v.is_vsyscall()) {
+      status = kVmaVsyscall | kVmaAnonPrivate;
+      flags |= MAP_ANONYMOUS;
+    } else if (v.is_vdso()) {
+      status = kVmaRegular | kVmaVdso | kVmaAnonPrivate;
+      flags |= MAP_ANONYMOUS;
+    } else if (v.is_vvar() || v.is_vvar_vclock()) {
+      status = kVmaRegular | kVmaVvar | kVmaAnonPrivate;
+      flags |= MAP_ANONYMOUS;
+    } else if (v.path.empty() || v.is_heap() || v.is_stack() || v.anon_name()) {
+      flags |= MAP_ANONYMOUS;
+      if (v.shared)
+        return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "shared anonymous memory is not supported yet"));
+      status = kVmaRegular | kVmaAnonPrivate | (v.is_heap() ? kVmaHeap : 0);
+      dump_private = true;
+    } else if (v.is_special()) {
+      return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "unknown special mapping"));
+    } else if (v.path.rfind("/SYSV", 0) == 0) {
+      return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "SysV shared memory is not supported yet"));
+    } else {
+      // A file mapping: reopen the same file at restore, through map_files where the path is gone.
+      if (v.deleted)
+        return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "mapping of a deleted file is not supported yet"));
+      struct stat st;
+      std::string map_file = proc::proc_dir(pid) + "/map_files/" + [&] {
+        char b[64];
+        snprintf(b, sizeof b, "%llx-%llx", (unsigned long long)v.start, (unsigned long long)v.end);
+        return std::string(b);
+      }();
+      if (::stat(map_file.c_str(), &st) < 0 && ::stat(v.path.c_str(), &st) < 0)
+        return fail(sys_error("stat", v.path, "file mapped at " + area_name(pid, v)));
+      if (st.st_ino != v.inode)
+        return fail(make_error(Errc::unsupported, "dump", area_name(pid, v),
+                               "the mapped file was replaced on disk (inode differs from the mapping's)"));
+      uint32_t fdflags = (v.shared && (v.prot & PROT_WRITE)) ? O_RDWR : O_RDONLY;
+      uint32_t id = files.add_reg(v.path, fdflags, 0, st, -1, true);
+      e.set_shmid(id);
+      e.set_pgoff(v.pgoff);
+      e.set_fdflags(fdflags);
+      status = kVmaRegular | (v.shared ? kVmaFileShared : kVmaFilePrivate);
+      dump_private = !v.shared;
+    }
+    e.set_flags(flags);
+    e.set_status(status);
+    if (uint64_t madv = madv_bits(s)) e.set_madv(madv);
+    if (dump_private) as.private_ranges.push_back({v.start, v.end});
+    as.vmas.push_back(std::move(e));
+  }
+  return as;
+}
+
+}  // namespace crshim::mem

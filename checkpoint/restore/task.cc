@@ -1,0 +1,645 @@
+#include "checkpoint/restore/task.h"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <linux/filter.h>
+#include <linux/ptrace.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <thread>
+
+#include "checkpoint/arch/x86.h"
+#include "checkpoint/base/sys.h"
+#include "checkpoint/image/catalog.h"
+#include "checkpoint/kernel/proc.h"
+#include "checkpoint/kernel/remote_syscall.h"
+#include "checkpoint/mem/pages.h"
+#include "checkpoint/mem/vmas.h"
+
+namespace crshim::restorer {
+
+namespace {
+
+using kernel::PtraceSyscall;
+using kernel::RemoteSyscall;
+
+constexpr unsigned kTraceOptions = PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
+constexpr uint64_t kTrampolineSize = 64 * 1024;  // `syscall; int3` at the start, scratch space after
+constexpr uint64_t kScratchOffset = 4096;
+
+std::string task_name(pid_t pid) { return "pid " + std::to_string(pid); }
+
+// The kernel's struct prctl_mm_map with the auxv pointer as a plain integer (it points into the target).
+struct MmMap {
+  uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
+  uint64_t arg_start, arg_end, env_start, env_end, auxv;
+  uint32_t auxv_size, exe_fd;
+};
+static_assert(sizeof(MmMap) == 104);
+
+struct KernelSigaction {
+  uint64_t handler, flags, restorer, mask;
+};
+
+// Remote syscalls plus a scratch area in the target for their arguments.
+class Remote {
+ public:
+  Remote(RemoteSyscall& rs, pid_t pid, uint64_t scratch, uint64_t size)
+      : rs_(rs), pid_(pid), scratch_(scratch), size_(size) {}
+
+  Result<long> call(long nr, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0, long a5 = 0, long a6 = 0) {
+    return rs_.syscall(nr, a1, a2, a3, a4, a5, a6);
+  }
+  // Copies `data` into the scratch area and returns its address in the target. Each call reuses
+  // the area from the start unless `append` is set.
+  Result<uint64_t> put(const void* data, size_t size, bool append = false) {
+    if (!append) used_ = 0;
+    size_t at = (used_ + 15) & ~size_t(15);
+    if (at + size > size_)
+      return fail(make_error(Errc::internal, "restore", task_name(pid_), "scratch area too small"));
+    CR_OK(kernel::write_mem(pid_, scratch_ + at,
+                            std::span<const uint8_t>(static_cast<const uint8_t*>(data), size)));
+    used_ = at + size;
+    return scratch_ + at;
+  }
+  Result<uint64_t> put_string(const std::string& s, bool append = false) { return put(s.c_str(), s.size() + 1, append); }
+  RemoteSyscall& rs() { return rs_; }
+
+ private:
+  RemoteSyscall& rs_;
+  pid_t pid_;
+  uint64_t scratch_, size_;
+  size_t used_ = 0;
+};
+
+bool overlaps(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1) { return a0 < b1 && b0 < a1; }
+
+// An address range free both now (crshim's inherited layout) and in the image's layout.
+Result<uint64_t> find_free_range(const std::vector<proc::Vma>& now, const mm_entry& mm, uint64_t size,
+                                 uint64_t avoid = 0) {
+  for (uint64_t cand = 0x100000000000ull; cand < 0x7f0000000000ull; cand += 0x8000000000ull) {
+    if (avoid && overlaps(cand, cand + size, avoid, avoid + kTrampolineSize)) continue;
+    bool busy = false;
+    for (const auto& v : now) busy |= overlaps(cand, cand + size, v.start, v.end);
+    for (const auto& v : mm.vmas()) busy |= overlaps(cand, cand + size, v.start(), v.end());
+    if (!busy) return cand;
+  }
+  return fail(make_error(Errc::internal, "restore", "address space", "no free range for the restore trampoline"));
+}
+
+// Moves the inherited [vvar], [vvar_vclock] and [vdso] to where the image had them.
+Status move_vdso(Remote& r, const std::vector<proc::Vma>& now, const mm_entry& mm, uint64_t temp) {
+  const proc::Vma* vdso = nullptr;
+  std::vector<const proc::Vma*> trio;
+  for (const auto& v : now) {
+    if (v.is_vdso()) vdso = &v;
+    if (v.is_vdso() || v.is_vvar() || v.is_vvar_vclock()) trio.push_back(&v);
+  }
+  const vma_entry* img_vdso = nullptr;
+  uint64_t img_vvar_start = UINT64_MAX, img_vvar_end = 0, now_vvar_start = UINT64_MAX, now_vvar_end = 0;
+  for (const auto& v : mm.vmas()) {
+    if (v.status() & mem::kVmaVdso) img_vdso = &v;
+    if (v.status() & mem::kVmaVvar) {
+      img_vvar_start = std::min(img_vvar_start, v.start());
+      img_vvar_end = std::max(img_vvar_end, v.end());
+    }
+  }
+  for (const auto* v : trio)
+    if (!v->is_vdso()) {
+      now_vvar_start = std::min(now_vvar_start, v->start);
+      now_vvar_end = std::max(now_vvar_end, v->end);
+    }
+  if (!img_vdso) return {};  // a task without a vDSO (rare, e.g. vdso=0): just drop ours
+  if (!vdso || vdso->size() != img_vdso->end() - img_vdso->start())
+    return fail(make_error(Errc::incompatible, "restore", "vDSO", "the vDSO size differs from the image's")
+                    .with_hint("restore on the kernel the dump was made on"));
+  int64_t delta = int64_t(img_vdso->start()) - int64_t(vdso->start);
+  if (img_vvar_end && (now_vvar_end - now_vvar_start != img_vvar_end - img_vvar_start ||
+                       int64_t(img_vvar_start) - int64_t(now_vvar_start) != delta))
+    return fail(make_error(Errc::incompatible, "restore", "vDSO", "the [vvar]/[vdso] layout differs from the image's")
+                    .with_hint("restore on the kernel the dump was made on"));
+  if (delta == 0) return {};
+  // Through a temporary spot: mremap refuses overlapping old and new ranges.
+  uint64_t base = now_vvar_start == UINT64_MAX ? vdso->start : std::min(now_vvar_start, vdso->start);
+  for (const auto* v : trio)
+    CR_OK(r.call(SYS_mremap, long(v->start), long(v->size()), long(v->size()), MREMAP_MAYMOVE | MREMAP_FIXED,
+                 long(temp + (v->start - base))));
+  for (const auto* v : trio)
+    CR_OK(r.call(SYS_mremap, long(temp + (v->start - base)), long(v->size()), long(v->size()),
+                 MREMAP_MAYMOVE | MREMAP_FIXED, long(uint64_t(int64_t(v->start) + delta))));
+  return {};
+}
+
+Result<UniqueFd> open_reg(const file_entry& fe) {
+  const auto& reg = fe.reg();
+  int flags = int(reg.flags()) & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
+  auto fd = sys::open(reg.name(), flags);
+  if (!fd) return fail(fd.error().with_hint("the file must exist at restore as it did at dump"));
+  struct stat st;
+  if (reg.has_size() && fstat(fd->get(), &st) == 0 && S_ISREG(st.st_mode) && uint64_t(st.st_size) < reg.size() &&
+      reg.pos() > uint64_t(st.st_size))
+    return fail(make_error(Errc::conflict, "restore", reg.name(),
+                           "the file shrank to " + std::to_string(st.st_size) + " bytes since the dump (" +
+                               std::to_string(reg.size()) + ")"));
+  if (reg.pos() && ::lseek(fd->get(), off_t(reg.pos()), SEEK_SET) < 0) return fail(sys_error("lseek", reg.name()));
+  return fd;
+}
+
+struct FdPusher {
+  Remote& r;
+  int pidfd_in_target;
+  // Copies crshim's fd `local` into the target; returns the target's fd number.
+  Result<int> push(int local) { return int(CR_TRY(r.call(SYS_pidfd_getfd, pidfd_in_target, local, 0))); }
+};
+
+Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageSet& set,
+                std::map<uint32_t, UniqueFd>& opened, std::vector<bool>& add_write) {
+  const auto& vmas = img.mm.vmas();
+  for (int i = 0; i < vmas.size(); i++) {
+    const vma_entry& v = vmas[i];
+    if (!(v.status() & mem::kVmaRegular) || (v.status() & (mem::kVmaVdso | mem::kVmaVvar))) continue;
+    uint32_t prot = v.prot() | (add_write[size_t(i)] ? PROT_WRITE : 0);
+    long flags = long(v.flags() & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE)) |
+                 MAP_FIXED_NOREPLACE;
+    long len = long(v.end() - v.start());
+    if (v.status() & (mem::kVmaFilePrivate | mem::kVmaFileShared)) {
+      uint32_t id = uint32_t(v.shmid());
+      if (!opened.count(id)) {
+        const file_entry& fe = set.files.at(id);
+        file_entry mapping = fe;
+        mapping.mutable_reg()->set_flags(v.fdflags());
+        mapping.mutable_reg()->set_pos(0);
+        opened[id] = CR_TRY(open_reg(mapping));
+      }
+      int tfd = CR_TRY(push.push(opened[id].get()));
+      CR_OK(r.call(SYS_mmap, long(v.start()), len, long(prot), flags & ~long(MAP_ANONYMOUS), tfd, long(v.pgoff())));
+      CR_OK(r.call(SYS_close, tfd));
+    } else if (v.status() & mem::kVmaAnonPrivate) {
+      CR_OK(r.call(SYS_mmap, long(v.start()), len, long(prot), flags | MAP_ANONYMOUS, -1, 0));
+    } else {
+      return fail(make_error(Errc::unsupported, "restore", image::mm_file(img.pid()),
+                             "VMA kind " + std::to_string(v.status()) + " is not supported yet"));
+    }
+    for (int advice : mem::madvices(v)) CR_OK(r.call(SYS_madvise, long(v.start()), len, advice));
+  }
+  return {};
+}
+
+Status push_fds(Remote& r, FdPusher& push, const ProcessImage& img, const ImageSet& set,
+                std::map<uint32_t, UniqueFd>& by_id) {
+  std::map<uint32_t, UniqueFd> opened;  // fds share a struct file exactly when they share an id
+  for (const auto& fe : img.fds) {
+    if (!opened.count(fe.id())) opened[fe.id()] = CR_TRY(open_reg(set.files.at(fe.id())));
+    int tfd = CR_TRY(push.push(opened[fe.id()].get()));
+    bool cloexec = fe.flags() & FD_CLOEXEC;
+    if (tfd != int(fe.fd())) {
+      CR_OK(r.call(SYS_dup3, tfd, long(fe.fd()), cloexec ? O_CLOEXEC : 0));
+      CR_OK(r.call(SYS_close, tfd));
+    } else if (!cloexec) {
+      CR_OK(r.call(SYS_fcntl, tfd, F_SETFD, 0));
+    }
+  }
+  for (auto& [id, fd] : opened) by_id[id] = std::move(fd);
+  return {};
+}
+
+Status restore_sigactions(Remote& r, const task_core_entry& tc) {
+  int sig = 0;
+  for (const auto& sa : tc.sigactions()) {
+    do sig++;
+    while (sig == SIGKILL || sig == SIGSTOP);
+    KernelSigaction k{sa.sigaction(), sa.flags(), sa.restorer(), sa.mask()};
+    uint64_t addr = CR_TRY(r.put(&k, sizeof k));
+    CR_OK(r.call(SYS_rt_sigaction, sig, long(addr), 0, 8));
+  }
+  return {};
+}
+
+Status restore_mm(Remote& r, FdPusher& push, const ProcessImage& img, const ImageSet& set) {
+  const mm_entry& mm = img.mm;
+  auto exe = CR_TRY(sys::open(set.files.at(mm.exe_file_id()).reg().name(), O_RDONLY));
+  int exe_fd = CR_TRY(push.push(exe.get()));
+  // Up to and including the AT_NULL pair.
+  std::vector<uint64_t> auxv(mm.mm_saved_auxv().begin(), mm.mm_saved_auxv().end());
+  size_t used = auxv.size();
+  for (size_t i = 0; i + 1 < auxv.size(); i += 2)
+    if (auxv[i] == 0) {
+      used = i + 2;
+      break;
+    }
+  uint64_t auxv_addr = CR_TRY(r.put(auxv.data(), used * 8));
+  MmMap map{mm.mm_start_code(), mm.mm_end_code(), mm.mm_start_data(), mm.mm_end_data(), mm.mm_start_brk(),
+            mm.mm_brk(),        mm.mm_start_stack(), mm.mm_arg_start(), mm.mm_arg_end(), mm.mm_env_start(),
+            mm.mm_env_end(),   auxv_addr,            uint32_t(used * 8), uint32_t(exe_fd)};
+  uint64_t map_addr = CR_TRY(r.put(&map, sizeof map, true));
+  CR_OK(r.call(SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, long(map_addr), sizeof map, 0));
+  CR_OK(r.call(SYS_close, exe_fd));
+  if (mm.has_dumpable()) CR_OK(r.call(SYS_prctl, PR_SET_DUMPABLE, mm.dumpable()));
+  if (mm.thp_disabled()) CR_OK(r.call(SYS_prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0));
+  return {};
+}
+
+// State each thread sets for itself.
+Status restore_thread_self(Remote& r, pid_t pid, pid_t tid, const core_entry& core) {
+  const auto& tcore = core.thread_core();
+  CR_OK(r.call(SYS_set_robust_list, long(tcore.futex_rla()), long(tcore.futex_rla_len())));
+  CR_OK(r.call(SYS_set_tid_address, long(core.thread_info().clear_tid_addr())));
+  if (tcore.has_sas() && tcore.sas().ss_size()) {
+    stack_t ss{reinterpret_cast<void*>(tcore.sas().ss_sp()), int(tcore.sas().ss_flags() & ~SS_ONSTACK),
+               size_t(tcore.sas().ss_size())};
+    uint64_t addr = CR_TRY(r.put(&ss, sizeof ss));
+    CR_OK(r.call(SYS_sigaltstack, long(addr), 0));
+  }
+  if (tcore.has_comm()) {
+    uint64_t addr = CR_TRY(r.put_string(tcore.comm().substr(0, 15)));
+    CR_OK(r.call(SYS_prctl, PR_SET_NAME, long(addr)));
+  }
+  if (tcore.pdeath_sig()) CR_OK(r.call(SYS_prctl, PR_SET_PDEATHSIG, tcore.pdeath_sig()));
+  if (tcore.has_rseq_entry()) {
+    const auto& rs = tcore.rseq_entry();
+    CR_OK(r.call(SYS_rseq, long(rs.rseq_abi_pointer()), rs.rseq_abi_size(), 0, rs.signature()));
+  }
+  for (const auto& s : tcore.signals_p().signals()) {
+    siginfo_t si;
+    if (s.siginfo().size() != sizeof si)
+      return fail(make_error(Errc::corrupt_image, "restore", image::core_file(uint32_t(tid)), "bad siginfo size"));
+    memcpy(&si, s.siginfo().data(), sizeof si);
+    uint64_t addr = CR_TRY(r.put(&si, sizeof si));
+    CR_OK(r.call(SYS_rt_tgsigqueueinfo, pid, tid, si.si_signo, long(addr)));
+  }
+  return {};
+}
+
+Status restore_sched(pid_t tid, const thread_core_entry& tcore) {
+  if (tcore.sched_policy() != SCHED_OTHER) {
+    sched_param sp{int(tcore.sched_prio())};
+    if (::sched_setscheduler(tid, int(tcore.sched_policy()), &sp) < 0)
+      return fail(sys_error("sched_setscheduler", "thread " + std::to_string(tid)));
+  }
+  if (::setpriority(PRIO_PROCESS, id_t(tid), tcore.sched_nice()) < 0)
+    return fail(sys_error("setpriority", "thread " + std::to_string(tid)));
+  return {};
+}
+
+Status restore_process_wide(Remote& r, pid_t pid, const task_core_entry& tc, Logger& log) {
+  CR_OK(r.call(SYS_personality, long(tc.personality())));
+  for (int i = 0; i < tc.rlimits().rlimits_size(); i++) {
+    const auto& l = tc.rlimits().rlimits(i);
+    struct rlimit64 {
+      uint64_t cur, max;
+    } lim{l.cur(), l.max()};
+    uint64_t addr = CR_TRY(r.put(&lim, sizeof lim));
+    auto res = r.call(SYS_prlimit64, 0, i, long(addr), 0);
+    // Raising a hard limit needs CAP_SYS_RESOURCE; the task keeps the restorer's limit then.
+    if (!res) LOG_WARN(log, "Can't restore rlimit %d of %d: %s", i, pid, res.error().render().c_str());
+  }
+  for (const auto& s : tc.signals_s().signals()) {
+    siginfo_t si;
+    if (s.siginfo().size() != sizeof si)
+      return fail(make_error(Errc::corrupt_image, "restore", image::core_file(uint32_t(pid)), "bad siginfo size"));
+    memcpy(&si, s.siginfo().data(), sizeof si);
+    uint64_t addr = CR_TRY(r.put(&si, sizeof si));
+    CR_OK(r.call(SYS_rt_sigqueueinfo, pid, si.si_signo, long(addr)));
+  }
+  if (tc.child_subreaper()) CR_OK(r.call(SYS_prctl, PR_SET_CHILD_SUBREAPER, 1));
+  return {};
+}
+
+Status restore_itimers(Remote& r, const task_timers_entry& t) {
+  const itimer_entry* slots[] = {&t.real(), &t.virt(), &t.prof()};
+  for (int which = 0; which < 3; which++) {
+    const itimer_entry& e = *slots[which];
+    if (!e.vsec() && !e.vusec()) continue;
+    itimerval it{{long(e.isec()), long(e.iusec())}, {long(e.vsec()), long(e.vusec())}};
+    uint64_t addr = CR_TRY(r.put(&it, sizeof it));
+    CR_OK(r.call(SYS_setitimer, which, long(addr), 0));
+  }
+  return {};
+}
+
+bool same_creds(const creds_entry& c, const proc::TaskStatus& self) {
+  auto cap = [](const google::protobuf::RepeatedField<uint32_t>& f) {
+    return f.size() >= 2 ? (uint64_t(f.Get(1)) << 32 | f.Get(0)) : 0;
+  };
+  std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
+  return c.uid() == self.uid[0] && c.euid() == self.uid[1] && c.suid() == self.uid[2] && c.fsuid() == self.uid[3] &&
+         c.gid() == self.gid[0] && c.egid() == self.gid[1] && c.sgid() == self.gid[2] && c.fsgid() == self.gid[3] &&
+         groups == self.groups && cap(c.cap_eff()) == self.cap_eff && cap(c.cap_prm()) == self.cap_prm &&
+         cap(c.cap_inh()) == self.cap_inh && cap(c.cap_bnd()) == self.cap_bnd && cap(c.cap_amb()) == self.cap_amb;
+}
+
+// Credentials are per thread; each thread sets its own, keeping capabilities across the uid change.
+Status restore_creds(Remote& r, const creds_entry& c) {
+  auto cap = [](const google::protobuf::RepeatedField<uint32_t>& f, int w) { return f.size() > w ? f.Get(w) : 0u; };
+  constexpr long kKeepCaps = 1 << 4;  // SECBIT_KEEP_CAPS
+  CR_OK(r.call(SYS_prctl, PR_SET_SECUREBITS, long(c.secbits()) | kKeepCaps));
+  for (int capn = 0; capn < 64; capn++) {
+    bool keep = cap(c.cap_bnd(), capn / 32) >> (capn % 32) & 1;
+    if (!keep) {
+      auto res = r.call(SYS_prctl, PR_CAPBSET_DROP, capn);
+      if (!res && res.error().err != EINVAL) return fail(res.error());
+    }
+  }
+  std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
+  uint64_t gaddr = groups.empty() ? 0 : CR_TRY(r.put(groups.data(), groups.size() * 4));
+  CR_OK(r.call(SYS_setgroups, long(groups.size()), long(gaddr)));
+  CR_OK(r.call(SYS_setresgid, c.gid(), c.egid(), c.sgid()));
+  CR_OK(r.call(SYS_setfsgid, c.fsgid()));
+  CR_OK(r.call(SYS_setresuid, c.uid(), c.euid(), c.suid()));
+  CR_OK(r.call(SYS_setfsuid, c.fsuid()));
+  struct {
+    __user_cap_header_struct head;
+    __user_cap_data_struct data[2];
+  } caps{{_LINUX_CAPABILITY_VERSION_3, 0}, {}};
+  for (int w = 0; w < 2; w++)
+    caps.data[w] = {cap(c.cap_eff(), w), cap(c.cap_prm(), w), cap(c.cap_inh(), w)};
+  uint64_t addr = CR_TRY(r.put(&caps, sizeof caps));
+  CR_OK(r.call(SYS_capset, long(addr), long(addr + sizeof caps.head)));
+  for (int capn = 0; capn < 64; capn++)
+    if (cap(c.cap_amb(), capn / 32) >> (capn % 32) & 1) CR_OK(r.call(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, capn, 0, 0));
+  CR_OK(r.call(SYS_prctl, PR_SET_SECUREBITS, long(c.secbits())));
+  if (c.no_new_privs()) CR_OK(r.call(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+  return {};
+}
+
+// Installs the thread's seccomp filter chain, oldest first.
+Status restore_seccomp(Remote& r, const thread_core_entry& tcore, const seccomp_entry& all) {
+  if (tcore.seccomp_mode() == strict) return fail(make_error(Errc::unsupported, "restore", "seccomp", "strict mode"));
+  if (tcore.seccomp_mode() != filter) return {};
+  std::vector<uint32_t> chain;
+  for (uint32_t i = tcore.seccomp_filter();;) {
+    if (int(i) >= all.seccomp_filters_size() || chain.size() > size_t(all.seccomp_filters_size()))
+      return fail(make_error(Errc::corrupt_image, "restore", image::kSeccompFile, "bad filter chain"));
+    chain.insert(chain.begin(), i);
+    if (!all.seccomp_filters(int(i)).has_prev()) break;
+    i = all.seccomp_filters(int(i)).prev();
+  }
+  for (uint32_t i : chain) {
+    const std::string& prog = all.seccomp_filters(int(i)).filter();
+    if (prog.empty() || prog.size() % 8 || prog.size() / 8 > 4096)
+      return fail(make_error(Errc::corrupt_image, "restore", image::kSeccompFile, "bad filter program"));
+    uint64_t insns = CR_TRY(r.put(prog.data(), prog.size()));
+    struct {
+      uint16_t len;
+      uint16_t pad[3];
+      uint64_t filter;
+    } fprog{uint16_t(prog.size() / 8), {}, insns};
+    uint64_t addr = CR_TRY(r.put(&fprog, sizeof fprog, true));
+    CR_OK(r.call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, long(all.seccomp_filters(int(i)).flags()), long(addr)));
+  }
+  return {};
+}
+
+}  // namespace
+
+// ---- RestoredTask ----
+
+RestoredTask::RestoredTask(RestoredTask&& o) noexcept
+    : pid_(std::exchange(o.pid_, 0)),
+      resumed_(o.resumed_),
+      image_(o.image_),
+      threads_(std::move(o.threads_)),
+      xsave_(o.xsave_) {}
+
+RestoredTask::~RestoredTask() {
+  if (pid_ > 0 && !resumed_) kill();
+}
+
+void RestoredTask::kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  threads_.clear();  // detaching a killed task fails harmlessly
+  int status;
+  while (::waitpid(pid_, &status, __WALL) < 0 && errno == EINTR) {
+  }
+  pid_ = 0;
+}
+
+Status RestoredTask::resume() {
+  const ProcessImage& img = *image_;
+  for (size_t i = 0; i < threads_.size(); i++) {
+    pid_t tid = threads_[i].tid();
+    const core_entry& core = img.cores[i];
+    kernel::Regs regs = arch::regs_from_image(core.thread_info().gpregs());
+    kernel::fixup_syscall_restart(regs, kernel::RestartMode::in_place);
+    CR_OK(kernel::set_regs(tid, regs));
+    auto xs = CR_TRY(kernel::get_xstate(tid));
+    CR_OK(arch::fpu_from_image(core.thread_info().fpregs(), xsave_, xs));
+    CR_OK(kernel::set_xstate(tid, xs));
+    CR_OK(arch::tls_from_image(tid, core.thread_info()));
+    uint64_t mask = i == 0 ? img.cores[0].tc().blk_sigset() : core.thread_core().blk_sigset();
+    CR_OK(kernel::set_sigmask(tid, mask & ~(uint64_t(1) << (SIGKILL - 1) | uint64_t(1) << (SIGSTOP - 1))));
+  }
+  for (auto& t : threads_) CR_OK(t.detach(0));
+  resumed_ = true;
+  return {};
+}
+
+Result<RestoredTask> create_task(const ProcessImage& img, Logger& log) {
+  pid_t want = pid_t(img.pid());
+  clone_args args{};
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<uint64_t>(&want);
+  args.set_tid_size = 1;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::chrono::steady_clock::time_point live_since{};
+  long child;
+  for (;;) {
+    child = ::syscall(SYS_clone3, &args, sizeof args);
+    if (child == 0) {
+      // The new task: raw syscalls only (it shares nothing with us but a copy of memory).
+      ::syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
+      ::syscall(SYS_kill, ::syscall(SYS_getpid), SIGSTOP);
+      ::syscall(SYS_exit_group, 127);
+    }
+    if (child > 0) break;
+    if (errno != EEXIST || std::chrono::steady_clock::now() > deadline) {
+      Error e = sys_error("clone3", task_name(want), "creating the task with its original pid");
+      if (errno == EPERM) e.with_hint("restoring pids needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN");
+      if (errno == EEXIST) e.with_hint("the pid is still in use; stop the process that holds it");
+      return fail(std::move(e));
+    }
+    // The pid is taken: wait while its old owner is a zombie about to be reaped, not for a live task.
+    auto st = proc::read_stat(want);
+    if (st && st->state != 'Z' && st->state != 'X') {
+      auto now = std::chrono::steady_clock::now();
+      if (live_since == std::chrono::steady_clock::time_point{}) live_since = now;
+      if (now - live_since > std::chrono::milliseconds(500))
+        return fail(make_error(Errc::conflict, "restore", task_name(want),
+                               "the pid is used by a live process (" + st->comm + ")")
+                        .with_hint("stop that process, or restore in a new pid namespace"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  LOG_INFO(log, "Created task %ld for pid %d", child, want);
+  RestoredTask task;
+  task.pid_ = pid_t(child);
+  task.image_ = &img;
+  auto t = kernel::Tracee::adopt(pid_t(child), kTraceOptions, true);
+  if (!t) {
+    task.kill();
+    return fail(t.error());
+  }
+  task.threads_.push_back(std::move(*t));
+  return task;
+}
+
+Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage& img, int images_dir,
+                    const TaskOptions& opts, Logger& log) {
+  pid_t pid = task.pid();
+  task.xsave_ = opts.xsave;
+  const task_core_entry& tc = img.cores[0].tc();
+  kernel::Tracee& leader = task.threads_[0];
+
+  // 1. A trampoline page free in both layouts; every later call executes its `syscall`.
+  auto now = CR_TRY(proc::read_maps(pid));
+  uint64_t insn = CR_TRY(kernel::find_syscall_insn(pid));
+  auto rs = CR_TRY(PtraceSyscall::begin(leader, insn));
+  uint64_t tramp = CR_TRY(find_free_range(now, img.mm, kTrampolineSize));
+  CR_OK(rs.syscall(SYS_mmap, long(tramp), long(kTrampolineSize), PROT_READ | PROT_WRITE | PROT_EXEC,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0));
+  const uint8_t code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
+  CR_OK(kernel::write_mem(pid, tramp, code));
+  rs.set_insn(tramp);
+  Remote r(rs, pid, tramp + kScratchOffset, kTrampolineSize - kScratchOffset);
+
+  // 2. Forget crshim: its rseq area, its memory (but the vDSO), its files.
+  ptrace_rseq_configuration rc{};
+  if (::ptrace(__ptrace_request(PTRACE_GET_RSEQ_CONFIGURATION), pid, sizeof rc, &rc) < 0)
+    return fail(sys_error("ptrace(PTRACE_GET_RSEQ_CONFIGURATION)", task_name(pid)));
+  if (rc.rseq_abi_pointer)
+    CR_OK(r.call(SYS_rseq, long(rc.rseq_abi_pointer), rc.rseq_abi_size, 1 /* RSEQ_FLAG_UNREGISTER */, rc.signature));
+  for (const auto& v : now) {
+    if (v.is_vdso() || v.is_vvar() || v.is_vvar_vclock() || v.is_vsyscall()) continue;
+    CR_OK(r.call(SYS_munmap, long(v.start), long(v.size())));
+  }
+  uint64_t temp = CR_TRY(find_free_range(now, img.mm, 1ull << 30, tramp));
+  CR_OK_IN(move_vdso(r, now, img.mm, temp), "vDSO");
+  CR_OK(r.call(SYS_close_range, 0, ~0u, 0));
+
+  // crshim's own pid, reachable from the target, lends it our open files.
+  int max_fd = 0;
+  for (const auto& fe : img.fds) max_fd = std::max(max_fd, int(fe.fd()));
+  UniqueFd self_pidfd(sys::pidfd_open(getpid()));
+  long pidfd = CR_TRY(r.call(SYS_pidfd_open, getpid(), 0));
+  long holder = max_fd + 1;
+  CR_OK(r.call(SYS_dup3, pidfd, holder, O_CLOEXEC));
+  CR_OK(r.call(SYS_close, pidfd));
+  FdPusher push{r, int(holder)};
+
+  // 3. Memory: map every area (writable while pages go in), write the pages, set final protections.
+  const auto& vmas = img.mm.vmas();
+  std::vector<bool> add_write(size_t(vmas.size()), false);
+  {
+    size_t v = 0;
+    for (const auto& pe : img.pagemap) {
+      while (v < size_t(vmas.size()) && vmas[int(v)].end() <= pe.vaddr()) v++;
+      if (v < size_t(vmas.size()) && !(vmas[int(v)].prot() & PROT_WRITE)) add_write[v] = true;
+    }
+  }
+  std::map<uint32_t, UniqueFd> opened;
+  CR_OK_IN(map_vmas(r, push, img, set, opened, add_write), "memory");
+  opened.clear();
+  {
+    auto mem_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/mem", O_RDWR));
+    auto pages = CR_TRY(mem::PageSource::open(images_dir, image::pages_file(img.pages_id)));
+    uint64_t restored = 0;
+    for (const auto& pe : img.pagemap) {
+      if (!(pe.flags() & 4)) continue;
+      CR_OK_IN(pages.restore(pid, mem_fd.get(), pe.vaddr(), pe.nr_pages()), "memory");
+      restored += pe.nr_pages();
+    }
+    LOG_INFO(log, "Restored %llu pages of %d", (unsigned long long)restored, pid);
+  }
+  for (int i = 0; i < vmas.size(); i++)
+    if (add_write[size_t(i)]) CR_OK(r.call(SYS_mprotect, long(vmas[i].start()), long(vmas[i].end() - vmas[i].start()), long(vmas[i].prot())));
+
+  // 4. Files, mm fields, signal handlers, fs.
+  std::map<uint32_t, UniqueFd> fd_objects;
+  CR_OK_IN(push_fds(r, push, img, set, fd_objects), "files");
+  CR_OK_IN(restore_mm(r, push, img, set), "mm");
+  CR_OK(r.call(SYS_close, holder));
+  CR_OK_IN(restore_sigactions(r, tc), "signal handlers");
+  if (img.fs.has_umask()) CR_OK(r.call(SYS_umask, long(img.fs.umask())));
+  const std::string& root = set.files.at(img.fs.root_id()).reg().name();
+  if (root != "/") {
+    uint64_t addr = CR_TRY(r.put_string(root));
+    CR_OK(r.call(SYS_chroot, long(addr)));
+  }
+  uint64_t cwd = CR_TRY(r.put_string(set.files.at(img.fs.cwd_id()).reg().name()));
+  CR_OK_IN(r.call(SYS_chdir, long(cwd)), "cwd");
+  if (!opts.shell_job) {
+    if (img.pstree.sid() == img.pid()) CR_OK(r.call(SYS_setsid));
+    else if (img.pstree.pgid() == img.pid()) CR_OK(r.call(SYS_setpgid, 0, 0));
+  }
+
+  // 5. Threads, created by the leader with their original tids.
+  for (int i = 1; i < img.pstree.threads_size(); i++) {
+    pid_t tid = pid_t(img.pstree.threads(i));
+    clone_args ca{};
+    ca.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+    uint64_t tid_addr = CR_TRY(r.put(&tid, sizeof tid));
+    ca.set_tid = tid_addr;
+    ca.set_tid_size = 1;
+    uint64_t ca_addr = CR_TRY(r.put(&ca, sizeof ca, true));
+    long got = CR_TRY(r.call(SYS_clone3, long(ca_addr), sizeof ca));
+    if (got != tid)
+      return fail(make_error(Errc::internal, "restore", "thread " + std::to_string(tid), "clone3 gave tid " + std::to_string(got)));
+    for (pid_t t : rs.take_new_tids()) {
+      auto tr = CR_TRY(kernel::Tracee::adopt(t, kTraceOptions, true));
+      task.threads_.push_back(std::move(tr));
+    }
+  }
+  if (task.threads_.size() != size_t(img.pstree.threads_size()))
+    return fail(make_error(Errc::internal, "restore", task_name(pid), "thread count differs after clone3"));
+
+  // 6. Per-thread state, then process-wide state that may interrupt (signals, timers).
+  auto self_status = CR_TRY(proc::read_status(getpid()));
+  bool leader_seccomp = false;
+  for (size_t i = 0; i < task.threads_.size(); i++) {
+    pid_t tid = task.threads_[i].tid();
+    const core_entry& core = img.cores[i];
+    CR_OK(restore_sched(tid, core.thread_core()));
+    if (i == 0) {
+      CR_OK_IN(restore_thread_self(r, pid, tid, core), "thread " + std::to_string(tid));
+      continue;
+    }
+    auto trs = CR_TRY(PtraceSyscall::begin(task.threads_[i], tramp));
+    Remote tr(trs, pid, tramp + kScratchOffset, kTrampolineSize - kScratchOffset);
+    CR_OK_IN(restore_thread_self(tr, pid, tid, core), "thread " + std::to_string(tid));
+    if (!same_creds(core.thread_core().creds(), self_status)) CR_OK_IN(restore_creds(tr, core.thread_core().creds()), "credentials");
+    CR_OK_IN(restore_seccomp(tr, core.thread_core(), set.seccomp), "seccomp");
+    CR_OK(trs.restore());
+  }
+  CR_OK_IN(restore_process_wide(r, pid, tc, log), "process");
+  CR_OK_IN(restore_itimers(r, tc.timers()), "itimers");
+  const auto& lcore = img.cores[0].thread_core();
+  if (!same_creds(lcore.creds(), self_status)) CR_OK_IN(restore_creds(r, lcore.creds()), "credentials");
+  if (lcore.seccomp_mode() == filter) {
+    // The filter may forbid the calls still to come (munmap of the trampoline).
+    CR_OK(leader.set_options(kTraceOptions | PTRACE_O_SUSPEND_SECCOMP));
+    leader_seccomp = true;
+  }
+  CR_OK_IN(restore_seccomp(r, lcore, set.seccomp), "seccomp");
+
+  // 7. The trampoline unmaps itself: the thread stops at the step trap and never fetches more.
+  CR_OK(r.call(SYS_munmap, long(tramp), long(kTrampolineSize)));
+  CR_OK(rs.restore());
+  if (leader_seccomp) CR_OK(leader.set_options(kTraceOptions));
+  return {};
+}
+
+}  // namespace crshim::restorer

@@ -1,0 +1,55 @@
+// Rebuilds one process from its images inside a freshly created task, by remote syscalls only.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <vector>
+
+#include "checkpoint/base/log.h"
+#include "checkpoint/kernel/features.h"
+#include "checkpoint/kernel/tracee.h"
+#include "checkpoint/restore/images.h"
+
+namespace crshim::restorer {
+
+// Options of one restore that change how a task is rebuilt.
+struct TaskOptions {
+  bool shell_job = false;
+  kernel::XsaveLayout xsave;
+};
+
+// A restored process held stopped under ptrace until resume(); destroying it unresumed kills it.
+class RestoredTask {
+ public:
+  RestoredTask(RestoredTask&&) noexcept;
+  RestoredTask& operator=(RestoredTask&&) = delete;
+  ~RestoredTask();
+
+  pid_t pid() const { return pid_; }
+  // Sets every thread's final registers and signal mask and lets the process run.
+  Status resume();
+  // SIGKILL and reap (a failed restore leaves nothing behind).
+  void kill();
+
+ private:
+  friend Result<RestoredTask> create_task(const ProcessImage&, Logger&);
+  friend Status rebuild_task(RestoredTask&, const ImageSet&, const ProcessImage&, int, const TaskOptions&, Logger&);
+  RestoredTask() = default;
+
+  pid_t pid_ = 0;
+  bool resumed_ = false;
+  const ProcessImage* image_ = nullptr;
+  std::vector<kernel::Tracee> threads_;  // leader first, as the image lists them
+  kernel::XsaveLayout xsave_;
+};
+
+// Creates the task with the image's pid (clone3 + set_tid; waits while the old pid is still a
+// zombie) stopped under ptrace, still running crshim's code.
+Result<RestoredTask> create_task(const ProcessImage& img, Logger& log);
+
+// Replaces the task's whole state with the image's: memory, files, signals, threads, credentials.
+Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage& img, int images_dir,
+                    const TaskOptions& opts, Logger& log);
+
+}  // namespace crshim::restorer

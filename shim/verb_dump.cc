@@ -1,0 +1,28 @@
+// `crshim dump`: checkpoint a process tree into an image directory.
+#include <cstdio>
+
+#include "checkpoint/engine.h"
+#include "shim/job.h"
+#include "shim/verbs.h"
+
+namespace crshim {
+
+int run_dump(const Options& opts) {
+  auto job = open_job(opts, "dump.log", true);
+  if (!job) return report_failure(nullptr, "dump", job.error());
+  DumpRequest req;
+  req.pid = *opts.tree_pid;
+  req.leave_running = opts.leave_running;
+  req.shell_job = opts.shell_job;
+  req.external = opts.external;
+  NoHooks hooks;
+  Session session = (*job)->session();
+  auto res = dump(req, session, hooks);
+  if (!res) return report_failure(job->get(), "dump", res.error());
+  if (opts.display_stats)
+    printf("Frozen time: %llu us, pages written: %llu\n", (unsigned long long)res->frozen_us,
+           (unsigned long long)res->pages_written);
+  return 0;
+}
+
+}  // namespace crshim

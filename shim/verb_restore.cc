@@ -1,0 +1,31 @@
+// `crshim restore`: recreate a process tree from an image directory.
+#include <sys/wait.h>
+
+#include "checkpoint/engine.h"
+#include "shim/job.h"
+#include "shim/verbs.h"
+
+namespace crshim {
+
+int run_restore(const Options& opts) {
+  auto job = open_job(opts, "restore.log", false);
+  if (!job) return report_failure(nullptr, "restore", job.error());
+  RestoreRequest req;
+  req.detached = opts.restore_detached;
+  req.sibling = opts.restore_sibling;
+  req.shell_job = opts.shell_job;
+  req.pidfile = opts.pidfile.value_or("");
+  for (const auto& i : opts.inherit_fds) req.inherit_fds.push_back({i.fd, i.key});
+  NoHooks hooks;
+  Session session = (*job)->session();
+  auto res = restore(req, session, hooks);
+  if (!res) return report_failure(job->get(), "restore", res.error());
+  if (req.detached) return 0;
+  // Without -d crshim stays the parent and exits like the restored root did.
+  int st = res->exit_status;
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return 0;
+}
+
+}  // namespace crshim

@@ -1,0 +1,14 @@
+// One function per CLI verb; each returns the process exit code.
+#pragma once
+
+#include "shim/options.h"
+
+namespace crshim {
+
+int run_dump(const Options& opts);
+int run_restore(const Options& opts);
+int run_check(const Options& opts);
+int run_show(const Options& opts);
+int run_features(const Options& opts);
+
+}  // namespace crshim
