@@ -421,8 +421,16 @@ RestoredTask::~RestoredTask() {
 void RestoredTask::kill() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGKILL);
+  std::vector<pid_t> tids;
+  for (const auto& t : threads_) tids.push_back(t.tid());
   threads_.clear();  // detaching a killed task fails harmlessly
+  // Traced threads must be reaped one by one before the leader's exit is reported.
   int status;
+  for (pid_t tid : tids) {
+    if (tid == pid_) continue;
+    while (::waitpid(tid, &status, __WALL) < 0 && errno == EINTR) {
+    }
+  }
   while (::waitpid(pid_, &status, __WALL) < 0 && errno == EINTR) {
   }
   pid_ = 0;
@@ -568,6 +576,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     if (add_write[size_t(i)]) CR_OK(r.call(SYS_mprotect, long(vmas[i].start()), long(vmas[i].end() - vmas[i].start()), long(vmas[i].prot())));
 
   // 4. Files, mm fields, signal handlers, fs.
+  LOG_DEBUG(log, "Restoring %d: %s", pid, "files");
   std::map<uint32_t, UniqueFd> fd_objects;
   CR_OK_IN(push_fds(r, push, img, set, fd_objects), "files");
   CR_OK_IN(restore_mm(r, push, img, set), "mm");
@@ -587,6 +596,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   }
 
   // 5. Threads, created by the leader with their original tids.
+  LOG_DEBUG(log, "Restoring %d: %s", pid, "threads");
   for (int i = 1; i < img.pstree.threads_size(); i++) {
     pid_t tid = pid_t(img.pstree.threads(i));
     clone_args ca{};
@@ -607,6 +617,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     return fail(make_error(Errc::internal, "restore", task_name(pid), "thread count differs after clone3"));
 
   // 6. Per-thread state, then process-wide state that may interrupt (signals, timers).
+  LOG_DEBUG(log, "Restoring %d: %s", pid, "per-thread state");
   auto self_status = CR_TRY(proc::read_status(getpid()));
   bool leader_seccomp = false;
   for (size_t i = 0; i < task.threads_.size(); i++) {
@@ -636,6 +647,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   CR_OK_IN(restore_seccomp(r, lcore, set.seccomp), "seccomp");
 
   // 7. The trampoline unmaps itself: the thread stops at the step trap and never fetches more.
+  LOG_DEBUG(log, "Restoring %d: %s", pid, "trampoline removal");
   CR_OK(r.call(SYS_munmap, long(tramp), long(kTrampolineSize)));
   CR_OK(rs.restore());
   if (leader_seccomp) CR_OK(leader.set_options(kTraceOptions));

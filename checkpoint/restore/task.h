@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -40,7 +41,7 @@ class RestoredTask {
   pid_t pid_ = 0;
   bool resumed_ = false;
   const ProcessImage* image_ = nullptr;
-  std::vector<kernel::Tracee> threads_;  // leader first, as the image lists them
+  std::deque<kernel::Tracee> threads_;  // leader first; a deque keeps references valid as threads are added
   kernel::XsaveLayout xsave_;
 };
 

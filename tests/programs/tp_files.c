@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   TP_CHECK(write(fd, "0123456789abcdef", 16) == 16, "write");
   int ro = open("data.txt", O_RDONLY);
   TP_CHECK(lseek(ro, 10, SEEK_SET) == 10, "lseek");
-  int ap = open("log.txt", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int ap = open("log.txt", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
   TP_CHECK(write(ap, "first\n", 6) == 6, "append write");
   int null = open("/dev/null", O_RDWR);
   /* A high fd number must come back as the same number. */
