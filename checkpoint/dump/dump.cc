@@ -5,6 +5,7 @@
 #include <chrono>
 #include <random>
 
+#include "checkpoint/base/fault.h"
 #include "checkpoint/base/sys.h"
 #include "checkpoint/dump/context.h"
 #include "checkpoint/dump/process.h"
@@ -120,7 +121,9 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
 
   dumper::DumpContext ctx{req, session, kernel::xsave_layout(), {}, {}, {}, 1, {}};
   pstree_entry root;
-  Status st = dumper::dump_process(frozen, ctx, root);
+  Status st = fault_point("dump:frozen");
+  if (st) st = dumper::dump_process(frozen, ctx, root);
+  if (st) st = fault_point("dump:images");
   if (st) st = write_common_images(ctx, root);
   if (st) st = hooks.fire(HookPoint::post_dump, 0);
   if (!st) {

@@ -255,10 +255,25 @@ Result<uint32_t> read_u32_file(const std::string& path, int base) {
   return uint32_t(v);
 }
 
-Status check_no_posix_timers(pid_t pid) {
-  auto text = sys::read_file(proc::proc_dir(pid) + "/timers");
-  if (text && !sys::trim(*text).empty())
-    return fail(make_error(Errc::unsupported, "dump", task_name(pid), "POSIX timers (timer_create) are not supported yet"));
+Status dump_posix_timers(RemoteSyscall& rs, pid_t pid, uint64_t scratch, const std::vector<proc::PosixTimer>& timers,
+                         task_timers_entry& out) {
+  for (const auto& t : timers) {
+    CR_OK(rs.syscall(SYS_timer_gettime, t.id, long(scratch)));
+    auto its = CR_TRY(read_scratch<itimerspec>(pid, scratch));
+    long overrun = CR_TRY(rs.syscall(SYS_timer_getoverrun, t.id));
+    posix_timer_entry* e = out.add_posix();
+    e->set_it_id(uint32_t(t.id));
+    e->set_clock_id(uint32_t(t.clock_id));
+    e->set_si_signo(uint32_t(t.signo));
+    e->set_it_sigev_notify(uint32_t(t.notify));
+    e->set_sival_ptr(t.sival);
+    e->set_overrun(uint32_t(overrun));
+    e->set_isec(uint64_t(its.it_interval.tv_sec));
+    e->set_insec(uint64_t(its.it_interval.tv_nsec));
+    e->set_vsec(uint64_t(its.it_value.tv_sec));
+    e->set_vnsec(uint64_t(its.it_value.tv_nsec));
+    if (t.notify & SIGEV_THREAD_ID) e->set_notify_thread_id(t.notify_pid);
+  }
   return {};
 }
 
@@ -301,7 +316,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   auto limits = CR_TRY(proc::read_limits(pid));
   auto auxv_text = CR_TRY(sys::read_file(proc::proc_dir(pid) + "/auxv"));
   auto smaps = CR_TRY(proc::read_smaps(pid));
-  CR_OK(check_no_posix_timers(pid));
+  auto posix_timers = CR_TRY(proc::read_timers(pid));
 
   mm_entry mm;
   auto as = CR_TRY(mem::collect_address_space(pid, smaps, ctx.files));
@@ -315,6 +330,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   uint64_t brk = uint64_t(CR_TRY(rs.syscall(SYS_brk, 0)));
   CR_OK(dump_sigactions(rs, pid, scratch, *tc));
   CR_OK(dump_itimers(rs, pid, scratch, *tc->mutable_timers()));
+  CR_OK(dump_posix_timers(rs, pid, scratch, posix_timers, *tc->mutable_timers()));
   int dumpable = int(CR_TRY(rs.syscall(SYS_prctl, PR_GET_DUMPABLE)));
   bool thp_disabled = CR_TRY(rs.syscall(SYS_prctl, PR_GET_THP_DISABLE)) != 0;
   CR_OK(rs.syscall(SYS_prctl, PR_GET_CHILD_SUBREAPER, long(scratch)));

@@ -1,5 +1,7 @@
 #include "checkpoint/kernel/proc.h"
 
+#include <signal.h>
+
 #include <dirent.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -960,6 +962,60 @@ Result<std::vector<pid_t>> children(pid_t pid) {
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
+}
+
+Result<std::vector<PosixTimer>> parse_timers(std::string_view text, std::string_view source) {
+  std::vector<PosixTimer> out;
+  auto lines = sys::split(text, '\n');
+  for (size_t i = 0; i < lines.size(); i++) {
+    std::string_view line = lines[i];
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos) return fail(line_error(source, i + 1, "no ':' in the line"));
+    std::string_view key = line.substr(0, colon), value = sys::trim(line.substr(colon + 1));
+    if (key == "ID") {
+      uint64_t id;
+      if (!sys::parse_u64(value, id) || id > INT32_MAX) return fail(line_error(source, i + 1, "bad timer id"));
+      out.push_back({});
+      out.back().id = int(id);
+      continue;
+    }
+    if (out.empty()) return fail(line_error(source, i + 1, "timer field before the first ID line"));
+    PosixTimer& t = out.back();
+    if (key == "signal") {
+      auto slash = value.find('/');
+      uint64_t signo, sival;
+      if (slash == std::string_view::npos || !sys::parse_u64(value.substr(0, slash), signo) ||
+          !sys::parse_u64(value.substr(slash + 1), sival, 16) || signo > 64)
+        return fail(line_error(source, i + 1, "bad signal field"));
+      t.signo = int(signo);
+      t.sival = sival;
+    } else if (key == "notify") {
+      auto slash = value.find('/');
+      auto dot = value.find('.');
+      uint64_t who;
+      if (slash == std::string_view::npos || dot == std::string_view::npos || dot < slash ||
+          !sys::parse_u64(value.substr(dot + 1), who))
+        return fail(line_error(source, i + 1, "bad notify field"));
+      std::string_view kind = value.substr(0, slash), scope = value.substr(slash + 1, dot - slash - 1);
+      if (kind == "signal") t.notify = SIGEV_SIGNAL;
+      else if (kind == "none") t.notify = SIGEV_NONE;
+      else if (kind == "thread") t.notify = SIGEV_THREAD;
+      else return fail(line_error(source, i + 1, "unknown notify kind"));
+      if (scope == "tid") t.notify |= SIGEV_THREAD_ID;
+      t.notify_pid = int(who);
+    } else if (key == "ClockID") {
+      uint64_t c;
+      if (!sys::parse_u64(value, c) || c > INT32_MAX) return fail(line_error(source, i + 1, "bad clock id"));
+      t.clock_id = int(c);
+    }
+  }
+  return out;
+}
+
+Result<std::vector<PosixTimer>> read_timers(pid_t pid) {
+  std::string path = proc_dir(pid) + "/timers";
+  auto text = CR_TRY(sys::read_file(path));
+  return parse_timers(text, path);
 }
 
 Result<uint64_t> ns_inode(pid_t pid, std::string_view ns) {

@@ -284,6 +284,20 @@ Result<uint64_t> parse_signalfd_sigmask(const FdInfo& info, std::string_view sou
 Result<std::vector<InotifyWatch>> parse_inotify(const FdInfo& info, std::string_view source = "fdinfo");
 Result<TimerfdInfo> parse_timerfd(const FdInfo& info, std::string_view source = "fdinfo");
 
+// ---- timers --------------------------------------------------------------------------------------
+
+// One POSIX timer as /proc/PID/timers lists it.
+struct PosixTimer {
+  int id = 0;
+  int signo = 0;
+  uint64_t sival = 0;     // sigev_value, printed in hex
+  int notify = 0;         // SIGEV_SIGNAL / SIGEV_NONE / SIGEV_THREAD, plus SIGEV_THREAD_ID when "tid"
+  int notify_pid = 0;     // the pid or tid the signal goes to
+  int clock_id = 0;
+};
+
+Result<std::vector<PosixTimer>> parse_timers(std::string_view text, std::string_view source = "timers");
+
 // ---- readers -------------------------------------------------------------------------------------
 
 // "/proc/PID" or, when tid > 0, "/proc/PID/task/TID".
@@ -304,5 +318,6 @@ Result<std::vector<pid_t>> tasks(pid_t pid);
 Result<std::vector<pid_t>> children(pid_t pid);
 // Inode of /proc/PID/ns/NS ("net", "mnt", "pid_for_children", ...).
 Result<uint64_t> ns_inode(pid_t pid, std::string_view ns);
+Result<std::vector<PosixTimer>> read_timers(pid_t pid);
 
 }  // namespace crshim::proc

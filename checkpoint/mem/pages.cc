@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "checkpoint/base/fault.h"
 #include "checkpoint/base/sys.h"
 #include "pagemap.pb.h"
 
@@ -141,6 +142,7 @@ Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pa
       if (mem_fd >= 0 && !mem_guard.valid()) mem_guard.reset(mem_fd);
       CR_OK(st);
       CR_OK(pages.write_raw(buf.get(), len));
+      CR_OK(fault_point("dump:pages"));
       at += len;
     }
     stats.pages_written += r.pages();

@@ -69,7 +69,7 @@ Result<AddressSpace> collect_address_space(pid_t pid, const std::vector<proc::Sm
       flags |= MAP_ANONYMOUS;
       if (v.shared)
         return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "shared anonymous memory is not supported yet"));
-      status = kVmaRegular | kVmaAnonPrivate | (v.is_heap() ? kVmaHeap : 0);
+      status = kVmaRegular | kVmaAnonPrivate | (v.is_heap() ? uint32_t(kVmaHeap) : 0u);
       dump_private = true;
     } else if (v.is_special()) {
       return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "unknown special mapping"));

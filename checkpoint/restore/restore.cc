@@ -6,6 +6,7 @@
 
 #include <chrono>
 
+#include "checkpoint/base/fault.h"
 #include "checkpoint/base/sys.h"
 #include "checkpoint/engine.h"
 #include "checkpoint/image/catalog.h"
@@ -79,12 +80,14 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
   auto task = CR_TRY(restorer::create_task(img, log));
   auto forked = Clock::now();
   // From here on every failure kills the task (RestoredTask's destructor) before returning.
+  CR_OK(fault_point("restore:task-created"));
   CR_OK(hooks.fire(HookPoint::setup_namespaces, task.pid()));
   CR_OK(hooks.fire(HookPoint::post_setup_namespaces, 0));
   restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout()};
   CR_OK_IN(restorer::rebuild_task(task, set, img, session.images_dir, topts, log), "restore pid " + std::to_string(img.pid()));
   CR_OK(hooks.fire(HookPoint::post_restore, task.pid()));
   CR_OK(hooks.fire(HookPoint::pre_resume, 0));
+  CR_OK(fault_point("restore:before-resume"));
   if (!req.pidfile.empty()) CR_OK(sys::write_file(req.pidfile, std::to_string(task.pid()) + "\n"));
   uint64_t pages = 0;
   for (const auto& pe : img.pagemap)

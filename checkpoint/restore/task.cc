@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "checkpoint/arch/x86.h"
+#include "checkpoint/base/fault.h"
 #include "checkpoint/base/sys.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/kernel/proc.h"
@@ -330,6 +331,35 @@ Status restore_itimers(Remote& r, const task_timers_entry& t) {
   return {};
 }
 
+// POSIX timers come back with their ids (PR_TIMER_CREATE_RESTORE_IDS makes timer_create take the id
+// it is given), their signal and target thread, and their remaining time and interval.
+Status restore_posix_timers(Remote& r, const task_timers_entry& t) {
+  if (t.posix_size() == 0) return {};
+  constexpr long kRestoreIds = 77, kOn = 1, kOff = 0;  // PR_TIMER_CREATE_RESTORE_IDS (Linux 6.16)
+  auto on = r.call(SYS_prctl, kRestoreIds, kOn, 0, 0, 0);
+  if (!on)
+    return fail(on.error().with_hint("restoring POSIX timers with their ids needs Linux 6.16 or newer"));
+  for (const auto& e : t.posix()) {
+    sigevent sev{};
+    sev.sigev_value.sival_ptr = reinterpret_cast<void*>(e.sival_ptr());
+    sev.sigev_signo = int(e.si_signo());
+    sev.sigev_notify = int(e.it_sigev_notify());
+    if (e.has_notify_thread_id()) sev._sigev_un._tid = e.notify_thread_id();
+    uint64_t sev_addr = CR_TRY(r.put(&sev, sizeof sev));
+    int id = int(e.it_id());
+    uint64_t id_addr = CR_TRY(r.put(&id, sizeof id, true));
+    CR_OK(r.call(SYS_timer_create, long(e.clock_id()), long(sev_addr), long(id_addr)));
+  }
+  CR_OK(r.call(SYS_prctl, kRestoreIds, kOff, 0, 0, 0));
+  for (const auto& e : t.posix()) {
+    if (!e.vsec() && !e.vnsec()) continue;  // disarmed
+    itimerspec its{{long(e.isec()), long(e.insec())}, {long(e.vsec()), long(e.vnsec())}};
+    uint64_t addr = CR_TRY(r.put(&its, sizeof its));
+    CR_OK(r.call(SYS_timer_settime, long(e.it_id()), 0, long(addr), 0));
+  }
+  return {};
+}
+
 bool same_creds(const creds_entry& c, const proc::TaskStatus& self) {
   auto cap = [](const google::protobuf::RepeatedField<uint32_t>& f) {
     return f.size() >= 2 ? (uint64_t(f.Get(1)) << 32 | f.Get(0)) : 0;
@@ -572,6 +602,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     }
     LOG_INFO(log, "Restored %llu pages of %d", (unsigned long long)restored, pid);
   }
+  CR_OK(fault_point("restore:memory"));
   for (int i = 0; i < vmas.size(); i++)
     if (add_write[size_t(i)]) CR_OK(r.call(SYS_mprotect, long(vmas[i].start()), long(vmas[i].end() - vmas[i].start()), long(vmas[i].prot())));
 
@@ -613,6 +644,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
       task.threads_.push_back(std::move(tr));
     }
   }
+  CR_OK(fault_point("restore:threads"));
   if (task.threads_.size() != size_t(img.pstree.threads_size()))
     return fail(make_error(Errc::internal, "restore", task_name(pid), "thread count differs after clone3"));
 
@@ -637,6 +669,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   }
   CR_OK_IN(restore_process_wide(r, pid, tc, log), "process");
   CR_OK_IN(restore_itimers(r, tc.timers()), "itimers");
+  CR_OK_IN(restore_posix_timers(r, tc.timers()), "POSIX timers");
   const auto& lcore = img.cores[0].thread_core();
   if (!same_creds(lcore.creds(), self_status)) CR_OK_IN(restore_creds(r, lcore.creds()), "credentials");
   if (lcore.seccomp_mode() == filter) {

@@ -1,10 +1,11 @@
 /* Signal handlers, blocked and pending signals, and an interval timer survive checkpoint/restore. */
 #include <stdint.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "tp.h"
 
-static volatile sig_atomic_t usr1_count, rt_count, alarm_count;
+static volatile sig_atomic_t usr1_count, rt_count, alarm_count, timer_count;
 static volatile int rt_value;
 
 static void on_usr1(int sig) { (void)sig; usr1_count++; }
@@ -14,6 +15,14 @@ static void on_rt(int sig, siginfo_t* si, void* uc) {
   rt_value = si->si_value.sival_int;
 }
 static void on_alarm(int sig) { (void)sig; alarm_count++; }
+static void on_timer(int sig) { (void)sig; timer_count++; }
+
+/* Sleeps the whole time even though timer signals interrupt nanosleep. */
+static void sleep_ms(long ms) {
+  struct timespec left = {ms / 1000, (ms % 1000) * 1000000};
+  while (nanosleep(&left, &left) < 0 && errno == EINTR) {
+  }
+}
 
 int main(int argc, char** argv) {
   tp_init(argc, argv);
@@ -42,6 +51,22 @@ int main(int argc, char** argv) {
 
   struct itimerval it = {{0, 50000}, {0, 50000}};
   setitimer(ITIMER_REAL, &it, NULL);
+
+  /* Two POSIX timers: an unused one first, so the armed one has id 1 and ids must be kept. */
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_timer;
+  sigaction(SIGRTMIN + 3, &sa, NULL);
+  timer_t unused, ticker;
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_NONE;
+  TP_CHECK(timer_create(CLOCK_REALTIME, &sev, &unused) == 0, "timer_create");
+  sev.sigev_notify = SIGEV_SIGNAL;
+  sev.sigev_signo = SIGRTMIN + 3;
+  sev.sigev_value.sival_int = 77;
+  TP_CHECK(timer_create(CLOCK_MONOTONIC, &sev, &ticker) == 0, "timer_create");
+  struct itimerspec ts = {{0, 40000000}, {0, 40000000}};
+  TP_CHECK(timer_settime(ticker, 0, &ts, NULL) == 0, "timer_settime");
 
   tp_ready(argv);
   tp_wait_for_term(NULL);
@@ -72,7 +97,14 @@ int main(int argc, char** argv) {
   TP_CHECK(got.it_interval.tv_sec == 0 && got.it_interval.tv_usec == 50000, "itimer interval %ld.%06ld",
            (long)got.it_interval.tv_sec, (long)got.it_interval.tv_usec);
   int before = alarm_count;
-  usleep(300000);
+  sleep_ms(300);
   TP_CHECK(alarm_count > before, "itimer stopped firing");
+  struct itimerspec tcur;
+  TP_CHECK(timer_gettime(ticker, &tcur) == 0, "timer_gettime after restore: %s", strerror(errno));
+  TP_CHECK(tcur.it_interval.tv_nsec == 40000000, "POSIX timer interval %ld", tcur.it_interval.tv_nsec);
+  TP_CHECK(timer_gettime(unused, &tcur) == 0, "the unused timer is gone");
+  int ticks = timer_count;
+  sleep_ms(300);
+  TP_CHECK(timer_count > ticks, "POSIX timer stopped firing");
   tp_pass();
 }
