@@ -2,3 +2,6 @@
 #pragma once
 
 #include "checkpoint/hook_points.h"
+#include "hooks/hook_chain.h"
+#include "hooks/rpc_notify.h"
+#include "hooks/script_hooks.h"

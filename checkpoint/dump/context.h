@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "checkpoint/engine.h"
-#include "checkpoint/files/file_table.h"
+#include "checkpoint/files/kinds.h"
 #include "checkpoint/kernel/features.h"
 #include "seccomp.pb.h"
 
@@ -36,7 +36,7 @@ struct DumpContext {
   const DumpRequest& req;
   Session& session;
   kernel::XsaveLayout xsave;
-  files::FileTable files;
+  files::DumpFiles files;
   IdMap ids;
   seccomp_entry seccomp;
   uint32_t next_pages_id = 1;

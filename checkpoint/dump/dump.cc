@@ -60,7 +60,7 @@ Status preflight(const DumpRequest& req) {
 
 Status write_common_images(dumper::DumpContext& ctx, const pstree_entry& root) {
   int dir = ctx.session.images_dir;
-  CR_OK(ctx.files.write(dir));
+  CR_OK(ctx.files.finish());
   {
     auto w = CR_TRY(image::Writer::create(dir, image::kPstreeFile, image::kind(image::Type::pstree)));
     pstree_entry ps = root;
@@ -119,7 +119,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   LOG_INFO(log, "Froze %d: %zu threads in %lld us", req.pid, frozen.threads().size(),
            (long long)std::chrono::duration_cast<std::chrono::microseconds>(frozen.freeze_duration()).count());
 
-  dumper::DumpContext ctx{req, session, kernel::xsave_layout(), {}, {}, {}, 1, {}};
+  dumper::DumpContext ctx{req, session, kernel::xsave_layout(), files::DumpFiles(session.images_dir, req.shell_job), {}, {}, 1, {}};
   pstree_entry root;
   Status st = fault_point("dump:frozen");
   if (st) st = dumper::dump_process(frozen, ctx, root);

@@ -319,7 +319,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   auto posix_timers = CR_TRY(proc::read_timers(pid));
 
   mm_entry mm;
-  auto as = CR_TRY(mem::collect_address_space(pid, smaps, ctx.files));
+  auto as = CR_TRY(mem::collect_address_space(pid, smaps, ctx.files.table()));
 
   // Remote syscalls: process-wide values from the leader, the rest from each thread.
   uint64_t insn = CR_TRY(kernel::find_syscall_insn(pid));
@@ -402,7 +402,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   auto exe = CR_TRY(sys::read_link(proc::proc_dir(pid) + "/exe"));
   struct stat exe_st;
   if (::stat((proc::proc_dir(pid) + "/exe").c_str(), &exe_st) < 0) return fail(sys_error("stat", "exe of " + task_name(pid)));
-  mm.set_exe_file_id(ctx.files.add_reg(exe, O_RDONLY, 0, exe_st, -1, true));
+  mm.set_exe_file_id(ctx.files.table().add_reg(exe, O_RDONLY, 0, exe_st, -1, true));
   size_t words = auxv_text.size() / 8;
   for (size_t i = 0; i < size_t(kAtVectorSize); i++) {
     uint64_t w = 0;
@@ -438,7 +438,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   LOG_INFO(log, "Dumped %llu pages of %d", (unsigned long long)ps.pages_written, pid);
 
   // Files, cwd, root.
-  auto fds = CR_TRY(files::dump_fds(pid, ctx.req.shell_job, ctx.files));
+  auto fds = CR_TRY(files::dump_fds(pid, ctx.files));
   auto ids = CR_TRY(task_ids(pid, ctx.ids, false));
   if (!fds.empty()) {
     auto w = CR_TRY(image::Writer::create(ctx.session.images_dir, image::fdinfo_file(ids.files_id()),
@@ -452,7 +452,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
     auto path = CR_TRY(sys::read_link(link));
     struct stat st;
     if (::stat(link.c_str(), &st) < 0) return fail(sys_error("stat", link));
-    (fs.*setter)(ctx.files.add_reg(path, O_RDONLY, 0, st, -1, true));
+    (fs.*setter)(ctx.files.table().add_reg(path, O_RDONLY, 0, st, -1, true));
   }
   if (status.umask) fs.set_umask(*status.umask);
   CR_OK(write_one(ctx, image::fs_file(uint32_t(pid)), image::Type::fs, fs));

@@ -1,4 +1,4 @@
-// The fd table of a process: which kinds of open files we can dump, and their fdinfo/files entries.
+// The fd table of a process: the pre-freeze support check and the dump into fdinfo/files entries.
 #pragma once
 
 #include <sys/types.h>
@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "checkpoint/base/result.h"
-#include "checkpoint/files/file_table.h"
+#include "checkpoint/files/kinds.h"
 #include "fdinfo.pb.h"
 
 namespace crshim::files {
@@ -15,7 +15,7 @@ namespace crshim::files {
 // lists every unsupported fd (process, fd number, what it is).
 Status check_fds_supported(pid_t pid, bool shell_job);
 
-// Describes every open fd of the frozen process `pid` in `table`, returning its fdinfo entries.
-Result<std::vector<fdinfo_entry>> dump_fds(pid_t pid, bool shell_job, FileTable& table);
+// Describes every open fd of the frozen process `pid`, returning its fdinfo entries.
+Result<std::vector<fdinfo_entry>> dump_fds(pid_t pid, DumpFiles& files);
 
 }  // namespace crshim::files

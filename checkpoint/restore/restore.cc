@@ -84,7 +84,9 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
   CR_OK(hooks.fire(HookPoint::setup_namespaces, task.pid()));
   CR_OK(hooks.fire(HookPoint::post_setup_namespaces, 0));
   restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout()};
-  CR_OK_IN(restorer::rebuild_task(task, set, img, session.images_dir, topts, log), "restore pid " + std::to_string(img.pid()));
+  files::RestoreFiles files(set.files, session.images_dir, req.shell_job);
+  CR_OK_IN(restorer::rebuild_task(task, set, img, session.images_dir, files, topts, log),
+           "restore pid " + std::to_string(img.pid()));
   CR_OK(hooks.fire(HookPoint::post_restore, task.pid()));
   CR_OK(hooks.fire(HookPoint::pre_resume, 0));
   CR_OK(fault_point("restore:before-resume"));

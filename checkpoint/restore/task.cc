@@ -24,8 +24,10 @@
 #include "checkpoint/arch/x86.h"
 #include "checkpoint/base/fault.h"
 #include "checkpoint/base/sys.h"
+#include "checkpoint/files/kinds.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/kernel/proc.h"
+#include "checkpoint/kernel/remote.h"
 #include "checkpoint/kernel/remote_syscall.h"
 #include "checkpoint/mem/pages.h"
 #include "checkpoint/mem/vmas.h"
@@ -55,36 +57,7 @@ struct KernelSigaction {
   uint64_t handler, flags, restorer, mask;
 };
 
-// Remote syscalls plus a scratch area in the target for their arguments.
-class Remote {
- public:
-  Remote(RemoteSyscall& rs, pid_t pid, uint64_t scratch, uint64_t size)
-      : rs_(rs), pid_(pid), scratch_(scratch), size_(size) {}
-
-  Result<long> call(long nr, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0, long a5 = 0, long a6 = 0) {
-    return rs_.syscall(nr, a1, a2, a3, a4, a5, a6);
-  }
-  // Copies `data` into the scratch area and returns its address in the target. Each call reuses
-  // the area from the start unless `append` is set.
-  Result<uint64_t> put(const void* data, size_t size, bool append = false) {
-    if (!append) used_ = 0;
-    size_t at = (used_ + 15) & ~size_t(15);
-    if (at + size > size_)
-      return fail(make_error(Errc::internal, "restore", task_name(pid_), "scratch area too small"));
-    CR_OK(kernel::write_mem(pid_, scratch_ + at,
-                            std::span<const uint8_t>(static_cast<const uint8_t*>(data), size)));
-    used_ = at + size;
-    return scratch_ + at;
-  }
-  Result<uint64_t> put_string(const std::string& s, bool append = false) { return put(s.c_str(), s.size() + 1, append); }
-  RemoteSyscall& rs() { return rs_; }
-
- private:
-  RemoteSyscall& rs_;
-  pid_t pid_;
-  uint64_t scratch_, size_;
-  size_t used_ = 0;
-};
+using kernel::Remote;
 
 bool overlaps(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1) { return a0 < b1 && b0 < a1; }
 
@@ -144,21 +117,6 @@ Status move_vdso(Remote& r, const std::vector<proc::Vma>& now, const mm_entry& m
   return {};
 }
 
-Result<UniqueFd> open_reg(const file_entry& fe) {
-  const auto& reg = fe.reg();
-  int flags = int(reg.flags()) & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
-  auto fd = sys::open(reg.name(), flags);
-  if (!fd) return fail(fd.error().with_hint("the file must exist at restore as it did at dump"));
-  struct stat st;
-  if (reg.has_size() && fstat(fd->get(), &st) == 0 && S_ISREG(st.st_mode) && uint64_t(st.st_size) < reg.size() &&
-      reg.pos() > uint64_t(st.st_size))
-    return fail(make_error(Errc::conflict, "restore", reg.name(),
-                           "the file shrank to " + std::to_string(st.st_size) + " bytes since the dump (" +
-                               std::to_string(reg.size()) + ")"));
-  if (reg.pos() && ::lseek(fd->get(), off_t(reg.pos()), SEEK_SET) < 0) return fail(sys_error("lseek", reg.name()));
-  return fd;
-}
-
 struct FdPusher {
   Remote& r;
   int pidfd_in_target;
@@ -183,7 +141,7 @@ Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageS
         file_entry mapping = fe;
         mapping.mutable_reg()->set_flags(v.fdflags());
         mapping.mutable_reg()->set_pos(0);
-        opened[id] = CR_TRY(open_reg(mapping));
+        opened[id] = CR_TRY(files::open_reg_file(mapping.reg()));
       }
       int tfd = CR_TRY(push.push(opened[id].get()));
       CR_OK(r.call(SYS_mmap, long(v.start()), len, long(prot), flags & ~long(MAP_ANONYMOUS), tfd, long(v.pgoff())));
@@ -199,12 +157,11 @@ Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageS
   return {};
 }
 
-Status push_fds(Remote& r, FdPusher& push, const ProcessImage& img, const ImageSet& set,
-                std::map<uint32_t, UniqueFd>& by_id) {
-  std::map<uint32_t, UniqueFd> opened;  // fds share a struct file exactly when they share an id
+// Hands every fd over: the file objects come from `files` (one per id, shared as they were).
+Status push_fds(Remote& r, FdPusher& push, const ProcessImage& img, files::RestoreFiles& files) {
   for (const auto& fe : img.fds) {
-    if (!opened.count(fe.id())) opened[fe.id()] = CR_TRY(open_reg(set.files.at(fe.id())));
-    int tfd = CR_TRY(push.push(opened[fe.id()].get()));
+    int local = CR_TRY(files.fd_for(fe.id()));
+    int tfd = CR_TRY(push.push(local));
     bool cloexec = fe.flags() & FD_CLOEXEC;
     if (tfd != int(fe.fd())) {
       CR_OK(r.call(SYS_dup3, tfd, long(fe.fd()), cloexec ? O_CLOEXEC : 0));
@@ -213,7 +170,12 @@ Status push_fds(Remote& r, FdPusher& push, const ProcessImage& img, const ImageS
       CR_OK(r.call(SYS_fcntl, tfd, F_SETFD, 0));
     }
   }
-  for (auto& [id, fd] : opened) by_id[id] = std::move(fd);
+  // Work that needs the whole table in place (epoll targets refer to other fds).
+  for (const auto& fe : img.fds) {
+    const file_entry& entry = files.entry(fe.id());
+    const files::FileKind* kind = files::kind_for_type(entry.type());
+    if (kind && kind->finish) CR_OK_IN(kind->finish(entry, int(fe.fd()), r, files), "fd " + std::to_string(fe.fd()));
+  }
   return {};
 }
 
@@ -536,7 +498,7 @@ Result<RestoredTask> create_task(const ProcessImage& img, Logger& log) {
 }
 
 Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage& img, int images_dir,
-                    const TaskOptions& opts, Logger& log) {
+                    files::RestoreFiles& files, const TaskOptions& opts, Logger& log) {
   pid_t pid = task.pid();
   task.xsave_ = opts.xsave;
   const task_core_entry& tc = img.cores[0].tc();
@@ -608,8 +570,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
 
   // 4. Files, mm fields, signal handlers, fs.
   LOG_DEBUG(log, "Restoring %d: %s", pid, "files");
-  std::map<uint32_t, UniqueFd> fd_objects;
-  CR_OK_IN(push_fds(r, push, img, set, fd_objects), "files");
+  CR_OK_IN(push_fds(r, push, img, files), "files");
   CR_OK_IN(restore_mm(r, push, img, set), "mm");
   CR_OK(r.call(SYS_close, holder));
   CR_OK_IN(restore_sigactions(r, tc), "signal handlers");

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "checkpoint/base/log.h"
+#include "checkpoint/files/kinds.h"
 #include "checkpoint/kernel/features.h"
 #include "checkpoint/kernel/tracee.h"
 #include "checkpoint/restore/images.h"
@@ -35,7 +36,8 @@ class RestoredTask {
 
  private:
   friend Result<RestoredTask> create_task(const ProcessImage&, Logger&);
-  friend Status rebuild_task(RestoredTask&, const ImageSet&, const ProcessImage&, int, const TaskOptions&, Logger&);
+  friend Status rebuild_task(RestoredTask&, const ImageSet&, const ProcessImage&, int, files::RestoreFiles&,
+                             const TaskOptions&, Logger&);
   RestoredTask() = default;
 
   pid_t pid_ = 0;
@@ -51,6 +53,6 @@ Result<RestoredTask> create_task(const ProcessImage& img, Logger& log);
 
 // Replaces the task's whole state with the image's: memory, files, signals, threads, credentials.
 Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage& img, int images_dir,
-                    const TaskOptions& opts, Logger& log);
+                    files::RestoreFiles& files, const TaskOptions& opts, Logger& log);
 
 }  // namespace crshim::restorer

@@ -1,0 +1,111 @@
+// Kinds of open files (regular files, pipes, sockets, eventfds, ...): how each is recognised and
+// dumped, and how restore gets it back. One .cc file per kind; the registry is file_kinds().
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "checkpoint/base/result.h"
+#include "checkpoint/base/unique_fd.h"
+#include "checkpoint/files/file_table.h"
+#include "checkpoint/image/catalog.h"
+#include "checkpoint/image/image.h"
+#include "checkpoint/kernel/proc.h"
+#include "checkpoint/kernel/remote.h"
+#include "fdinfo.pb.h"
+
+namespace crshim::files {
+
+// One open fd of a frozen task, as /proc describes it.
+struct OpenFd {
+  pid_t pid = 0;
+  int fd = -1;
+  std::string link;    // readlink /proc/PID/fd/N: a path, "pipe:[ino]", "socket:[ino]", "anon_inode:[eventfd]"...
+  struct stat st {};   // stat through the link (zeroed when the kernel refuses)
+  proc::FdInfo info;   // /proc/PID/fdinfo/N
+  int task_pidfd = -1; // pidfd of the task, for steal()
+
+  // A copy of the task's open file in crshim's fd table (pidfd_getfd): the same struct file.
+  Result<UniqueFd> steal() const;
+  std::string name() const { return "fd " + std::to_string(fd) + " of pid " + std::to_string(pid); }
+  // Open flags without O_CLOEXEC (that one is per fd and goes to fdinfo_entry.flags).
+  uint32_t open_flags() const;
+};
+
+// Dump-wide file state: the files.img table and the images several fds or tasks add to.
+class DumpFiles {
+ public:
+  DumpFiles(int images_dir, bool shell_job) : images_dir_(images_dir), shell_job_(shell_job) {}
+  FileTable& table() { return table_; }
+  int images_dir() const { return images_dir_; }
+  bool shell_job() const { return shell_job_; }
+  // An image opened on first use and closed by finish() (pipes-data.img, ...).
+  Result<image::Writer*> writer(const std::string& name, image::Type type);
+  // Kind-specific memory of what was already dumped (pipe inodes whose data is saved, ...).
+  std::map<std::string, std::map<uint64_t, uint32_t>>& seen() { return seen_; }
+  Status finish();
+
+ private:
+  int images_dir_;
+  bool shell_job_;
+  FileTable table_;
+  std::map<std::string, std::unique_ptr<image::Writer>> writers_;
+  std::map<std::string, std::map<uint64_t, uint32_t>> seen_;
+};
+
+// Restore-wide file state: every file object is opened once in crshim and handed to the tasks
+// that use it, so fds that shared a struct file share one again.
+class RestoreFiles {
+ public:
+  RestoreFiles(const std::map<uint32_t, file_entry>& files, int images_dir, bool shell_job)
+      : files_(files), images_dir_(images_dir), shell_job_(shell_job) {}
+  // crshim's fd for file `id`, opened on first use.
+  Result<int> fd_for(uint32_t id);
+  const file_entry& entry(uint32_t id) const { return files_.at(id); }
+  int images_dir() const { return images_dir_; }
+  bool shell_job() const { return shell_job_; }
+  // Kind-specific shared objects (both ends of a pipe, loaded data images, ...).
+  std::map<std::string, std::map<uint64_t, UniqueFd>>& objects() { return objects_; }
+  std::map<std::string, std::map<uint64_t, std::string>>& data() { return data_; }
+
+ private:
+  const std::map<uint32_t, file_entry>& files_;
+  int images_dir_;
+  bool shell_job_;
+  std::map<uint32_t, UniqueFd> opened_;
+  std::map<std::string, std::map<uint64_t, UniqueFd>> objects_;
+  std::map<std::string, std::map<uint64_t, std::string>> data_;
+};
+
+struct FileKind {
+  const char* name;
+  fd_types type;
+  // Whether this kind handles the fd (checked in registry order; the first match wins).
+  bool (*matches)(const OpenFd& f);
+  // Why this fd cannot be dumped even though it is of this kind ("" when it can); called before freezing.
+  std::string (*unsupported)(const OpenFd& f, bool shell_job);
+  // Adds the file to the dump and returns its id.
+  Result<uint32_t> (*dump)(const OpenFd& f, DumpFiles& files);
+  // Opens (creates) the file in crshim at restore.
+  Result<UniqueFd> (*open)(const file_entry& fe, RestoreFiles& files);
+  // Optional: work that needs the task's whole fd table in place (epoll targets), run in the task.
+  Status (*finish)(const file_entry& fe, int fd, kernel::Remote& r, RestoreFiles& files);
+};
+
+std::span<const FileKind> file_kinds();
+const FileKind* kind_for_type(fd_types type);
+
+// Opens a path-named file as a reg_file_entry describes it (flags, position, size check).
+Result<UniqueFd> open_reg_file(const reg_file_entry& reg);
+// For --shell-job: the restoring shell's terminal in place of the recorded one; nullopt when `reg`
+// is not a terminal or crshim has none.
+std::optional<Result<UniqueFd>> open_shell_terminal(const reg_file_entry& reg);
+
+}  // namespace crshim::files

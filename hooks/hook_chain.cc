@@ -1,0 +1,10 @@
+#include "hooks/hook_chain.h"
+
+namespace crshim {
+
+Status HookChain::fire(HookPoint point, pid_t pid) {
+  for (Hooks* sink : sinks_) CR_OK(sink->fire(point, pid));
+  return {};
+}
+
+}  // namespace crshim

@@ -1,0 +1,54 @@
+#include "hooks/rpc_io.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+namespace crshim::rpcio {
+
+Status send_message(int sock, const google::protobuf::MessageLite& msg) {
+  std::string data;
+  if (!msg.SerializeToString(&data))
+    return fail(make_error(Errc::internal, "serialize", msg.GetTypeName(), "a required field is missing"));
+  ssize_t n;
+  do {
+    n = ::send(sock, data.data(), data.size(), MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return fail(sys_error("send", "RPC socket", msg.GetTypeName()));
+  if (static_cast<size_t>(n) != data.size())
+    return fail(make_error(Errc::system, "send", "RPC socket", "short datagram"));
+  return {};
+}
+
+Result<std::optional<std::string>> recv_datagram(int sock) {
+  char probe;
+  ssize_t size;
+  // MSG_TRUNC makes a SEQPACKET recv report the datagram's real length without consuming it.
+  do {
+    size = ::recv(sock, &probe, 1, MSG_PEEK | MSG_TRUNC);
+  } while (size < 0 && errno == EINTR);
+  if (size < 0) return fail(sys_error("recv", "RPC socket"));
+  if (size == 0) return std::optional<std::string>();  // orderly shutdown (every message has a type, so never empty)
+  if (static_cast<size_t>(size) > kMaxMessage)
+    return fail(make_error(Errc::invalid_argument, "recv", "RPC socket",
+                           "message of " + std::to_string(size) + " bytes is too large"));
+  std::string buf(static_cast<size_t>(size), '\0');
+  ssize_t n;
+  do {
+    n = ::recv(sock, buf.data(), buf.size(), 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return fail(sys_error("recv", "RPC socket"));
+  buf.resize(static_cast<size_t>(n));
+  return std::optional<std::string>(std::move(buf));
+}
+
+Result<bool> recv_message(int sock, google::protobuf::MessageLite& msg) {
+  auto dgram = CR_TRY(recv_datagram(sock));
+  if (!dgram) return false;
+  if (!msg.ParseFromString(*dgram))
+    return fail(make_error(Errc::invalid_argument, "parse", msg.GetTypeName(),
+                           "malformed message of " + std::to_string(dgram->size()) + " bytes"));
+  return true;
+}
+
+}  // namespace crshim::rpcio
