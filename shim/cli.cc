@@ -31,6 +31,8 @@ int cli_main(int argc, char** argv) {
     case Verb::check: return run_check(*opts);
     case Verb::show: return run_show(*opts);
     case Verb::features: return run_features(*opts);
+    case Verb::swrk: return run_swrk(*opts);
+    case Verb::service: return run_service(*opts);
     default:
       fprintf(stderr, "Error: '%s' is not implemented yet\n", std::string(verb_name(opts->verb)).c_str());
       return 1;

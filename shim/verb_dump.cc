@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "checkpoint/engine.h"
+#include "hooks/script_hooks.h"
 #include "shim/job.h"
 #include "shim/verbs.h"
 
@@ -15,7 +16,8 @@ int run_dump(const Options& opts) {
   req.leave_running = opts.leave_running;
   req.shell_job = opts.shell_job;
   req.external = opts.external;
-  NoHooks hooks;
+  ScriptHooks hooks(opts.action_scripts, image_dir_env((*job)->images_dir.get()), (*job)->log);
+  hooks.set_init_pid(req.pid);
   Session session = (*job)->session();
   auto res = dump(req, session, hooks);
   if (!res) return report_failure(job->get(), "dump", res.error());

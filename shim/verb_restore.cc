@@ -2,6 +2,7 @@
 #include <sys/wait.h>
 
 #include "checkpoint/engine.h"
+#include "hooks/script_hooks.h"
 #include "shim/job.h"
 #include "shim/verbs.h"
 
@@ -16,7 +17,7 @@ int run_restore(const Options& opts) {
   req.shell_job = opts.shell_job;
   req.pidfile = opts.pidfile.value_or("");
   for (const auto& i : opts.inherit_fds) req.inherit_fds.push_back({i.fd, i.key});
-  NoHooks hooks;
+  ScriptHooks hooks(opts.action_scripts, image_dir_env((*job)->images_dir.get()), (*job)->log);
   Session session = (*job)->session();
   auto res = restore(req, session, hooks);
   if (!res) return report_failure(job->get(), "restore", res.error());

@@ -10,5 +10,7 @@ int run_restore(const Options& opts);
 int run_check(const Options& opts);
 int run_show(const Options& opts);
 int run_features(const Options& opts);
+int run_swrk(const Options& opts);
+int run_service(const Options& opts);
 
 }  // namespace crshim

@@ -114,7 +114,10 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   CR_OK(hooks.fire(HookPoint::pre_dump, 0));
   CR_OK(preflight(req));
 
-  auto frozen = CR_TRY(kernel::FrozenProcess::freeze(req.pid));
+  kernel::FreezeOptions freeze_opts;
+  // A seccomp filter in the target could refuse the syscalls we make it run.
+  if (kernel::tracer_can_suspend_seccomp()) freeze_opts.ptrace_options |= PTRACE_O_SUSPEND_SECCOMP;
+  auto frozen = CR_TRY(kernel::FrozenProcess::freeze(req.pid, freeze_opts));
   auto frozen_at = Clock::now();
   LOG_INFO(log, "Froze %d: %zu threads in %lld us", req.pid, frozen.threads().size(),
            (long long)std::chrono::duration_cast<std::chrono::microseconds>(frozen.freeze_duration()).count());

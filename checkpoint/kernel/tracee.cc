@@ -375,6 +375,11 @@ Result<FrozenProcess> FrozenProcess::freeze(pid_t pid, const FreezeOptions& opts
       auto t = Tracee::seize(tid, options);
       if (!t) {
         if (t.error().err == ESRCH && tid != pid) continue;  // exited since the listing
+        if (t.error().err == EPERM && tid != pid) {
+          // A thread that is exiting cannot be attached; it is no part of what we dump.
+          char state = thread_state(tid);
+          if (state == 'Z' || state == 'X' || state == '?') continue;
+        }
         if (t.error().err == EPERM && thread_state(tid) == 'Z') {
           // A leader that left through pthread_exit() while other threads run cannot be attached.
           return fail(make_error(Errc::unsupported, "freeze", "pid " + std::to_string(pid),

@@ -493,13 +493,13 @@ std::string crshim_binary() {
   return "";
 }
 
-struct Run {
+struct CommandRun {
   int status = -1;
   std::string out;
 };
 
-Run run(const std::string& cmd) {
-  Run r;
+CommandRun run(const std::string& cmd) {
+  CommandRun r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
   char buf[8192];
@@ -513,7 +513,7 @@ TEST(CrshimShow, PrintsAFixtureDirectoryAsJson) {
   std::string bin = crshim_binary();
   if (bin.empty()) GTEST_SKIP() << "crshim binary not found (set CRSHIM_BINARY)";
   fs::path d = fs::path(CRSHIM_FIXTURES_DIR) / "criu-4.2" / "runc-busybox-ticker";
-  Run r = run(bin + " show '" + d.string() + "'");
+  CommandRun r = run(bin + " show '" + d.string() + "'");
   ASSERT_EQ(r.status, 0) << r.out.substr(0, 500);
   json j = json::parse(r.out, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << r.out.substr(0, 500);
@@ -533,7 +533,7 @@ TEST(CrshimShow, PrintsOneFileAndFailsOnADamagedOne) {
   std::string bin = crshim_binary();
   if (bin.empty()) GTEST_SKIP() << "crshim binary not found (set CRSHIM_BINARY)";
   fs::path d = fs::path(CRSHIM_FIXTURES_DIR) / "criu-4.2" / "busybox-pipe-tree";
-  Run r = run(bin + " show '" + (d / "fdinfo-2.img").string() + "'");
+  CommandRun r = run(bin + " show '" + (d / "fdinfo-2.img").string() + "'");
   ASSERT_EQ(r.status, 0);
   json j = json::parse(r.out, nullptr, false);
   ASSERT_FALSE(j.is_discarded());

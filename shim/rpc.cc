@@ -1,0 +1,268 @@
+#include "shim/rpc.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+
+#include "checkpoint/engine.h"
+#include "checkpoint/kernel/features.h"
+#include "hooks/hook_chain.h"
+#include "hooks/rpc_io.h"
+#include "hooks/rpc_notify.h"
+#include "hooks/script_hooks.h"
+#include "checkpoint/base/sys.h"
+#include "shim/job.h"
+
+namespace crshim::rpc {
+
+namespace {
+
+void set_failure(criu_resp& resp, const Error& e, int cr_errno) {
+  resp.set_success(false);
+  if (cr_errno != 0) resp.set_cr_errno(cr_errno);
+  resp.set_cr_errmsg(cap_errmsg(e.render()));
+}
+
+// Engine errors carry errno only when a syscall failed; that is the one sent as cr_errno.
+void set_failure(criu_resp& resp, const Error& e) { set_failure(resp, e, e.err); }
+
+criu_resp version_answer() {
+  criu_resp resp;
+  resp.set_type(::VERSION);
+  resp.set_success(true);
+  criu_version* v = resp.mutable_version();
+  v->set_major_number(kVersionMajor);
+  v->set_minor_number(kVersionMinor);
+  // No gitid: go-criu and libcriu would round the version up to the next minor for it.
+  v->set_name(std::string("crshim ") + CRSHIM_VERSION);
+  return resp;
+}
+
+criu_resp feature_check_answer(const criu_req& req) {
+  criu_resp resp;
+  resp.set_type(::FEATURE_CHECK);
+  if (!req.has_features()) {
+    set_failure(resp, make_error(Errc::invalid_argument, "FEATURE_CHECK", "criu_req", "no features to check were given"),
+                kBadRequestErrno);
+    return resp;
+  }
+  const criu_features& want = req.features();
+  bool pidfd_store = false;
+  if (want.has_pidfd_store() && want.pidfd_store()) {
+    auto f = kernel::probe_features();
+    if (!f) {
+      set_failure(resp, f.error());
+      return resp;
+    }
+    pidfd_store = f->pidfd_open && f->pidfd_getfd;
+  }
+  resp.set_success(true);
+  criu_features* have = resp.mutable_features();
+  // Truthful: there is no dirty-memory tracking (no pre-dump) and no lazy-pages daemon.
+  have->set_mem_track(false);
+  have->set_lazy_pages(false);
+  have->set_pidfd_store(pidfd_store);
+  return resp;
+}
+
+criu_resp check_answer() {
+  criu_resp resp;
+  resp.set_type(::CHECK);
+  auto f = kernel::probe_features();
+  if (!f) {
+    set_failure(resp, f.error());
+    return resp;
+  }
+  if (f->usable()) {
+    resp.set_success(true);
+    return resp;
+  }
+  std::string missing;
+  for (auto line : sys::split(f->missing_text(), '\n'))
+    if (line.starts_with("required")) missing += (missing.empty() ? "" : "; ") + std::string(line);
+  set_failure(resp, make_error(Errc::unsupported, "check", "kernel", missing), 0);
+  return resp;
+}
+
+criu_resp unsupported_answer(const criu_req& req) {
+  criu_resp resp;
+  // CRIU answers PAGE_SERVER_CHLD with PAGE_SERVER; every other known type is echoed.
+  resp.set_type(req.type() == ::PAGE_SERVER_CHLD ? ::PAGE_SERVER : req.type());
+  Error e = make_error(Errc::unsupported, criu_req_type_Name(req.type()), "", "this request type is not supported by crshim");
+  e.err = EOPNOTSUPP;
+  set_failure(resp, e);
+  return resp;
+}
+
+criu_resp unknown_answer(const std::string& what) {
+  criu_resp resp;
+  resp.set_type(::EMPTY);
+  set_failure(resp, make_error(Errc::invalid_argument, "RPC request", "", what), 0);
+  return resp;
+}
+
+// DUMP and RESTORE: map the options, open the job, run the engine with the notify/script chain.
+criu_resp job_answer(const criu_req& req, int sock, const ServeConfig& cfg, const Peer& peer) {
+  const bool is_dump = req.type() == ::DUMP;
+  criu_resp resp;
+  resp.set_type(req.type());
+  resp.set_success(false);
+  if (!is_dump) resp.mutable_restore()->set_pid(-1);  // CRIU always carries restore{pid}; -1: none created
+
+  auto mapped = map_request(req, cfg.base, peer, cfg.mode);
+  if (!mapped) {
+    set_failure(resp, mapped.error(), kBadRequestErrno);
+    return resp;
+  }
+  auto ignored = check_engine_support(*mapped);
+  if (!ignored) {
+    set_failure(resp, ignored.error(), 0);
+    return resp;
+  }
+  const Options& o = mapped->opts;
+  auto opened = open_job(o, *o.log_file, is_dump);
+  if (!opened) {
+    set_failure(resp, opened.error());
+    return resp;
+  }
+  Job& job = **opened;
+  LOG_INFO(job.log, "RPC %s request from pid %d (%s mode)", criu_req_type_Name(req.type()).c_str(), peer.pid,
+           cfg.mode == Mode::swrk ? "swrk" : "service");
+  for (const auto& note : *ignored) LOG_WARN(job.log, "RPC option ignored: %s", note.c_str());
+  for (const auto& f : o.config_files_read) LOG_INFO(job.log, "Config file applied: %s", f.c_str());
+
+  auto fail_job = [&](const Error& e) {
+    job.log.log_error(__FILE__, __LINE__, e);
+    LOG_ERROR(job.log, "%s failed", is_dump ? "Dumping" : "Restoring");
+    set_failure(resp, e);
+    return resp;
+  };
+  UniqueFd status_fd;
+  if (mapped->status_fd_path) {
+    auto fd = sys::open(*mapped->status_fd_path, O_WRONLY);
+    if (!fd) return fail_job(fd.error().within("status_fd"));
+    status_fd = std::move(*fd);
+  }
+
+  ScriptHooks scripts(o.action_scripts, image_dir_env(job.images_dir.get()), job.log);
+  RpcNotifyHooks notify(sock, job.log);
+  HookChain hooks;
+  if (mapped->notify_scripts) hooks.add(notify);
+  hooks.add(scripts);
+  Session session = job.session();
+
+  if (is_dump) {
+    DumpRequest dr;
+    dr.pid = *o.tree_pid;
+    dr.leave_running = o.leave_running;
+    dr.shell_job = o.shell_job;
+    dr.external = o.external;
+    scripts.set_init_pid(dr.pid);
+    auto res = dump(dr, session, hooks);
+    if (!res) return fail_job(res.error());
+    if (o.display_stats)
+      LOG_MSG(job.log, "Frozen time: %llu us, pages written: %llu", (unsigned long long)res->frozen_us,
+              (unsigned long long)res->pages_written);
+    resp.set_success(true);
+    resp.mutable_dump()->set_restored(false);
+    return resp;
+  }
+
+  RestoreRequest rr;
+  rr.detached = true;  // the RESTORE answer cannot wait for the tree to exit
+  rr.sibling = o.restore_sibling;
+  rr.shell_job = o.shell_job;
+  rr.pidfile = o.pidfile.value_or("");
+  for (const auto& i : o.inherit_fds) rr.inherit_fds.push_back({i.fd, i.key});
+  auto res = restore(rr, session, hooks);
+  if (!res) return fail_job(res.error());
+  if (o.display_stats) LOG_MSG(job.log, "Restore time: %llu us", (unsigned long long)res->total_us);
+  resp.set_success(true);
+  resp.mutable_restore()->set_pid(res->root_pid);
+  return resp;
+}
+
+criu_resp answer(const criu_req& req, int sock, const ServeConfig& cfg, const Peer& peer) {
+  switch (req.type()) {
+    case ::VERSION: return version_answer();
+    case ::FEATURE_CHECK: return feature_check_answer(req);
+    case ::CHECK: return check_answer();
+    case ::DUMP:
+    case ::RESTORE: return job_answer(req, sock, cfg, peer);
+    case ::PRE_DUMP:
+    case ::SINGLE_PRE_DUMP:
+    case ::PAGE_SERVER:
+    case ::PAGE_SERVER_CHLD:
+    case ::CPUINFO_DUMP:
+    case ::CPUINFO_CHECK:
+    case ::WAIT_PID: return unsupported_answer(req);
+    case ::EMPTY:
+    case ::NOTIFY: break;
+  }
+  return unknown_answer(std::string("unexpected request type ") + criu_req_type_Name(req.type()));
+}
+
+// The types after which CRIU reads another request on the same socket when keep_open is set.
+bool keeps_open(criu_req_type t) { return t == ::VERSION || t == ::FEATURE_CHECK; }
+
+}  // namespace
+
+Result<Peer> peer_credentials(int sock) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+    return fail(sys_error("getsockopt(SO_PEERCRED)", "RPC socket"));
+  return Peer{cred.pid, cred.uid, cred.gid};
+}
+
+std::string cap_errmsg(std::string msg) {
+  if (msg.size() <= kMaxErrmsg) return msg;
+  size_t n = kMaxErrmsg;
+  // msg[n] is the first byte dropped; if it continues a sequence, cut before that sequence's lead byte.
+  while (n > 0 && (static_cast<unsigned char>(msg[n]) & 0xC0) == 0x80) --n;
+  msg.resize(n);
+  return msg;
+}
+
+int serve(int sock, const ServeConfig& cfg) {
+  auto peer = peer_credentials(sock);
+  bool last_ok = false;
+  for (bool first = true;; first = false) {
+    auto dgram = rpcio::recv_datagram(sock);
+    if (!dgram) {
+      fprintf(stderr, "crshim: %s\n", dgram.error().render().c_str());
+      return 1;
+    }
+    // A hang-up between requests ends the session; before any request it is the client's failure.
+    if (!*dgram) return !first && last_ok ? 0 : 1;
+
+    criu_req req;
+    criu_resp resp;
+    bool keep_open = false;
+    if (!req.ParseFromString(**dgram)) {
+      resp = unknown_answer("malformed request (unknown type or missing required fields)");
+    } else if (!peer) {
+      resp.set_type(req.type());
+      set_failure(resp, peer.error());
+    } else if (cfg.require_root && peer->uid != 0) {
+      resp.set_type(req.type());
+      set_failure(resp,
+                  make_error(Errc::invalid_argument, "RPC request", "uid " + std::to_string(peer->uid),
+                             "only root may use the crshim service"),
+                  EPERM);
+    } else {
+      resp = answer(req, sock, cfg, *peer);
+      keep_open = req.keep_open() && resp.success() && keeps_open(req.type());
+    }
+    if (Status st = rpcio::send_message(sock, resp); !st) {
+      fprintf(stderr, "crshim: %s\n", st.error().render().c_str());
+      return 1;
+    }
+    last_ok = resp.success();
+    if (!keep_open) return last_ok ? 0 : 1;
+  }
+}
+
+}  // namespace crshim::rpc

@@ -1,0 +1,137 @@
+// `crshim service`: a listening SEQPACKET socket serving CRIU RPC, one forked worker per connection.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "checkpoint/base/sys.h"
+#include "checkpoint/base/unique_fd.h"
+#include "shim/rpc.h"
+#include "shim/verbs.h"
+
+namespace crshim {
+
+namespace {
+
+constexpr const char* kDefaultAddress = "criu_service.socket";  // CRIU's default, relative to the cwd
+constexpr int kBacklog = 16;
+
+int service_error(const Error& e) {
+  fprintf(stderr, "Error: service: %s\n", e.render().c_str());
+  return 1;
+}
+
+Result<UniqueFd> listen_on(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path)
+    return fail(make_error(Errc::invalid_argument, "bind", path, "socket path is empty or too long"));
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd sk(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!sk) return fail(sys_error("socket(AF_UNIX, SOCK_SEQPACKET)"));
+  // A socket left by an earlier run would make bind() fail; anything that is not a socket stays.
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+  if (::bind(sk.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) return fail(sys_error("bind", path));
+  // CRIU's mode: any local user may connect; workers check who did.
+  if (::chmod(path.c_str(), 0666) < 0) return fail(sys_error("chmod", path));
+  if (::listen(sk.get(), kBacklog) < 0) return fail(sys_error("listen", path));
+  return sk;
+}
+
+void reap_workers() {
+  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+}
+
+}  // namespace
+
+int run_service(const Options& opts) {
+  const std::string path = opts.address.value_or(kDefaultAddress);
+  auto sk = listen_on(path);
+  if (!sk) return service_error(sk.error());
+
+  if (opts.daemonize()) {
+    pid_t child = ::fork();
+    if (child < 0) return service_error(sys_error("fork", "service daemon"));
+    if (child > 0) {
+      // The parent writes the pidfile, so it exists once `service -d` returns.
+      if (opts.pidfile) {
+        if (Status st = sys::write_file(*opts.pidfile, std::to_string(child) + "\n"); !st) {
+          ::kill(child, SIGTERM);
+          return service_error(st.error());
+        }
+      }
+      return 0;
+    }
+    ::setsid();
+    int null = ::open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      if (null > 2) ::close(null);
+    }
+  } else if (opts.pidfile) {
+    if (Status st = sys::write_file(*opts.pidfile, std::to_string(::getpid()) + "\n"); !st) return service_error(st.error());
+  }
+  if (opts.status_fd) {
+    char ready = 0;
+    (void)!::write(*opts.status_fd, &ready, 1);
+    ::close(*opts.status_fd);
+  }
+
+  // SIGTERM/SIGINT end the service cleanly (socket file removed); workers get the old mask back.
+  sigset_t stop, old;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  ::sigprocmask(SIG_BLOCK, &stop, &old);
+  UniqueFd sigfd(::signalfd(-1, &stop, SFD_CLOEXEC));
+  if (!sigfd) return service_error(sys_error("signalfd"));
+
+  rpc::ServeConfig cfg;
+  cfg.mode = rpc::Mode::service;
+  cfg.base = opts;
+  cfg.require_root = true;  // for now: /proc/<client>/fd reopening and restores are root-only anyway
+  for (;;) {
+    pollfd fds[2] = {{sk->get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+    int r = ::poll(fds, 2, 1000);
+    reap_workers();
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return service_error(sys_error("poll", path));
+    }
+    if (fds[1].revents) break;
+    if (!fds[0].revents) continue;
+    UniqueFd conn(::accept4(sk->get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn) {
+      if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) continue;
+      return service_error(sys_error("accept", path));
+    }
+    pid_t worker = ::fork();
+    if (worker < 0) {
+      fprintf(stderr, "Error: service: fork: %s\n", strerror(errno));
+      continue;
+    }
+    if (worker == 0) {
+      sk->reset();
+      sigfd.reset();
+      ::sigprocmask(SIG_SETMASK, &old, nullptr);
+      ::_exit(rpc::serve(conn.get(), cfg));
+    }
+  }
+  ::unlink(path.c_str());
+  return 0;
+}
+
+}  // namespace crshim
