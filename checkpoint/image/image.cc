@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "checkpoint/base/sys.h"
@@ -143,7 +144,8 @@ Status Reader::fill(size_t want) {
       buf_.erase(0, pos_);
       pos_ = 0;
     }
-    size_t chunk = std::max<size_t>(want - (buf_.size() - pos_), 64 * 1024);
+    // Grow by at most 1 MiB per read: a huge length in a tiny file must not allocate it all up front.
+    size_t chunk = std::clamp<size_t>(want - (buf_.size() - pos_), 64 * 1024, 1u << 20);
     size_t at = buf_.size();
     buf_.resize(at + chunk);
     ssize_t n;
@@ -174,15 +176,17 @@ Result<bool> Reader::read(google::protobuf::Message& msg) {
   if (buf_.size() - pos_ < 4 + size_t(len))
     return fail(corrupt(name_, offset_, "truncated entry: " + std::to_string(len) + " bytes announced, " +
                                             std::to_string(buf_.size() - pos_ - 4) + " present"));
+  // Partial parse plus our own required-field check: protobuf's ParseFromArray would also log to stderr.
   bool ok = false;
   try {
-    ok = msg.ParseFromArray(buf_.data() + pos_ + 4, int(len));
+    ok = msg.ParsePartialFromArray(buf_.data() + pos_ + 4, int(len));
   } catch (...) {
     ok = false;
   }
-  if (!ok)
-    return fail(corrupt(name_, offset_, "cannot decode " + msg.GetTypeName() +
-                                            (msg.IsInitialized() ? "" : " (missing " + msg.InitializationErrorString() + ")")));
+  if (!ok) return fail(corrupt(name_, offset_, "cannot decode " + msg.GetTypeName()));
+  if (!msg.IsInitialized())
+    return fail(corrupt(name_, offset_,
+                        "cannot decode " + msg.GetTypeName() + " (missing " + msg.InitializationErrorString() + ")"));
   pos_ += 4 + size_t(len);
   offset_ += 4 + len;
   return true;

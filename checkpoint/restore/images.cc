@@ -22,10 +22,22 @@ Error corrupt(const std::string& file, std::string what) {
       .with_hint("the image set is damaged or was not written by a compatible dump");
 }
 
+// An image the set cannot do without: its absence is damage to the set, not a system error.
+Result<image::Reader> open_required(int dir, const std::string& name, Type type) {
+  auto r = image::Reader::open(dir, name, kind(type));
+  if (!r && r.error().err == ENOENT) return fail(corrupt(name, "missing image"));
+  return r;
+}
+
 template <class M>
 Status read_one(int dir, const std::string& name, Type type, M& out) {
-  auto r = CR_TRY(image::Reader::open(dir, name, kind(type)));
+  auto r = CR_TRY(open_required(dir, name, type));
   return r.read_one(out);
+}
+
+bool is_reg(const std::map<uint32_t, file_entry>& files, uint32_t id) {
+  auto it = files.find(id);
+  return it != files.end() && it->second.type() == REG;
 }
 
 Status load_core(int dir, uint32_t tid, bool leader, core_entry& core) {
@@ -33,6 +45,11 @@ Status load_core(int dir, uint32_t tid, bool leader, core_entry& core) {
   CR_OK(read_one(dir, name, Type::core, core));
   if (core.mtype() != core_entry::X86_64) return fail(corrupt(name, "not an x86_64 task"));
   if (leader && !core.has_tc()) return fail(corrupt(name, "thread-group leader without task state"));
+  if (core.has_tc()) {
+    uint32_t state = core.tc().task_state();
+    if (state != 1 && state != 2 && state != 3 && state != 6)
+      return fail(corrupt(name, "unknown task state " + std::to_string(state)));
+  }
   bool alive = !core.has_tc() || core.tc().task_state() == 1;
   if (!alive) return {};
   if (!core.has_thread_info() || !core.has_thread_core()) return fail(corrupt(name, "live task without registers"));
@@ -47,7 +64,7 @@ Status load_core(int dir, uint32_t tid, bool leader, core_entry& core) {
 
 Status check_mm(const std::string& name, const mm_entry& mm, const std::map<uint32_t, file_entry>& files) {
   if (size_t(mm.vmas_size()) > kMaxVmas) return fail(corrupt(name, "too many VMAs"));
-  if (!files.count(mm.exe_file_id())) return fail(corrupt(name, "exe_file_id refers to no file"));
+  if (!is_reg(files, mm.exe_file_id())) return fail(corrupt(name, "exe_file_id refers to no regular file"));
   uint64_t prev_end = 0;
   for (const auto& v : mm.vmas()) {
     if (v.start() % mem::kPageSize || v.end() % mem::kPageSize || v.start() >= v.end())
@@ -65,7 +82,7 @@ Status check_mm(const std::string& name, const mm_entry& mm, const std::map<uint
 
 Status load_pagemap(int dir, ProcessImage& p) {
   std::string name = image::pagemap_file(p.pid());
-  auto r = CR_TRY(image::Reader::open(dir, name, kind(Type::pagemap)));
+  auto r = CR_TRY(open_required(dir, name, Type::pagemap));
   pagemap_head head;
   bool got = CR_TRY(r.read(head));
   if (!got) return fail(corrupt(name, "no pagemap head"));
@@ -99,10 +116,11 @@ Status load_pagemap(int dir, ProcessImage& p) {
   struct stat st;
   std::string pages_name = image::pages_file(p.pages_id);
   if (fstatat(dir, pages_name.c_str(), &st, 0) < 0) {
-    if (pages == 0 && errno == ENOENT) return {};
-    return fail(sys_error("stat", pages_name));
+    if (errno != ENOENT) return fail(sys_error("stat", pages_name));
+    if (pages == 0) return {};
+    return fail(corrupt(pages_name, "missing image; pagemap needs " + std::to_string(pages) + " pages"));
   }
-  if (uint64_t(st.st_size) < pages * mem::kPageSize)
+  if (uint64_t(st.st_size) / mem::kPageSize < pages)
     return fail(corrupt(pages_name, "holds " + std::to_string(st.st_size / mem::kPageSize) + " pages, pagemap needs " +
                                         std::to_string(pages)));
   return {};
@@ -132,6 +150,26 @@ Status load_fds(int dir, ProcessImage& p, const std::map<uint32_t, file_entry>& 
   return {};
 }
 
+// Every thread in filter mode points into seccomp.img, and every chain link stays inside the list.
+Status check_seccomp(const ImageSet& set) {
+  const auto& filters = set.seccomp.seccomp_filters();
+  for (int i = 0; i < filters.size(); i++) {
+    if (filters[i].has_prev() && filters[i].prev() >= uint32_t(filters.size()))
+      return fail(corrupt(image::kSeccompFile, "filter " + std::to_string(i) + " links to a missing filter"));
+    if (filters[i].filter().empty() || filters[i].filter().size() % 8)
+      return fail(corrupt(image::kSeccompFile, "filter " + std::to_string(i) + " is not a BPF program"));
+  }
+  for (const auto& p : set.processes)
+    for (size_t i = 0; i < p.cores.size(); i++) {
+      const auto& tcore = p.cores[i].thread_core();
+      if (tcore.seccomp_mode() == filter && tcore.seccomp_filter() >= uint32_t(filters.size()))
+        return fail(corrupt(image::kSeccompFile, "thread " + std::to_string(p.pstree.threads(int(i))) +
+                                                     " uses filter " + std::to_string(tcore.seccomp_filter()) +
+                                                     " of " + std::to_string(filters.size())));
+    }
+  return {};
+}
+
 }  // namespace
 
 Result<ImageSet> load_images(int dir) {
@@ -140,9 +178,12 @@ Result<ImageSet> load_images(int dir) {
   if (set.inventory.img_version() != 2)
     return fail(make_error(Errc::incompatible, "restore", image::kInventoryFile,
                            "image version " + std::to_string(set.inventory.img_version()) + " is not supported"));
-  set.files = CR_TRY(files::read_file_table(dir));
+  auto files = files::read_file_table(dir);
+  if (!files && files.error().err == ENOENT) return fail(corrupt(image::kFilesFile, "missing image"));
+  if (!files) return fail(files.error());
+  set.files = std::move(*files);
 
-  auto pr = CR_TRY(image::Reader::open(dir, image::kPstreeFile, kind(Type::pstree)));
+  auto pr = CR_TRY(open_required(dir, image::kPstreeFile, Type::pstree));
   std::set<uint32_t> pids, tids;
   for (;;) {
     ProcessImage p;
@@ -175,8 +216,8 @@ Result<ImageSet> load_images(int dir) {
     CR_OK(check_mm(image::mm_file(p.pid()), p.mm, set.files));
     CR_OK(load_pagemap(dir, p));
     CR_OK(read_one(dir, image::fs_file(p.pid()), Type::fs, p.fs));
-    if (!set.files.count(p.fs.cwd_id()) || !set.files.count(p.fs.root_id()))
-      return fail(corrupt(image::fs_file(p.pid()), "cwd or root refers to a missing file"));
+    if (!is_reg(set.files, p.fs.cwd_id()) || !is_reg(set.files, p.fs.root_id()))
+      return fail(corrupt(image::fs_file(p.pid()), "cwd or root refers to no regular file"));
     CR_OK(load_fds(dir, p, set.files));
   }
 
@@ -187,6 +228,7 @@ Result<ImageSet> load_images(int dir) {
   } else if (sr.error().err != ENOENT) {
     return fail(sr.error());
   }
+  CR_OK(check_seccomp(set));
   return set;
 }
 

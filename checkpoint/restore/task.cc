@@ -285,7 +285,9 @@ Status restore_itimers(Remote& r, const task_timers_entry& t) {
   const itimer_entry* slots[] = {&t.real(), &t.virt(), &t.prof()};
   for (int which = 0; which < 3; which++) {
     const itimer_entry& e = *slots[which];
-    if (!e.vsec() && !e.vusec()) continue;
+    // A zero value with an interval is an expired ITIMER_REAL whose SIGALRM is still pending: setting
+    // just the interval lets the dequeue of that signal re-arm it, as the kernel would have.
+    if (!e.vsec() && !e.vusec() && !e.isec() && !e.iusec()) continue;
     itimerval it{{long(e.isec()), long(e.iusec())}, {long(e.vsec()), long(e.vusec())}};
     uint64_t addr = CR_TRY(r.put(&it, sizeof it));
     CR_OK(r.call(SYS_setitimer, which, long(addr), 0));
@@ -314,8 +316,12 @@ Status restore_posix_timers(Remote& r, const task_timers_entry& t) {
   }
   CR_OK(r.call(SYS_prctl, kRestoreIds, kOff, 0, 0, 0));
   for (const auto& e : t.posix()) {
-    if (!e.vsec() && !e.vnsec()) continue;  // disarmed
     itimerspec its{{long(e.isec()), long(e.insec())}, {long(e.vsec()), long(e.vnsec())}};
+    if (!e.vsec() && !e.vnsec()) {
+      if (!e.isec() && !e.insec()) continue;  // disarmed
+      // Expired with its signal still queued (re-queued above): the next expiry is one interval away.
+      its.it_value = its.it_interval;
+    }
     uint64_t addr = CR_TRY(r.put(&its, sizeof its));
     CR_OK(r.call(SYS_timer_settime, long(e.it_id()), 0, long(addr), 0));
   }
