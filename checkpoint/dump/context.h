@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "checkpoint/engine.h"
 #include "checkpoint/files/kinds.h"
@@ -26,9 +27,13 @@ class IdMap {
   }
   // An id no other object shares.
   uint32_t unique() { return next_++; }
+  // The id of `pid`'s object of kcmp type `kcmp_type` (KCMP_VM, KCMP_FILES, ...): equal to another
+  // task's id exactly when the kernel says they share the object.
+  uint32_t by_kcmp(int kcmp_type, pid_t pid);
 
  private:
   std::map<std::pair<std::string, uint64_t>, uint32_t> ids_;
+  std::map<int, std::vector<std::pair<pid_t, uint32_t>>> kcmp_;
   uint32_t next_ = 1;
 };
 

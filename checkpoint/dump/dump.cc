@@ -9,6 +9,7 @@
 #include "checkpoint/base/sys.h"
 #include "checkpoint/dump/context.h"
 #include "checkpoint/dump/process.h"
+#include "checkpoint/dump/tree.h"
 #include "checkpoint/engine.h"
 #include "checkpoint/files/fds.h"
 #include "checkpoint/image/catalog.h"
@@ -48,24 +49,46 @@ Status preflight(const DumpRequest& req) {
   }
   if (stat->state == 'Z' || stat->state == 'X')
     return fail(make_error(Errc::invalid_argument, "dump", who, "the process is a zombie"));
-  auto kids = CR_TRY(proc::children(pid));
-  if (!kids.empty())
-    return fail(make_error(Errc::unsupported, "dump", who,
-                           "the process has " + std::to_string(kids.size()) + " child process(es); process trees are not supported yet"));
   if (stat->session != pid && !req.shell_job)
     return fail(make_error(Errc::invalid_argument, "dump", who, "the root task is not a session leader")
                     .with_hint("use --shell-job, or start the program with setsid"));
-  return files::check_fds_supported(pid, req.shell_job);
+  auto tree = CR_TRY(dumper::list_tree(pid));
+  for (pid_t p : tree) {
+    Status st = files::check_fds_supported(p, req.shell_job);
+    if (!st && st.error().err != ENOENT) return st;
+  }
+  return {};
 }
 
-Status write_common_images(dumper::DumpContext& ctx, const pstree_entry& root) {
+// Kernel objects shared between processes (CLONE_VM, CLONE_FILES, ...) are not restorable yet.
+Status check_sharing(const std::vector<std::pair<pid_t, task_kobj_ids_entry>>& ids) {
+  for (size_t i = 0; i < ids.size(); i++)
+    for (size_t j = 0; j < i; j++) {
+      const auto& a = ids[i].second;
+      const auto& b = ids[j].second;
+      const char* what = a.vm_id() == b.vm_id()           ? "address space (CLONE_VM)"
+                         : a.files_id() == b.files_id()     ? "fd table (CLONE_FILES)"
+                         : a.fs_id() == b.fs_id()           ? "fs state (CLONE_FS)"
+                         : a.sighand_id() == b.sighand_id() ? "signal handlers (CLONE_SIGHAND)"
+                                                            : nullptr;
+      if (what)
+        return fail(make_error(Errc::unsupported, "dump",
+                               "pids " + std::to_string(ids[j].first) + " and " + std::to_string(ids[i].first),
+                               std::string("processes sharing their ") + what + " are not supported yet"));
+    }
+  return {};
+}
+
+Status write_common_images(dumper::DumpContext& ctx, const std::vector<pstree_entry>& tree) {
   int dir = ctx.session.images_dir;
   CR_OK(ctx.files.finish());
   {
     auto w = CR_TRY(image::Writer::create(dir, image::kPstreeFile, image::kind(image::Type::pstree)));
-    pstree_entry ps = root;
-    ps.set_ppid(0);  // the root of the dumped tree
-    CR_OK(w.write(ps));
+    for (size_t i = 0; i < tree.size(); i++) {
+      pstree_entry ps = tree[i];
+      if (i == 0) ps.set_ppid(0);  // the root of the dumped tree
+      CR_OK(w.write(ps));
+    }
     CR_OK(w.close());
   }
   {
@@ -77,7 +100,7 @@ Status write_common_images(dumper::DumpContext& ctx, const pstree_entry& root) {
   inventory_entry inv;
   inv.set_img_version(2);
   inv.set_fdinfo_per_id(true);
-  *inv.mutable_root_ids() = CR_TRY(dumper::task_ids(getpid(), ctx.ids, true));
+  *inv.mutable_root_ids() = CR_TRY(dumper::task_ids(getpid(), ctx.ids));
   inv.set_ns_per_id(true);
   inv.set_root_cg_set(1);
   inv.set_lsmtype(NO_LSM);
@@ -117,32 +140,47 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   kernel::FreezeOptions freeze_opts;
   // A seccomp filter in the target could refuse the syscalls we make it run.
   if (kernel::tracer_can_suspend_seccomp()) freeze_opts.ptrace_options |= PTRACE_O_SUSPEND_SECCOMP;
-  auto frozen = CR_TRY(kernel::FrozenProcess::freeze(req.pid, freeze_opts));
+  auto tree = CR_TRY(dumper::FrozenTree::freeze(req.pid, freeze_opts, log));
   auto frozen_at = Clock::now();
-  LOG_INFO(log, "Froze %d: %zu threads in %lld us", req.pid, frozen.threads().size(),
-           (long long)std::chrono::duration_cast<std::chrono::microseconds>(frozen.freeze_duration()).count());
+  LOG_INFO(log, "Froze %zu tasks in %llu us", tree.tasks().size(), (unsigned long long)tree.freeze_us());
 
   dumper::DumpContext ctx{req, session, kernel::xsave_layout(), files::DumpFiles(session.images_dir, req.shell_job), {}, {}, 1, {}};
-  pstree_entry root;
+  std::vector<pstree_entry> pstree;
+  std::vector<std::pair<pid_t, task_kobj_ids_entry>> ids;
   Status st = fault_point("dump:frozen");
-  if (st) st = dumper::dump_process(frozen, ctx, root);
+  for (size_t i : tree.preorder()) {
+    if (!st) break;
+    auto& task = tree.tasks()[i];
+    pstree.emplace_back();
+    if (task.zombie) {
+      st = dumper::dump_zombie(task.pid, task.exit_code, ctx, pstree.back());
+      continue;
+    }
+    st = dumper::dump_process(*task.frozen, ctx, pstree.back());
+    if (st) {
+      auto tid = dumper::task_ids(task.pid, ctx.ids);
+      if (tid) ids.push_back({task.pid, *tid});
+      else st = fail(tid.error());
+    }
+  }
+  if (st) st = check_sharing(ids);
   if (st) st = fault_point("dump:images");
-  if (st) st = write_common_images(ctx, root);
+  if (st) st = write_common_images(ctx, pstree);
   if (st) st = hooks.fire(HookPoint::post_dump, 0);
   if (!st) {
-    // FrozenProcess puts every register and signal mask back and detaches: the task runs on as before.
-    Status thawed = frozen.thaw();
-    if (!thawed) LOG_ERROR(log, "Resuming %d after the failed dump: %s", req.pid, thawed.error().render().c_str());
+    // Every register and signal mask is put back before the tasks are released: they run on as before.
+    Status thawed = tree.thaw();
+    if (!thawed) LOG_ERROR(log, "Resuming the tree of %d after the failed dump: %s", req.pid, thawed.error().render().c_str());
     return fail(st.error());
   }
 
   auto frozen_for = Clock::now() - frozen_at;
   if (req.leave_running) {
-    CR_OK(frozen.thaw());
+    CR_OK(tree.thaw());
   } else {
-    CR_OK(frozen.kill());
+    CR_OK(tree.kill());
   }
-  CR_OK(write_stats(ctx, std::chrono::duration_cast<Clock::duration>(frozen.freeze_duration()), frozen_for));
+  CR_OK(write_stats(ctx, std::chrono::microseconds(tree.freeze_us()), frozen_for));
   ctx.result.frozen_us = micros(frozen_for);
   ctx.result.total_us = micros(Clock::now() - start);
   LOG_INFO(log, "Dumping finished successfully");

@@ -1,6 +1,7 @@
 #include "checkpoint/dump/process.h"
 
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <linux/ptrace.h>
 #include <sched.h>
 #include <sys/prctl.h>
@@ -279,14 +280,21 @@ Status dump_posix_timers(RemoteSyscall& rs, pid_t pid, uint64_t scratch, const s
 
 }  // namespace
 
-Result<task_kobj_ids_entry> task_ids(pid_t pid, IdMap& ids, bool self) {
+uint32_t IdMap::by_kcmp(int kcmp_type, pid_t pid) {
+  auto& seen = kcmp_[kcmp_type];
+  for (const auto& [other, id] : seen)
+    if (::syscall(SYS_kcmp, pid, other, kcmp_type, 0, 0) == 0) return id;
+  uint32_t id = next_++;
+  seen.push_back({pid, id});
+  return id;
+}
+
+Result<task_kobj_ids_entry> task_ids(pid_t pid, IdMap& ids) {
   task_kobj_ids_entry e;
-  // Per-task objects: unique until sharing between tasks is detected (kcmp), which process trees need.
-  e.set_vm_id(ids.unique());
-  e.set_files_id(ids.unique());
-  e.set_fs_id(ids.unique());
-  e.set_sighand_id(ids.unique());
-  (void)self;
+  e.set_vm_id(ids.by_kcmp(KCMP_VM, pid));
+  e.set_files_id(ids.by_kcmp(KCMP_FILES, pid));
+  e.set_fs_id(ids.by_kcmp(KCMP_FS, pid));
+  e.set_sighand_id(ids.by_kcmp(KCMP_SIGHAND, pid));
   struct NsField {
     const char* name;
     void (task_kobj_ids_entry::*set)(uint32_t);
@@ -303,6 +311,25 @@ Result<task_kobj_ids_entry> task_ids(pid_t pid, IdMap& ids, bool self) {
     (e.*f.set)(ids.get(std::string("ns:") + f.name, *ino));
   }
   return e;
+}
+
+Status dump_zombie(pid_t pid, int exit_code, DumpContext& ctx, pstree_entry& pstree) {
+  auto stat = CR_TRY(proc::read_stat(pid));
+  pstree.set_pid(uint32_t(pid));
+  pstree.set_ppid(uint32_t(stat.ppid));
+  pstree.set_pgid(uint32_t(stat.pgrp));
+  pstree.set_sid(uint32_t(stat.session));
+  pstree.add_threads(uint32_t(pid));
+  core_entry core;
+  core.set_mtype(core_entry::X86_64);
+  task_core_entry* tc = core.mutable_tc();
+  tc->set_task_state(2);  // dead: CRIU writes zombies this way
+  tc->set_exit_code(uint32_t(exit_code));
+  tc->set_personality(0);
+  tc->set_flags(stat.flags);
+  tc->set_blk_sigset(0);
+  tc->set_comm(stat.comm.substr(0, 15));
+  return write_one(ctx, image::core_file(uint32_t(pid)), image::Type::core, core);
 }
 
 Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entry& pstree) {
@@ -439,7 +466,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
 
   // Files, cwd, root.
   auto fds = CR_TRY(files::dump_fds(pid, ctx.files));
-  auto ids = CR_TRY(task_ids(pid, ctx.ids, false));
+  auto ids = CR_TRY(task_ids(pid, ctx.ids));
   if (!fds.empty()) {
     auto w = CR_TRY(image::Writer::create(ctx.session.images_dir, image::fdinfo_file(ids.files_id()),
                                           image::kind(image::Type::fdinfo)));

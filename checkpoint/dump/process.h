@@ -11,7 +11,9 @@ namespace crshim::dumper {
 // file objects go to ctx.files. Fills `pstree` (pid, threads; ppid/pgid/sid as the kernel reports).
 Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entry& pstree);
 
-// The kernel-object ids of a process (namespaces by inode; per-task objects unique for now).
-Result<task_kobj_ids_entry> task_ids(pid_t pid, IdMap& ids, bool self);
+// The kernel-object ids of a process: namespaces by inode, mm/files/fs/sighand by kcmp.
+Result<task_kobj_ids_entry> task_ids(pid_t pid, IdMap& ids);
+// The images of a zombie: its pstree entry's core with the exit status.
+Status dump_zombie(pid_t pid, int exit_code, DumpContext& ctx, pstree_entry& pstree);
 
 }  // namespace crshim::dumper

@@ -1,18 +1,280 @@
-// Memfd files (memfds): not supported yet; recognised so the dump refuses them before freezing.
+// Memfds, stored as CRIU 4.2 does: a memfd_file_entry per open file in files.img, pointing at a
+// memfd_inode_entry in memfd.img (name, size, owner, mode, seals); the contents are a shmem pagemap,
+// pagemap-shmem-<shmid>.img (offsets in the file as addresses, holes left out), with its pages-N.img.
+// Restore creates the inode once (memfd_create, contents, seals last) and reopens it per open file, so
+// open files that shared an inode share one again.
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <vector>
+
+#include "checkpoint/base/sys.h"
+#include "checkpoint/files/anon_common.h"
 #include "checkpoint/files/kinds.h"
+#include "checkpoint/image/catalog.h"
+#include "memfd.pb.h"
+#include "pagemap.pb.h"
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
 
 namespace crshim::files {
 
 namespace {
 
+constexpr const char* kKind = "memfd";
+constexpr const char* kInodes = "memfd inode";  // seen(): inode number -> memfd_inode_entry.inode_id
+constexpr const char* kMemfdFile = "memfd.img";
+constexpr uint64_t kPage = 4096;
+constexpr uint32_t kPresent = 4;  // PE_PRESENT
+// pages-N.img numbers of memfd contents: a range of their own, far above the per-process ones
+// (which count from 1), as the shmem pagemaps are written while the processes are dumped.
+constexpr uint32_t kPagesIdBase = 0x40000000;
+constexpr size_t kChunk = 1 << 20;
+constexpr size_t kMaxName = 249;  // memfd_create's limit, without the "memfd:" prefix
+constexpr int kReopenFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_NOATIME | O_DIRECT | O_LARGEFILE;
+
+std::string shmem_pagemap_file(uint32_t shmid) { return "pagemap-shmem-" + std::to_string(shmid) + ".img"; }
+
 bool matches(const OpenFd& f) { return f.link.rfind("/memfd:", 0) == 0; }
 
-std::string unsupported(const OpenFd&, bool) { return "memfd"; }
+std::string unsupported(const OpenFd& f, bool) {
+  struct statfs sfs;
+  std::string path = proc::proc_dir(f.pid) + "/fd/" + std::to_string(f.fd);
+  if (::statfs(path.c_str(), &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC) return "hugetlb memfd";
+  return "";
+}
+
+std::string memfd_name(const std::string& link) {
+  std::string name = link.substr(7);  // after "/memfd:"
+  const std::string deleted = " (deleted)";
+  if (name.size() >= deleted.size() && name.compare(name.size() - deleted.size(), deleted.size(), deleted) == 0)
+    name.resize(name.size() - deleted.size());
+  return name;
+}
+
+// Copies [start, end) of `fd` into `pages` (bytes past EOF of the last page read as zeros).
+Status copy_out(int fd, uint64_t start, uint64_t end, image::Writer& pages, const std::string& what) {
+  std::vector<char> buf(kChunk);
+  for (uint64_t off = start; off < end;) {
+    size_t want = size_t(std::min<uint64_t>(kChunk, end - off));
+    size_t got = 0;
+    while (got < want) {
+      ssize_t n = ::pread(fd, buf.data() + got, want - got, off_t(off + got));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return fail(sys_error("pread", what));
+      }
+      if (n == 0) break;
+      got += size_t(n);
+    }
+    std::fill(buf.begin() + long(got), buf.begin() + long(want), '\0');
+    CR_OK(pages.write_raw(buf.data(), want));
+    off += want;
+  }
+  return {};
+}
+
+// Writes the contents of the memfd (`fd` readable) as a shmem pagemap with its pages image.
+Status dump_contents(int dir, int fd, uint64_t size, uint32_t shmid, uint32_t pages_id, const std::string& what) {
+  auto pagemap = CR_TRY(image::Writer::create(dir, shmem_pagemap_file(shmid), image::kind(image::Type::pagemap)));
+  pagemap_head head;
+  head.set_pages_id(pages_id);
+  CR_OK(pagemap.write(head));
+  auto pages = CR_TRY(image::Writer::create_raw(dir, image::pages_file(pages_id)));
+  uint64_t end = (size + kPage - 1) / kPage * kPage;
+  for (uint64_t off = 0; off < end;) {
+    off_t data = ::lseek(fd, off_t(off), SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only holes from here on
+      return fail(sys_error("lseek(SEEK_DATA)", what));
+    }
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return fail(sys_error("lseek(SEEK_HOLE)", what));
+    uint64_t start = std::max(off, uint64_t(data) / kPage * kPage);
+    uint64_t stop = std::min(end, (uint64_t(hole) + kPage - 1) / kPage * kPage);
+    if (stop <= start) break;
+    pagemap_entry pe;
+    pe.set_vaddr(start);
+    pe.set_compat_nr_pages(0);
+    pe.set_flags(kPresent);
+    pe.set_nr_pages((stop - start) / kPage);
+    CR_OK(pagemap.write(pe));
+    CR_OK(copy_out(fd, start, stop, pages, what));
+    off = stop;
+  }
+  CR_OK(pages.close());
+  return pagemap.close();
+}
+
+// Adds the inode behind `f` to memfd.img (once per inode) and returns its inode_id.
+Result<uint32_t> dump_inode(const OpenFd& f, int stolen, DumpFiles& files) {
+  auto& inodes = files.seen()[kInodes];
+  if (auto it = inodes.find(uint64_t(f.st.st_ino)); it != inodes.end()) return it->second;
+  // A read-only view of the inode, whatever the task's file allows.
+  auto rfd = CR_TRY(sys::open("/proc/self/fd/" + std::to_string(stolen), O_RDONLY));
+  struct stat st;
+  if (::fstat(rfd.get(), &st) < 0) return fail(sys_error("fstat", f.name()));
+  int seals = ::fcntl(stolen, F_GET_SEALS);
+  if (seals < 0) return fail(sys_error("fcntl(F_GET_SEALS)", f.name()));
+  uint32_t inode_id = uint32_t(inodes.size() + 1);
+  // As CRIU: the shmem id is the inode number, which names the contents' pagemap.
+  uint32_t shmid = uint32_t(st.st_ino);
+  memfd_inode_entry mie;
+  mie.set_name(memfd_name(f.link));
+  mie.set_uid(st.st_uid);
+  mie.set_gid(st.st_gid);
+  mie.set_size(uint64_t(st.st_size));
+  mie.set_shmid(shmid);
+  mie.set_seals(uint32_t(seals));
+  mie.set_inode_id(inode_id);
+  mie.set_mode(st.st_mode);
+  CR_OK(dump_contents(files.images_dir(), rfd.get(), uint64_t(st.st_size), shmid, kPagesIdBase + inode_id, f.name()));
+  auto* w = CR_TRY(files.writer(kMemfdFile, image::Type::memfd_inode));
+  CR_OK(w->write(mie));
+  inodes[uint64_t(st.st_ino)] = inode_id;
+  return inode_id;
+}
+
+Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
+  if (uint32_t id = anon::shared_id(f, files, kKind)) {
+    anon::remember(f, files, kKind, id);
+    return id;
+  }
+  auto stolen = CR_TRY(f.steal());
+  uint32_t inode_id = CR_TRY(dump_inode(f, stolen.get(), files));
+  file_entry fe;
+  fe.set_type(MEMFD);
+  fe.set_id(0);
+  memfd_file_entry* e = fe.mutable_memfd();
+  e->set_id(0);
+  e->set_flags(f.open_flags());
+  e->set_pos(f.info.pos);
+  *e->mutable_fown() = CR_TRY(anon::dump_fown(stolen.get(), f.name()));
+  e->set_inode_id(inode_id);
+  uint32_t id = CR_TRY(anon::add_file(files, std::move(fe), [](file_entry& x, uint32_t i) { x.mutable_memfd()->set_id(i); }));
+  anon::remember(f, files, kKind, id);
+  return id;
+}
+
+// ---- restore -------------------------------------------------------------------------------------
+
+// memfd.img, loaded on first use into files.data()[kMemfdFile] by inode_id.
+Result<memfd_inode_entry> inode_entry(uint64_t inode_id, RestoreFiles& files) {
+  auto& entries = files.data()[kMemfdFile];
+  auto& loaded = files.data()["memfd.img loaded"];
+  if (loaded.empty()) {
+    auto r = CR_TRY(image::Reader::open(files.images_dir(), kMemfdFile, image::kind(image::Type::memfd_inode)));
+    for (;;) {
+      memfd_inode_entry mie;
+      if (!CR_TRY(r.read(mie))) break;
+      if (!entries.emplace(mie.inode_id(), mie.SerializeAsString()).second)
+        return fail(make_error(Errc::corrupt_image, "read", kMemfdFile, "duplicate inode_id " + std::to_string(mie.inode_id())));
+      if (entries.size() > 1000000) return fail(make_error(Errc::corrupt_image, "read", kMemfdFile, "too many entries"));
+    }
+    loaded[0] = "yes";
+  }
+  auto it = entries.find(inode_id);
+  if (it == entries.end())
+    return fail(make_error(Errc::corrupt_image, "restore", kMemfdFile, "no memfd inode " + std::to_string(inode_id)));
+  memfd_inode_entry mie;
+  mie.ParseFromString(it->second);
+  return mie;
+}
+
+// Fills the new memfd `fd` (already `size` bytes long) from its shmem pagemap.
+Status restore_contents(int dir, int fd, const memfd_inode_entry& mie, const std::string& what) {
+  std::string name = shmem_pagemap_file(mie.shmid());
+  auto r = image::Reader::open(dir, name, image::kind(image::Type::pagemap));
+  if (!r) {
+    if (r.error().err == ENOENT) return {};  // nothing but holes, as a missing image is an empty one
+    return fail(r.error());
+  }
+  pagemap_head head;
+  if (!CR_TRY(r->read(head))) return {};
+  std::string pages_name = image::pages_file(head.pages_id());
+  auto pages = CR_TRY(sys::open_at(dir, pages_name, O_RDONLY));
+  uint64_t size = mie.size();
+  uint64_t limit = (size + kPage - 1) / kPage * kPage;
+  uint64_t offset = 0, prev_end = 0;
+  std::vector<char> buf(kChunk);
+  for (;;) {
+    pagemap_entry pe;
+    if (!CR_TRY(r->read(pe))) break;
+    uint64_t n = pe.has_nr_pages() ? pe.nr_pages() : pe.compat_nr_pages();
+    uint32_t flags = pe.has_flags() ? pe.flags() : (pe.in_parent() ? 1 : kPresent);
+    uint64_t start = pe.vaddr();
+    if (start % kPage || n == 0 || n > limit / kPage || start > limit - n * kPage || start < prev_end)
+      return fail(make_error(Errc::corrupt_image, "restore", name, "bad or unsorted pagemap entry at " + std::to_string(start)));
+    if (!(flags & kPresent))
+      return fail(make_error(Errc::unsupported, "restore", name, "pages not in this image (parent or lazy)"));
+    uint64_t end = start + n * kPage;
+    for (uint64_t off = start; off < end;) {
+      size_t chunk = size_t(std::min<uint64_t>(kChunk, end - off));
+      CR_OK(sys::pread_exact(pages.get(), buf.data(), chunk, off_t(offset), pages_name));
+      // The last page may run past the end of the file.
+      size_t keep = size_t(std::min<uint64_t>(chunk, size - off));
+      CR_OK(sys::pwrite_all(fd, buf.data(), keep, off_t(off), what));
+      offset += chunk;
+      off += chunk;
+    }
+    prev_end = end;
+  }
+  return {};
+}
+
+// The memfd for inode `inode_id`, created with its contents and seals on first use.
+Result<int> inode_fd(uint64_t inode_id, RestoreFiles& files) {
+  auto& objects = files.objects()[kKind];
+  if (auto it = objects.find(inode_id); it != objects.end()) return it->second.get();
+  auto mie = CR_TRY(inode_entry(inode_id, files));
+  std::string what = "memfd inode " + std::to_string(inode_id) + " (" + mie.name() + ")";
+  if (mie.has_hugetlb_flag() && mie.hugetlb_flag())
+    return fail(make_error(Errc::unsupported, "restore", what, "hugetlb memfds are not supported yet"));
+  if (mie.name().size() > kMaxName || mie.name().find('\0') != std::string::npos)
+    return fail(make_error(Errc::corrupt_image, "restore", what, "bad memfd name"));
+  if (mie.size() > uint64_t(INT64_MAX)) return fail(make_error(Errc::corrupt_image, "restore", what, "bad size"));
+  unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+  // Executable like a memfd made without flags, unless the system forbids that (vm.memfd_noexec).
+  UniqueFd fd(::memfd_create(mie.name().c_str(), flags | MFD_EXEC));
+  if (!fd && errno == EINVAL) fd = UniqueFd(::memfd_create(mie.name().c_str(), flags));
+  if (!fd) return fail(sys_error("memfd_create", what));
+  if (::fchown(fd.get(), mie.uid(), mie.gid()) < 0) return fail(sys_error("fchown", what));
+  if (mie.has_mode() && ::fchmod(fd.get(), mie.mode() & 07777) < 0) return fail(sys_error("fchmod", what));
+  if (::ftruncate(fd.get(), off_t(mie.size())) < 0) return fail(sys_error("ftruncate", what));
+  CR_OK_IN(restore_contents(files.images_dir(), fd.get(), mie, what), what);
+  // Last: the seals would forbid the writes above.
+  if (mie.seals() && ::fcntl(fd.get(), F_ADD_SEALS, int(mie.seals())) < 0)
+    return fail(sys_error("fcntl(F_ADD_SEALS)", what, "seals " + std::to_string(mie.seals())));
+  int raw = fd.get();
+  objects[inode_id] = std::move(fd);
+  return raw;
+}
+
+Result<UniqueFd> open(const file_entry& fe, RestoreFiles& files) {
+  std::string what = anon::file_name(kKind, fe.id());
+  if (!fe.has_memfd()) return fail(make_error(Errc::corrupt_image, "restore", what, "no memfd payload"));
+  const memfd_file_entry& e = fe.memfd();
+  int inode = CR_TRY(inode_fd(e.inode_id(), files));
+  // A new open file of the same inode, with this file's own flags and position.
+  auto fd = CR_TRY(sys::open("/proc/self/fd/" + std::to_string(inode), int(e.flags()) & kReopenFlags));
+  if (e.pos() > uint64_t(INT64_MAX) || ::lseek(fd.get(), off_t(e.pos()), SEEK_SET) < 0)
+    return fail(sys_error("lseek", what, "position " + std::to_string(e.pos())));
+  CR_OK(anon::restore_fown(fd.get(), e.fown(), what));
+  return fd;
+}
 
 }  // namespace
 
-extern const FileKind kMemfdKind{"memfd", MEMFD, matches, unsupported, nullptr, nullptr, nullptr};
+extern const FileKind kMemfdKind{"memfd", MEMFD, matches, unsupported, dump, open, nullptr};
 
 }  // namespace crshim::files

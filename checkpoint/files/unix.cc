@@ -1,18 +1,270 @@
-// Unix files (unix sockets): not supported yet; recognised so the dump refuses them before freezing.
+// Unix sockets (stream, datagram, seqpacket): one unix_sk_entry per socket, described by sock_diag
+// (name, peer, state, backlog, shutdown) and socket options; queued data is peeked into sk-queues.img.
+// Sockets connected to something outside the dumped processes are refused before freezing.
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/time.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
+#include <cstring>
+#include <set>
+
+#include "checkpoint/base/sys.h"
+#include "checkpoint/files/anon_common.h"
 #include "checkpoint/files/kinds.h"
+#include "checkpoint/files/unix_diag.h"
+#include "checkpoint/files/unix_restore.h"
+#include "sk-packet.pb.h"
 
 namespace crshim::files {
 
 namespace {
 
-bool matches(const OpenFd& f) { return f.link.rfind("socket:", 0) == 0; }
+constexpr const char* kKind = "unix";
+constexpr const char* kQueuesFile = "sk-queues.img";
 
-std::string unsupported(const OpenFd&, bool) { return "unix socket"; }
+std::string fd_path(const OpenFd& f) { return "/proc/" + std::to_string(f.pid) + "/fd/" + std::to_string(f.fd); }
+
+// The socket's protocol ("UNIX", "UNIX-STREAM", "TCP", ...), from the socket inode's xattr.
+std::string proto_name(const OpenFd& f) {
+  char buf[64];
+  ssize_t n = ::getxattr(fd_path(f).c_str(), "system.sockprotoname", buf, sizeof buf);
+  return n > 0 ? std::string(buf, size_t(n)) : std::string();
+}
+
+bool matches(const OpenFd& f) { return f.link.rfind("socket:", 0) == 0 && proto_name(f).rfind("UNIX", 0) == 0; }
+
+uint32_t sock_ino(const OpenFd& f) {
+  if (f.st.st_ino) return uint32_t(f.st.st_ino);
+  uint64_t ino = 0;
+  if (f.link.size() > 9) sys::parse_u64(std::string_view(f.link).substr(8, f.link.size() - 9), ino);
+  return uint32_t(ino);
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> out;
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    auto text = sys::read_file(dir + "/" + e->d_name + "/children");
+    if (!text) continue;
+    for (auto piece : sys::split(*text, ' ')) {
+      uint64_t c;
+      if (sys::parse_u64(sys::trim(piece), c)) out.push_back(pid_t(c));
+    }
+  }
+  ::closedir(d);
+  return out;
+}
+
+std::set<pid_t> subtree(pid_t root) {
+  std::set<pid_t> out;
+  std::vector<pid_t> todo{root};
+  while (!todo.empty()) {
+    pid_t p = todo.back();
+    todo.pop_back();
+    if (!out.insert(p).second) continue;
+    for (pid_t c : children_of(p)) todo.push_back(c);
+  }
+  return out;
+}
+
+// The processes a dump of `pid` covers: its session leader's tree when `pid` is in it (the dumped root
+// is a session leader), else its own subtree.
+std::set<pid_t> dump_scope(pid_t pid) {
+  pid_t sid = ::getsid(pid);
+  if (sid > 0) {
+    auto tree = subtree(sid);
+    if (tree.count(pid)) return tree;
+  }
+  return subtree(pid);
+}
+
+// Inodes of every socket the processes in `pids` hold.
+std::set<uint32_t> held_sockets(const std::set<pid_t>& pids) {
+  std::set<uint32_t> out;
+  for (pid_t p : pids) {
+    std::string dir = "/proc/" + std::to_string(p) + "/fd";
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) continue;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      auto link = sys::read_link(dir + "/" + e->d_name);
+      uint64_t ino;
+      if (link && link->rfind("socket:[", 0) == 0 && sys::parse_u64(std::string_view(*link).substr(8, link->size() - 9), ino))
+        out.insert(uint32_t(ino));
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+std::string describe_peer_problem(const unixsk::SockDiag& d, bool peer_held) {
+  if (d.state == TCP_LISTEN && !d.icons.empty())
+    return "listening unix socket with " + std::to_string(d.icons.size()) + " connection(s) not accepted yet";
+  if (d.peer && !peer_held)
+    return "unix socket connected to socket inode " + std::to_string(d.peer) +
+           " outside the dumped processes (external unix sockets, --ext-unix-sk, are not supported yet)";
+  return "";
+}
+
+std::string unsupported(const OpenFd& f, bool) {
+  auto d = unixsk::diag_by_ino(sock_ino(f));
+  if (!d) return "unix socket (" + d.error().render() + ")";
+  bool held = !d->peer || held_sockets(dump_scope(f.pid)).count(d->peer);
+  return describe_peer_problem(*d, held);
+}
+
+Result<int> get_int(int fd, int level, int opt, const char* name, const std::string& what) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  if (::getsockopt(fd, level, opt, &v, &len) < 0) return fail(sys_error(std::string("getsockopt(") + name + ")", what));
+  return v;
+}
+
+Result<sk_opts_entry> dump_opts(int fd, const std::string& what) {
+  sk_opts_entry o;
+  o.set_so_sndbuf(uint32_t(CR_TRY(get_int(fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF", what))));
+  o.set_so_rcvbuf(uint32_t(CR_TRY(get_int(fd, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF", what))));
+  timeval tv{};
+  socklen_t len = sizeof tv;
+  if (::getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &len) < 0) return fail(sys_error("getsockopt(SO_SNDTIMEO)", what));
+  o.set_so_snd_tmo_sec(uint64_t(tv.tv_sec));
+  o.set_so_snd_tmo_usec(uint64_t(tv.tv_usec));
+  len = sizeof tv;
+  if (::getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) < 0) return fail(sys_error("getsockopt(SO_RCVTIMEO)", what));
+  o.set_so_rcv_tmo_sec(uint64_t(tv.tv_sec));
+  o.set_so_rcv_tmo_usec(uint64_t(tv.tv_usec));
+  o.set_reuseaddr(CR_TRY(get_int(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR", what)) != 0);
+  o.set_so_priority(uint32_t(CR_TRY(get_int(fd, SOL_SOCKET, SO_PRIORITY, "SO_PRIORITY", what))));
+  o.set_so_rcvlowat(uint32_t(CR_TRY(get_int(fd, SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT", what))));
+  o.set_so_mark(uint32_t(CR_TRY(get_int(fd, SOL_SOCKET, SO_MARK, "SO_MARK", what))));
+  o.set_so_passcred(CR_TRY(get_int(fd, SOL_SOCKET, SO_PASSCRED, "SO_PASSCRED", what)) != 0);
+  o.set_so_passsec(CR_TRY(get_int(fd, SOL_SOCKET, SO_PASSSEC, "SO_PASSSEC", what)) != 0);
+  // An attached classic BPF filter: the instruction count first, then the instructions.
+  socklen_t count = 0;
+  if (::getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, nullptr, &count) < 0) return fail(sys_error("getsockopt(SO_GET_FILTER)", what));
+  if (count) {
+    std::vector<sock_filter> insns(count);
+    socklen_t got = count;
+    if (::getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, insns.data(), &got) < 0)
+      return fail(sys_error("getsockopt(SO_GET_FILTER)", what));
+    for (socklen_t i = 0; i < got && i < count; i++) {
+      uint64_t word;
+      static_assert(sizeof word == sizeof(sock_filter));
+      memcpy(&word, &insns[i], sizeof word);
+      o.add_so_filter(word);
+    }
+  }
+  return o;
+}
+
+// Fills name, name_dir, deleted and file_perms for a socket bound to `name`.
+Status dump_name(const OpenFd& f, const unixsk::SockDiag& d, unix_sk_entry& e, const std::string& what) {
+  std::string name = d.name;
+  if (name.empty() || name[0] == '\0') {
+    e.set_name(name);  // unbound, or abstract: the bytes are the name
+    return {};
+  }
+  // A path name: the kernel counts its terminating NUL.
+  while (!name.empty() && name.back() == '\0') name.pop_back();
+  e.set_name(name);
+  std::string full = name;
+  if (name[0] != '/') {
+    // Relative to the directory it was bound in; the task's cwd is the only candidate we can see.
+    std::string cwd = CR_TRY(sys::read_link("/proc/" + std::to_string(f.pid) + "/cwd"));
+    full = cwd + "/" + name;
+    e.set_name_dir(cwd);
+  }
+  struct stat st;
+  bool same = d.vfs_ino && ::stat(full.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == *d.vfs_ino &&
+              major(st.st_dev) == (d.vfs_dev >> 20) && minor(st.st_dev) == (d.vfs_dev & 0xfffff);
+  if (same) {
+    file_perms_entry* p = e.mutable_file_perms();
+    p->set_mode(st.st_mode);
+    p->set_uid(st.st_uid);
+    p->set_gid(st.st_gid);
+  } else if (name[0] != '/') {
+    return fail(make_error(Errc::unsupported, "dump", what,
+                           "bound to the relative name '" + name + "' outside the current directory of the task"));
+  } else {
+    e.set_deleted(true);  // the socket file was removed (or replaced) after bind
+  }
+  return {};
+}
+
+Status dump_queue(int fd, int type, uint32_t id, DumpFiles& files, const std::string& what) {
+  auto packets = CR_TRY(unixsk::peek_queue(fd, type, what));
+  if (packets.empty()) return {};
+  image::Writer* w = CR_TRY(files.writer(kQueuesFile, image::Type::sk_queues));
+  for (const auto& p : packets) {
+    sk_packet_entry pe;
+    pe.set_id_for(id);
+    pe.set_length(uint32_t(p.size()));
+    CR_OK(w->write(pe));
+    CR_OK(w->write_raw(p));
+  }
+  return {};
+}
+
+Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
+  uint32_t ino = sock_ino(f);
+  // A socket has exactly one open file (it cannot be reopened), so the inode names it.
+  auto& ids = files.seen()[kKind];
+  if (auto it = ids.find(ino); it != ids.end()) return it->second;
+  std::string what = "unix socket " + std::to_string(ino);
+  UniqueFd own = CR_TRY(f.steal());
+  auto d = CR_TRY(unixsk::diag_by_ino(ino));
+
+  // Every socket the dumped processes hold, gathered once (they are frozen now).
+  auto& held = files.seen()["unix:held"];
+  if (held.empty()) {
+    held[0] = 1;  // marks the set as gathered
+    for (uint32_t i : held_sockets(dump_scope(f.pid))) held[i] = 1;
+  }
+  if (std::string why = describe_peer_problem(d, !d.peer || held.count(d.peer)); !why.empty())
+    return fail(make_error(Errc::unsupported, "dump", what, why));
+
+  int type = CR_TRY(get_int(own.get(), SOL_SOCKET, SO_TYPE, "SO_TYPE", what));
+  if (type != SOCK_STREAM && type != SOCK_DGRAM && type != SOCK_SEQPACKET)
+    return fail(make_error(Errc::unsupported, "dump", what, "socket type " + std::to_string(type)));
+
+  file_entry fe;
+  fe.set_type(UNIXSK);
+  unix_sk_entry* e = fe.mutable_usk();
+  e->set_ino(ino);
+  e->set_type(uint32_t(type));
+  e->set_state(d.state);
+  e->set_flags(f.open_flags());
+  e->set_uflags(0);
+  e->set_backlog(d.state == TCP_LISTEN ? d.wqueue : 0);
+  e->set_peer(d.peer);
+  *e->mutable_fown() = CR_TRY(anon::dump_fown(own.get(), what));
+  *e->mutable_opts() = CR_TRY(dump_opts(own.get(), what));
+  CR_OK(dump_name(f, d, *e, what));
+  if (d.shutdown & 3) e->set_shutdown(sk_shutdown(d.shutdown & 3));
+  uint32_t id = CR_TRY(anon::add_file(files, std::move(fe), [](file_entry& x, uint32_t id) {
+    x.set_id(id);
+    x.mutable_usk()->set_id(id);
+  }));
+  ids[ino] = id;
+  // A listener's queue holds connections, not data (and a pending one was refused above).
+  if (d.state != TCP_LISTEN) CR_OK(dump_queue(own.get(), type, id, files, what));
+  return id;
+}
+
+Result<UniqueFd> open(const file_entry& fe, RestoreFiles& files) { return unixsk::open_socket(fe, files); }
 
 }  // namespace
 
-extern const FileKind kUnixKind{"unix socket", UNIXSK, matches, unsupported, nullptr, nullptr, nullptr};
+extern const FileKind kUnixKind{"unix socket", UNIXSK, matches, unsupported, dump, open, nullptr};
 
 }  // namespace crshim::files

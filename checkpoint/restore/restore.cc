@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <map>
+#include <memory>
 
 #include "checkpoint/base/fault.h"
 #include "checkpoint/base/sys.h"
@@ -27,21 +29,86 @@ uint32_t micros(Clock::duration d) {
 
 // What this engine can restore so far; refused before any task exists.
 Status check_supported(const restorer::ImageSet& set) {
-  if (set.processes.size() != 1)
-    return fail(make_error(Errc::unsupported, "restore", image::kPstreeFile,
-                           std::to_string(set.processes.size()) + " processes in the image; process trees are not supported yet"));
   const auto& root = set.processes[0];
   if (!root.alive())
     return fail(make_error(Errc::unsupported, "restore", image::core_file(root.pid()), "the root task is not alive"));
-  const auto& a = root.ids;
   const auto& b = set.inventory.root_ids();
-  if (a.pid_ns_id() != b.pid_ns_id() || a.net_ns_id() != b.net_ns_id() || a.ipc_ns_id() != b.ipc_ns_id() ||
-      a.uts_ns_id() != b.uts_ns_id() || a.mnt_ns_id() != b.mnt_ns_id() || a.user_ns_id() != b.user_ns_id() ||
-      a.cgroup_ns_id() != b.cgroup_ns_id() || (a.has_time_ns_id() && a.time_ns_id() != b.time_ns_id()))
-    return fail(make_error(Errc::unsupported, "restore", image::ids_file(root.pid()),
-                           "the task lived in its own namespaces; restoring namespaces is not supported yet"));
+  for (const auto& p : set.processes) {
+    if (!p.alive()) continue;
+    const auto& a = p.ids;
+    if (a.pid_ns_id() != b.pid_ns_id() || a.net_ns_id() != b.net_ns_id() || a.ipc_ns_id() != b.ipc_ns_id() ||
+        a.uts_ns_id() != b.uts_ns_id() || a.mnt_ns_id() != b.mnt_ns_id() || a.user_ns_id() != b.user_ns_id() ||
+        a.cgroup_ns_id() != b.cgroup_ns_id() || (a.has_time_ns_id() && a.time_ns_id() != b.time_ns_id()))
+      return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
+                             "the task lived in its own namespaces; restoring namespaces is not supported yet"));
+    for (const auto& q : set.processes) {
+      if (&q == &p) break;
+      if (q.alive() && (q.ids.vm_id() == a.vm_id() || q.ids.files_id() == a.files_id() || q.ids.fs_id() == a.fs_id() ||
+                        q.ids.sighand_id() == a.sighand_id()))
+        return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
+                               "tasks " + std::to_string(q.pid()) + " and " + std::to_string(p.pid()) +
+                                   " share kernel objects (CLONE_VM/FILES/FS/SIGHAND); not supported yet"));
+    }
+  }
+  for (const auto& p : set.processes)
+    if (!p.alive() && p.cores[0].tc().task_state() != 2)
+      return fail(make_error(Errc::unsupported, "restore", image::core_file(p.pid()),
+                             "task state " + std::to_string(p.cores[0].tc().task_state()) + " is not supported"));
   return {};
 }
+
+// The whole tree: every task created by its own parent with its pid, sessions and groups set,
+// zombies made; then each live task rebuilt. Tasks are killed if the tree is dropped unresumed.
+class RestoredTree {
+ public:
+  Status create(const restorer::ImageSet& set, bool shell_job, Logger& log) {
+    std::map<uint32_t, restorer::RestoredTask*> by_pid;
+    for (const auto& img : set.processes) {
+      std::unique_ptr<restorer::RestoredTask> task;
+      if (img.pstree.ppid() == 0) {
+        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, log)));
+      } else {
+        auto* parent = by_pid.at(img.pstree.ppid());
+        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::fork_child(*parent, img, log)));
+      }
+      // A session leader starts its session before creating the tasks that belong to it.
+      bool root_outside = img.pstree.ppid() == 0 && shell_job;
+      if (img.pstree.sid() == img.pid() && !root_outside) CR_OK(restorer::set_session(*task));
+      by_pid[img.pid()] = task.get();
+      tasks_.push_back(std::move(task));
+    }
+    // Process groups: leaders first, then members (a group must exist before anyone joins it).
+    for (int pass = 0; pass < 2; pass++)
+      for (size_t i = 0; i < set.processes.size(); i++) {
+        const auto& ps = set.processes[i].pstree;
+        bool leader = ps.pgid() == ps.pid();
+        if (leader != (pass == 0) || ps.sid() == ps.pid() || !by_pid.count(ps.pgid())) continue;
+        if (shell_job && ps.ppid() == 0) continue;  // the root keeps the restoring shell's group
+        CR_OK(restorer::set_process_group(*tasks_[i], pid_t(ps.pgid())));
+      }
+    // Zombies last, once nobody needs them as a parent or group leader any more.
+    for (size_t i = 0; i < set.processes.size(); i++)
+      if (!set.processes[i].alive()) CR_OK(restorer::make_zombie(*tasks_[i], int(set.processes[i].cores[0].tc().exit_code())));
+    return {};
+  }
+
+  restorer::RestoredTask& task(size_t i) { return *tasks_[i]; }
+  pid_t root_pid() const { return tasks_.empty() ? 0 : tasks_[0]->pid(); }
+
+  Status resume(const restorer::ImageSet& set) {
+    for (size_t i = 0; i < tasks_.size(); i++)
+      if (set.processes[i].alive()) CR_OK(tasks_[i]->resume());
+    return {};
+  }
+
+  ~RestoredTree() {
+    // Children before parents, so every task is reaped by us as its tracer.
+    for (auto it = tasks_.rbegin(); it != tasks_.rend(); ++it) it->reset();
+  }
+
+ private:
+  std::vector<std::unique_ptr<restorer::RestoredTask>> tasks_;
+};
 
 Status write_stats(Session& s, Clock::duration forking, Clock::duration total, uint64_t pages) {
   stats_entry st;
@@ -73,31 +140,35 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
   LOG_INFO(log, "Restoring (crshim %s)", CRSHIM_VERSION);
   auto set = CR_TRY(restorer::load_images(session.images_dir));
   CR_OK(check_supported(set));
-  const auto& img = set.processes[0];
   raise_nofile_limit();
 
   CR_OK(hooks.fire(HookPoint::pre_restore, 0));
-  auto task = CR_TRY(restorer::create_task(img, log));
+  RestoredTree tree;
+  CR_OK(tree.create(set, req.shell_job, log));
   auto forked = Clock::now();
-  // From here on every failure kills the task (RestoredTask's destructor) before returning.
+  // From here on every failure kills the tasks (RestoredTree's destructor) before returning.
   CR_OK(fault_point("restore:task-created"));
-  CR_OK(hooks.fire(HookPoint::setup_namespaces, task.pid()));
+  CR_OK(hooks.fire(HookPoint::setup_namespaces, tree.root_pid()));
   CR_OK(hooks.fire(HookPoint::post_setup_namespaces, 0));
   restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout()};
   files::RestoreFiles files(set.files, session.images_dir, req.shell_job);
-  CR_OK_IN(restorer::rebuild_task(task, set, img, session.images_dir, files, topts, log),
-           "restore pid " + std::to_string(img.pid()));
-  CR_OK(hooks.fire(HookPoint::post_restore, task.pid()));
+  uint64_t pages = 0;
+  for (size_t i = 0; i < set.processes.size(); i++) {
+    const auto& img = set.processes[i];
+    if (!img.alive()) continue;
+    CR_OK_IN(restorer::rebuild_task(tree.task(i), set, img, session.images_dir, files, topts, log),
+             "restore pid " + std::to_string(img.pid()));
+    for (const auto& pe : img.pagemap)
+      if (pe.flags() & 4) pages += pe.nr_pages();
+  }
+  CR_OK(hooks.fire(HookPoint::post_restore, tree.root_pid()));
   CR_OK(hooks.fire(HookPoint::pre_resume, 0));
   CR_OK(fault_point("restore:before-resume"));
-  if (!req.pidfile.empty()) CR_OK(sys::write_file(req.pidfile, std::to_string(task.pid()) + "\n"));
-  uint64_t pages = 0;
-  for (const auto& pe : img.pagemap)
-    if (pe.flags() & 4) pages += pe.nr_pages();
-  CR_OK(task.resume());
+  if (!req.pidfile.empty()) CR_OK(sys::write_file(req.pidfile, std::to_string(tree.root_pid()) + "\n"));
+  CR_OK(tree.resume(set));
 
   RestoreResult result;
-  result.root_pid = task.pid();
+  result.root_pid = tree.root_pid();
   if (Status st = hooks.fire(HookPoint::post_resume, result.root_pid); !st)
     LOG_ERROR(log, "post-resume: %s", st.error().render().c_str());
   if (Status st = write_stats(session, forked - start, Clock::now() - start, pages); !st)

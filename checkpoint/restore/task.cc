@@ -39,7 +39,8 @@ namespace {
 using kernel::PtraceSyscall;
 using kernel::RemoteSyscall;
 
-constexpr unsigned kTraceOptions = PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
+// TRACECLONE/TRACEFORK: threads and children we create by injected clone3 are attached at once.
+constexpr unsigned kTraceOptions = PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_EXITKILL;
 constexpr uint64_t kTrampolineSize = 64 * 1024;  // `syscall; int3` at the start, scratch space after
 constexpr uint64_t kScratchOffset = 4096;
 
@@ -456,14 +457,64 @@ Status RestoredTask::resume() {
   return {};
 }
 
+namespace {
+
+// While clone3 says the pid is taken: waits for a zombie to be reaped, but not for a live task.
+class PidWaiter {
+ public:
+  explicit PidWaiter(pid_t pid) : pid_(pid), deadline_(Clock::now() + std::chrono::seconds(10)) {}
+  // Ok to retry after a short sleep; an error when waiting makes no sense.
+  Status wait(int err, const std::string& op) {
+    if (err != EEXIST || Clock::now() > deadline_) {
+      Error e = errno_error(err, op, task_name(pid_), "creating the task with its original pid");
+      if (err == EPERM) e.with_hint("restoring pids needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN");
+      if (err == EEXIST) e.with_hint("the pid is still in use; stop the process that holds it");
+      return fail(std::move(e));
+    }
+    auto st = proc::read_stat(pid_);
+    if (st && st->state != 'Z' && st->state != 'X') {
+      auto now = Clock::now();
+      if (live_since_ == Clock::time_point{}) live_since_ = now;
+      if (now - live_since_ > std::chrono::milliseconds(500))
+        return fail(make_error(Errc::conflict, "restore", task_name(pid_), "the pid is used by a live process (" + st->comm + ")")
+                        .with_hint("stop that process, or restore in a new pid namespace"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return {};
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  pid_t pid_;
+  Clock::time_point deadline_;
+  Clock::time_point live_since_{};
+};
+
+// Runs `fn(remote)` in the task's leader through the inherited vDSO, with one scratch page.
+template <class Fn>
+Status with_early_window(kernel::Tracee& leader, Fn&& fn) {
+  pid_t pid = leader.tid();
+  uint64_t insn = CR_TRY(kernel::find_syscall_insn(pid));
+  auto rs = CR_TRY(PtraceSyscall::begin(leader, insn));
+  uint64_t scratch = CR_TRY(kernel::remote_mmap(rs, 4096));
+  Remote r(rs, pid, scratch, 4096);
+  Status st = fn(r, rs);
+  Status unmapped = kernel::remote_munmap(rs, scratch, 4096);
+  Status restored = rs.restore();
+  CR_OK(st);
+  CR_OK(unmapped);
+  return restored;
+}
+
+}  // namespace
+
 Result<RestoredTask> create_task(const ProcessImage& img, Logger& log) {
   pid_t want = pid_t(img.pid());
   clone_args args{};
   args.exit_signal = SIGCHLD;
   args.set_tid = reinterpret_cast<uint64_t>(&want);
   args.set_tid_size = 1;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  std::chrono::steady_clock::time_point live_since{};
+  PidWaiter waiter(want);
   long child;
   for (;;) {
     child = ::syscall(SYS_clone3, &args, sizeof args);
@@ -474,23 +525,7 @@ Result<RestoredTask> create_task(const ProcessImage& img, Logger& log) {
       ::syscall(SYS_exit_group, 127);
     }
     if (child > 0) break;
-    if (errno != EEXIST || std::chrono::steady_clock::now() > deadline) {
-      Error e = sys_error("clone3", task_name(want), "creating the task with its original pid");
-      if (errno == EPERM) e.with_hint("restoring pids needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN");
-      if (errno == EEXIST) e.with_hint("the pid is still in use; stop the process that holds it");
-      return fail(std::move(e));
-    }
-    // The pid is taken: wait while its old owner is a zombie about to be reaped, not for a live task.
-    auto st = proc::read_stat(want);
-    if (st && st->state != 'Z' && st->state != 'X') {
-      auto now = std::chrono::steady_clock::now();
-      if (live_since == std::chrono::steady_clock::time_point{}) live_since = now;
-      if (now - live_since > std::chrono::milliseconds(500))
-        return fail(make_error(Errc::conflict, "restore", task_name(want),
-                               "the pid is used by a live process (" + st->comm + ")")
-                        .with_hint("stop that process, or restore in a new pid namespace"));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CR_OK(waiter.wait(errno, "clone3"));
   }
   LOG_INFO(log, "Created task %ld for pid %d", child, want);
   RestoredTask task;
@@ -503,6 +538,84 @@ Result<RestoredTask> create_task(const ProcessImage& img, Logger& log) {
   }
   task.threads_.push_back(std::move(*t));
   return task;
+}
+
+Result<RestoredTask> fork_child(RestoredTask& parent, const ProcessImage& img, Logger& log) {
+  pid_t want = pid_t(img.pid());
+  PidWaiter waiter(want);
+  pid_t child = 0;
+  for (;;) {
+    int clone_err = 0;
+    CR_OK(with_early_window(parent.threads_[0], [&](Remote& r, PtraceSyscall& rs) -> Status {
+      clone_args ca{};
+      ca.exit_signal = SIGCHLD;
+      uint64_t tid_addr = CR_TRY(r.put(&want, sizeof want));
+      ca.set_tid = tid_addr;
+      ca.set_tid_size = 1;
+      uint64_t ca_addr = CR_TRY(r.put(&ca, sizeof ca, true));
+      auto got = r.call(SYS_clone3, long(ca_addr), sizeof ca);
+      if (!got) {
+        clone_err = got.error().err;
+        if (clone_err) return {};
+        return fail(got.error());
+      }
+      for (pid_t t : rs.take_new_tids()) child = t;
+      return {};
+    }));
+    if (child > 0) break;
+    CR_OK(waiter.wait(clone_err, "remote clone3 in pid " + std::to_string(parent.pid())));
+  }
+  LOG_INFO(log, "Created task %d (child of %d)", child, parent.pid());
+  RestoredTask task;
+  task.pid_ = child;
+  task.image_ = &img;
+  auto t = kernel::Tracee::adopt(child, kTraceOptions, true);
+  if (!t) {
+    task.kill();
+    return fail(t.error());
+  }
+  task.threads_.push_back(std::move(*t));
+  return task;
+}
+
+Status set_session(RestoredTask& task) {
+  return with_early_window(task.threads_[0], [](Remote& r, PtraceSyscall&) -> Status {
+    CR_OK(r.call(SYS_setsid));
+    return {};
+  });
+}
+
+Status set_process_group(RestoredTask& task, pid_t pgid) {
+  return with_early_window(task.threads_[0], [&](Remote& r, PtraceSyscall&) -> Status {
+    CR_OK(r.call(SYS_setpgid, 0, pgid));
+    return {};
+  });
+}
+
+Status make_zombie(RestoredTask& task, int status) {
+  kernel::Tracee& leader = task.threads_[0];
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    CR_OK(with_early_window(leader, [&](Remote& r, PtraceSyscall&) -> Status {
+      KernelSigaction dfl{0, 0, 0, 0};
+      uint64_t addr = CR_TRY(r.put(&dfl, sizeof dfl));
+      CR_OK(r.call(SYS_rt_sigaction, sig, long(addr), 0, 8));
+      struct {
+        uint64_t cur, max;
+      } no_core{0, 0};
+      addr = CR_TRY(r.put(&no_core, sizeof no_core));
+      CR_OK(r.call(SYS_prlimit64, 0, RLIMIT_CORE, long(addr), 0));
+      return {};
+    }));
+    CR_OK(leader.detach(sig));  // the default action ends it; its parent sees the same status
+  } else {
+    uint64_t insn = CR_TRY(kernel::find_syscall_insn(task.pid_));
+    auto rs = CR_TRY(PtraceSyscall::begin(leader, insn));
+    CR_OK(rs.syscall(SYS_exit_group, WEXITSTATUS(status)));
+  }
+  task.threads_.clear();
+  task.resumed_ = true;  // nothing left to resume or kill: a zombie for its parent to reap
+  return {};
 }
 
 Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage& img, int images_dir,
@@ -524,7 +637,21 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   rs.set_insn(tramp);
   Remote r(rs, pid, tramp + kScratchOffset, kTrampolineSize - kScratchOffset);
 
-  // 2. Forget crshim: its rseq area, its memory (but the vDSO), its files.
+  // 2. Forget crshim: signals queued to the copy (SIGCHLD of zombies made from it), its rseq area,
+  // its memory (but the vDSO), its files.
+  {
+    uint64_t all = ~uint64_t(0);
+    timespec zero{0, 0};
+    uint64_t set_addr = CR_TRY(r.put(&all, sizeof all));
+    uint64_t ts_addr = CR_TRY(r.put(&zero, sizeof zero, true));
+    for (int i = 0; i < 1024; i++) {
+      auto got = r.call(SYS_rt_sigtimedwait, long(set_addr), 0, long(ts_addr), 8);
+      if (!got) {
+        if (got.error().err == EAGAIN) break;
+        return fail(got.error());
+      }
+    }
+  }
   ptrace_rseq_configuration rc{};
   if (::ptrace(__ptrace_request(PTRACE_GET_RSEQ_CONFIGURATION), pid, sizeof rc, &rc) < 0)
     return fail(sys_error("ptrace(PTRACE_GET_RSEQ_CONFIGURATION)", task_name(pid)));
@@ -590,10 +717,6 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   }
   uint64_t cwd = CR_TRY(r.put_string(set.files.at(img.fs.cwd_id()).reg().name()));
   CR_OK_IN(r.call(SYS_chdir, long(cwd)), "cwd");
-  if (!opts.shell_job) {
-    if (img.pstree.sid() == img.pid()) CR_OK(r.call(SYS_setsid));
-    else if (img.pstree.pgid() == img.pid()) CR_OK(r.call(SYS_setpgid, 0, 0));
-  }
 
   // 5. Threads, created by the leader with their original tids.
   LOG_DEBUG(log, "Restoring %d: %s", pid, "threads");

@@ -36,6 +36,10 @@ class RestoredTask {
 
  private:
   friend Result<RestoredTask> create_task(const ProcessImage&, Logger&);
+  friend Result<RestoredTask> fork_child(RestoredTask&, const ProcessImage&, Logger&);
+  friend Status set_session(RestoredTask&);
+  friend Status set_process_group(RestoredTask&, pid_t);
+  friend Status make_zombie(RestoredTask&, int);
   friend Status rebuild_task(RestoredTask&, const ImageSet&, const ProcessImage&, int, files::RestoreFiles&,
                              const TaskOptions&, Logger&);
   RestoredTask() = default;
@@ -50,6 +54,16 @@ class RestoredTask {
 // Creates the task with the image's pid (clone3 + set_tid; waits while the old pid is still a
 // zombie) stopped under ptrace, still running crshim's code.
 Result<RestoredTask> create_task(const ProcessImage& img, Logger& log);
+
+// Creates a child of `parent` (a task still running crshim's code) with the image's pid, by making
+// the parent run clone3 itself, so the child has the right parent.
+Result<RestoredTask> fork_child(RestoredTask& parent, const ProcessImage& img, Logger& log);
+// setsid() in the task (before it creates the members of its session).
+Status set_session(RestoredTask& task);
+// setpgid(0, pgid) in the task.
+Status set_process_group(RestoredTask& task, pid_t pgid);
+// Ends the task with the wait status `status`, leaving a zombie for its parent.
+Status make_zombie(RestoredTask& task, int status);
 
 // Replaces the task's whole state with the image's: memory, files, signals, threads, credentials.
 Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage& img, int images_dir,
