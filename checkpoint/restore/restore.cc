@@ -61,12 +61,12 @@ Status check_supported(const restorer::ImageSet& set) {
 // zombies made; then each live task rebuilt. Tasks are killed if the tree is dropped unresumed.
 class RestoredTree {
  public:
-  Status create(const restorer::ImageSet& set, bool shell_job, Logger& log) {
+  Status create(const restorer::ImageSet& set, bool shell_job, bool sibling, Logger& log) {
     std::map<uint32_t, restorer::RestoredTask*> by_pid;
     for (const auto& img : set.processes) {
       std::unique_ptr<restorer::RestoredTask> task;
       if (img.pstree.ppid() == 0) {
-        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, log)));
+        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, sibling, log)));
       } else {
         auto* parent = by_pid.at(img.pstree.ppid());
         task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::fork_child(*parent, img, log)));
@@ -144,7 +144,7 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
 
   CR_OK(hooks.fire(HookPoint::pre_restore, 0));
   RestoredTree tree;
-  CR_OK(tree.create(set, req.shell_job, log));
+  CR_OK(tree.create(set, req.shell_job, req.sibling, log));
   auto forked = Clock::now();
   // From here on every failure kills the tasks (RestoredTree's destructor) before returning.
   CR_OK(fault_point("restore:task-created"));
@@ -162,7 +162,9 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
       if (pe.flags() & 4) pages += pe.nr_pages();
   }
   CR_OK(hooks.fire(HookPoint::post_restore, tree.root_pid()));
-  CR_OK(hooks.fire(HookPoint::pre_resume, 0));
+  // After this point the tree is complete: hook failures are reported, not fatal (as CRIU).
+  if (Status st = hooks.fire(HookPoint::pre_resume, 0); !st)
+    LOG_ERROR(log, "pre-resume: %s", st.error().render().c_str());
   CR_OK(fault_point("restore:before-resume"));
   if (!req.pidfile.empty()) CR_OK(sys::write_file(req.pidfile, std::to_string(tree.root_pid()) + "\n"));
   CR_OK(tree.resume(set));
@@ -175,7 +177,7 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
     LOG_WARN(log, "Can't write stats: %s", st.error().render().c_str());
   result.total_us = micros(Clock::now() - start);
   LOG_INFO(log, "Restore finished successfully, root pid %d", result.root_pid);
-  if (!req.detached) {
+  if (!req.detached && !req.sibling) {
     // Like CRIU without -d: stay the parent and wait for the restored tree's root to exit.
     int status = 0;
     while (waitpid(result.root_pid, &status, 0) < 0 && errno == EINTR) {

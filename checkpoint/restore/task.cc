@@ -508,10 +508,12 @@ Status with_early_window(kernel::Tracee& leader, Fn&& fn) {
 
 }  // namespace
 
-Result<RestoredTask> create_task(const ProcessImage& img, Logger& log) {
+Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, Logger& log) {
   pid_t want = pid_t(img.pid());
   clone_args args{};
-  args.exit_signal = SIGCHLD;
+  // CLONE_PARENT (--restore-sibling): the task becomes our caller's child; clone3 then wants no exit signal.
+  args.flags = sibling ? CLONE_PARENT : 0;
+  args.exit_signal = sibling ? 0 : SIGCHLD;
   args.set_tid = reinterpret_cast<uint64_t>(&want);
   args.set_tid_size = 1;
   PidWaiter waiter(want);
@@ -519,10 +521,9 @@ Result<RestoredTask> create_task(const ProcessImage& img, Logger& log) {
   for (;;) {
     child = ::syscall(SYS_clone3, &args, sizeof args);
     if (child == 0) {
-      // The new task: raw syscalls only (it shares nothing with us but a copy of memory).
-      ::syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
-      ::syscall(SYS_kill, ::syscall(SYS_getpid), SIGSTOP);
-      ::syscall(SYS_exit_group, 127);
+      // The new task waits to be seized: raw syscalls only (it shares nothing with us but a copy of
+      // memory). Whatever it is doing when stopped is overwritten by the rebuild.
+      for (;;) ::syscall(SYS_pause);
     }
     if (child > 0) break;
     CR_OK(waiter.wait(errno, "clone3"));
@@ -531,12 +532,15 @@ Result<RestoredTask> create_task(const ProcessImage& img, Logger& log) {
   RestoredTask task;
   task.pid_ = pid_t(child);
   task.image_ = &img;
-  auto t = kernel::Tracee::adopt(pid_t(child), kTraceOptions, true);
+  auto t = kernel::Tracee::seize(pid_t(child), kTraceOptions);
   if (!t) {
-    task.kill();
+    ::kill(pid_t(child), SIGKILL);
+    if (!sibling) ::waitpid(pid_t(child), nullptr, __WALL);
+    task.pid_ = 0;
     return fail(t.error());
   }
   task.threads_.push_back(std::move(*t));
+  CR_OK(task.threads_[0].interrupt());
   return task;
 }
 

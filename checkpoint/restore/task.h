@@ -35,7 +35,7 @@ class RestoredTask {
   void kill();
 
  private:
-  friend Result<RestoredTask> create_task(const ProcessImage&, Logger&);
+  friend Result<RestoredTask> create_task(const ProcessImage&, bool, Logger&);
   friend Result<RestoredTask> fork_child(RestoredTask&, const ProcessImage&, Logger&);
   friend Status set_session(RestoredTask&);
   friend Status set_process_group(RestoredTask&, pid_t);
@@ -51,9 +51,9 @@ class RestoredTask {
   kernel::XsaveLayout xsave_;
 };
 
-// Creates the task with the image's pid (clone3 + set_tid; waits while the old pid is still a
-// zombie) stopped under ptrace, still running crshim's code.
-Result<RestoredTask> create_task(const ProcessImage& img, Logger& log);
+// Creates the root task with the image's pid (clone3 + set_tid; waits while the old pid is still a
+// zombie) stopped under ptrace, still running crshim's code; with `sibling` it is our parent's child.
+Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, Logger& log);
 
 // Creates a child of `parent` (a task still running crshim's code) with the image's pid, by making
 // the parent run clone3 itself, so the child has the right parent.
