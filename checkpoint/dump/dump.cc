@@ -49,15 +49,24 @@ Status preflight(const DumpRequest& req) {
   }
   if (stat->state == 'Z' || stat->state == 'X')
     return fail(make_error(Errc::invalid_argument, "dump", who, "the process is a zombie"));
-  if (stat->session != pid && !req.shell_job)
-    return fail(make_error(Errc::invalid_argument, "dump", who, "the root task is not a session leader")
-                    .with_hint("use --shell-job, or start the program with setsid"));
+  // Every problem at once, so one run tells the user all there is to fix.
+  std::vector<std::string> problems;
+  std::string hint;
+  if (stat->session != pid && !req.shell_job) {
+    problems.push_back("the root task is not a session leader");
+    hint = "use --shell-job, or start the program with setsid";
+  }
   auto tree = CR_TRY(dumper::list_tree(pid));
   for (pid_t p : tree) {
     Status st = files::check_fds_supported(p, req.shell_job);
-    if (!st && st.error().err != ENOENT) return st;
+    if (st || st.error().err == ENOENT) continue;
+    problems.push_back((p == pid ? "" : "pid " + std::to_string(p) + ": ") + st.error().message);
+    if (hint.empty()) hint = st.error().hint;
   }
-  return {};
+  if (problems.empty()) return {};
+  std::string all;
+  for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+  return fail(make_error(Errc::unsupported, "dump", who, all).with_hint(hint));
 }
 
 // Kernel objects shared between processes (CLONE_VM, CLONE_FILES, ...) are not restorable yet.
