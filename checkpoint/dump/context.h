@@ -46,6 +46,12 @@ struct DumpContext {
   seccomp_entry seccomp;
   uint32_t next_pages_id = 1;
   DumpResult result;
+  std::map<pid_t, pid_t> vpids;  // real pid/tid -> pid/tid in the dumped tree's pid namespace
+
+  uint32_t vpid(pid_t real) const {
+    auto it = vpids.find(real);
+    return uint32_t(it == vpids.end() ? real : it->second);
+  }
 };
 
 }  // namespace crshim::dumper

@@ -69,6 +69,29 @@ Status preflight(const DumpRequest& req) {
   return fail(make_error(Errc::unsupported, "dump", who, all).with_hint(hint));
 }
 
+// Pids as the root task's pid namespace sees them; tasks in deeper namespaces are not supported yet.
+Status map_virtual_pids(dumper::FrozenTree& tree, dumper::DumpContext& ctx) {
+  size_t levels = 0;
+  for (size_t i : tree.preorder()) {
+    auto& task = tree.tasks()[i];
+    std::vector<pid_t> tids{task.pid};
+    if (task.frozen) {
+      tids.clear();
+      for (const auto& t : task.frozen->threads()) tids.push_back(t.tid());
+    }
+    for (pid_t tid : tids) {
+      auto st = CR_TRY(proc::read_status(task.pid, tid == task.pid ? 0 : tid));
+      if (st.nspid.empty()) return fail(make_error(Errc::unsupported, "dump", "pid " + std::to_string(tid), "no NSpid in status"));
+      if (levels == 0) levels = st.nspid.size();
+      if (st.nspid.size() != levels)
+        return fail(make_error(Errc::unsupported, "dump", "pid " + std::to_string(task.pid),
+                               "the task is in a nested pid namespace; that is not supported yet"));
+      ctx.vpids[tid] = st.nspid.back();
+    }
+  }
+  return {};
+}
+
 // Kernel objects shared between processes (CLONE_VM, CLONE_FILES, ...) are not restorable yet.
 Status check_sharing(const std::vector<std::pair<pid_t, task_kobj_ids_entry>>& ids) {
   for (size_t i = 0; i < ids.size(); i++)
@@ -157,6 +180,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   std::vector<pstree_entry> pstree;
   std::vector<std::pair<pid_t, task_kobj_ids_entry>> ids;
   Status st = fault_point("dump:frozen");
+  if (st) st = map_virtual_pids(tree, ctx);
   for (size_t i : tree.preorder()) {
     if (!st) break;
     auto& task = tree.tasks()[i];

@@ -313,13 +313,21 @@ Result<task_kobj_ids_entry> task_ids(pid_t pid, IdMap& ids) {
   return e;
 }
 
+// pid, ppid, pgid and sid as the dumped pid namespace sees them (0: outside of it).
+Status fill_pstree_ids(pid_t pid, const proc::Stat& stat, DumpContext& ctx, pstree_entry& pstree) {
+  auto status = CR_TRY(proc::read_status(pid));
+  auto inner = [](const std::vector<int>& levels, int fallback) { return levels.empty() ? fallback : levels.back(); };
+  pstree.set_pid(ctx.vpid(pid));
+  pstree.set_ppid(ctx.vpid(stat.ppid));
+  pstree.set_pgid(uint32_t(inner(status.nspgid, stat.pgrp)));
+  pstree.set_sid(uint32_t(inner(status.nssid, stat.session)));
+  return {};
+}
+
 Status dump_zombie(pid_t pid, int exit_code, DumpContext& ctx, pstree_entry& pstree) {
   auto stat = CR_TRY(proc::read_stat(pid));
-  pstree.set_pid(uint32_t(pid));
-  pstree.set_ppid(uint32_t(stat.ppid));
-  pstree.set_pgid(uint32_t(stat.pgrp));
-  pstree.set_sid(uint32_t(stat.session));
-  pstree.add_threads(uint32_t(pid));
+  CR_OK(fill_pstree_ids(pid, stat, ctx, pstree));
+  pstree.add_threads(ctx.vpid(pid));
   core_entry core;
   core.set_mtype(core_entry::X86_64);
   task_core_entry* tc = core.mutable_tc();
@@ -329,7 +337,7 @@ Status dump_zombie(pid_t pid, int exit_code, DumpContext& ctx, pstree_entry& pst
   tc->set_flags(stat.flags);
   tc->set_blk_sigset(0);
   tc->set_comm(stat.comm.substr(0, 15));
-  return write_one(ctx, image::core_file(uint32_t(pid)), image::Type::core, core);
+  return write_one(ctx, image::core_file(ctx.vpid(pid)), image::Type::core, core);
 }
 
 Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entry& pstree) {
@@ -377,10 +385,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   CR_OK(rs.restore());
 
   // Threads: leader first, as pstree lists them.
-  pstree.set_pid(uint32_t(pid));
-  pstree.set_ppid(uint32_t(stat.ppid));
-  pstree.set_pgid(uint32_t(stat.pgrp));
-  pstree.set_sid(uint32_t(stat.session));
+  CR_OK(fill_pstree_ids(pid, stat, ctx, pstree));
   std::vector<size_t> order;
   for (size_t i = 0; i < frozen.threads().size(); i++)
     if (frozen.threads()[i].tid() == pid) order.insert(order.begin(), i);
@@ -391,7 +396,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
     core_entry core;
     if (leader) core = leader_core;
     CR_OK_IN(dump_thread(t, pid, leader, extras[i], ctx, core), "thread " + std::to_string(t.tid()));
-    pstree.add_threads(uint32_t(t.tid()));
+    pstree.add_threads(ctx.vpid(t.tid()));
     if (leader) {
       tc = core.mutable_tc();
       tc->set_task_state(1);
@@ -411,7 +416,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
       if (auto v = read_u32_file(proc::proc_dir(pid) + "/oom_score_adj", 10)) tc->set_oom_score_adj(int32_t(*v));
       tc->set_child_subreaper(subreaper);
     }
-    CR_OK(write_one(ctx, image::core_file(uint32_t(t.tid())), image::Type::core, core));
+    CR_OK(write_one(ctx, image::core_file(ctx.vpid(t.tid())), image::Type::core, core));
   }
 
   // Memory.
@@ -439,7 +444,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   for (auto& v : as.vmas) *mm.add_vmas() = std::move(v);
   mm.set_dumpable(dumpable);
   mm.set_thp_disabled(thp_disabled);
-  CR_OK(write_one(ctx, image::mm_file(uint32_t(pid)), image::Type::mm, mm));
+  CR_OK(write_one(ctx, image::mm_file(ctx.vpid(pid)), image::Type::mm, mm));
 
   auto t0 = Clock::now();
   auto pagemap_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/pagemap", O_RDONLY));
@@ -450,7 +455,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
     pages.insert(pages.end(), found.begin(), found.end());
   }
   uint32_t pages_id = ctx.next_pages_id++;
-  auto pagemap = CR_TRY(image::Writer::create(ctx.session.images_dir, image::pagemap_file(uint32_t(pid)),
+  auto pagemap = CR_TRY(image::Writer::create(ctx.session.images_dir, image::pagemap_file(ctx.vpid(pid)),
                                               image::kind(image::Type::pagemap)));
   pagemap_head head;
   head.set_pages_id(pages_id);
@@ -482,8 +487,8 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
     (fs.*setter)(ctx.files.table().add_reg(path, O_RDONLY, 0, st, -1, true));
   }
   if (status.umask) fs.set_umask(*status.umask);
-  CR_OK(write_one(ctx, image::fs_file(uint32_t(pid)), image::Type::fs, fs));
-  CR_OK(write_one(ctx, image::ids_file(uint32_t(pid)), image::Type::ids, ids));
+  CR_OK(write_one(ctx, image::fs_file(ctx.vpid(pid)), image::Type::fs, fs));
+  CR_OK(write_one(ctx, image::ids_file(ctx.vpid(pid)), image::Type::ids, ids));
   return {};
 }
 

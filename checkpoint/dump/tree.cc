@@ -1,5 +1,7 @@
 #include "checkpoint/dump/tree.h"
 
+#include <signal.h>
+
 #include <chrono>
 #include <deque>
 #include <map>
@@ -93,12 +95,18 @@ Status FrozenTree::thaw() {
 }
 
 Status FrozenTree::kill() {
-  Status first;
+  // Everyone gets SIGKILL first; then children are reaped before parents: an exiting pid-namespace
+  // init waits for the rest of its namespace, which we, as their tracer, must reap first.
   for (auto& t : tasks_)
-    if (t.frozen) {
-      Status st = t.frozen->kill();
-      if (!st && first) first = st;
-    }
+    if (t.frozen) ::kill(t.pid, SIGKILL);
+  Status first;
+  auto order = preorder();
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    auto& t = tasks_[*it];
+    if (!t.frozen) continue;
+    Status st = t.frozen->kill();
+    if (!st && first) first = st;
+  }
   return first;
 }
 

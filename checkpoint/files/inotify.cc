@@ -50,10 +50,10 @@ Result<std::pair<std::string, int>> resolve(const OpenFd& f, const proc::Inotify
   int mnt_id = -1;
   auto fd = CR_TRY(anon::open_by_handle(mounts, proc::proc_dir(f.pid) + "/root", w.sdev, w.fhandle_type, handle,
                                         w.ino, &mnt_id, what));
-  std::string path = CR_TRY(sys::read_link("/proc/self/fd/" + std::to_string(fd.get())));
-  const std::string deleted = " (deleted)";
-  if (path.empty() || path[0] != '/' ||
-      (path.size() > deleted.size() && path.compare(path.size() - deleted.size(), deleted.size(), deleted) == 0))
+  auto link = sys::read_link("/proc/self/fd/" + std::to_string(fd.get()));
+  if (!link) return fail(link.error());
+  const std::string& path = *link;
+  if (!path.starts_with('/') || path.ends_with(" (deleted)"))
     return fail(make_error(Errc::unsupported, "dump", what, "the watched inode has no path (" + path + ")")
                     .with_hint("inotify watches on deleted files cannot be restored"));
   return std::make_pair(path, mnt_id);

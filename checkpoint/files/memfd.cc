@@ -56,9 +56,7 @@ std::string unsupported(const OpenFd& f, bool) {
 
 std::string memfd_name(const std::string& link) {
   std::string name = link.substr(7);  // after "/memfd:"
-  const std::string deleted = " (deleted)";
-  if (name.size() >= deleted.size() && name.compare(name.size() - deleted.size(), deleted.size(), deleted) == 0)
-    name.resize(name.size() - deleted.size());
+  if (name.ends_with(" (deleted)")) name.resize(name.size() - 10);
   return name;
 }
 

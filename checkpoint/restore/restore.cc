@@ -36,7 +36,10 @@ Status check_supported(const restorer::ImageSet& set) {
   for (const auto& p : set.processes) {
     if (!p.alive()) continue;
     const auto& a = p.ids;
-    if (a.pid_ns_id() != b.pid_ns_id() || a.net_ns_id() != b.net_ns_id() || a.ipc_ns_id() != b.ipc_ns_id() ||
+    if (a.pid_ns_id() != root.ids.pid_ns_id())
+      return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
+                             "nested pid namespaces are not supported yet"));
+    if (a.net_ns_id() != b.net_ns_id() || a.ipc_ns_id() != b.ipc_ns_id() ||
         a.uts_ns_id() != b.uts_ns_id() || a.mnt_ns_id() != b.mnt_ns_id() || a.user_ns_id() != b.user_ns_id() ||
         a.cgroup_ns_id() != b.cgroup_ns_id() || (a.has_time_ns_id() && a.time_ns_id() != b.time_ns_id()))
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
@@ -62,11 +65,15 @@ Status check_supported(const restorer::ImageSet& set) {
 class RestoredTree {
  public:
   Status create(const restorer::ImageSet& set, bool shell_job, bool sibling, Logger& log) {
+    // Every task inherits this at creation: its way back to crshim's files.
+    self_pidfd_ = UniqueFd(sys::pidfd_open(getpid()));
+    if (!self_pidfd_) return fail(sys_error("pidfd_open", "crshim itself"));
+    bool new_pidns = set.processes[0].ids.pid_ns_id() != set.inventory.root_ids().pid_ns_id();
     std::map<uint32_t, restorer::RestoredTask*> by_pid;
     for (const auto& img : set.processes) {
       std::unique_ptr<restorer::RestoredTask> task;
       if (img.pstree.ppid() == 0) {
-        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, sibling, log)));
+        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, sibling, new_pidns, log)));
       } else {
         auto* parent = by_pid.at(img.pstree.ppid());
         task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::fork_child(*parent, img, log)));
@@ -93,6 +100,7 @@ class RestoredTree {
   }
 
   restorer::RestoredTask& task(size_t i) { return *tasks_[i]; }
+  int self_pidfd() const { return self_pidfd_.get(); }
   pid_t root_pid() const { return tasks_.empty() ? 0 : tasks_[0]->pid(); }
 
   Status resume(const restorer::ImageSet& set) {
@@ -108,6 +116,7 @@ class RestoredTree {
 
  private:
   std::vector<std::unique_ptr<restorer::RestoredTask>> tasks_;
+  UniqueFd self_pidfd_;
 };
 
 Status write_stats(Session& s, Clock::duration forking, Clock::duration total, uint64_t pages) {
@@ -150,7 +159,7 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
   CR_OK(fault_point("restore:task-created"));
   CR_OK(hooks.fire(HookPoint::setup_namespaces, tree.root_pid()));
   CR_OK(hooks.fire(HookPoint::post_setup_namespaces, 0));
-  restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout()};
+  restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout(), tree.self_pidfd()};
   files::RestoreFiles files(set.files, session.images_dir, req.shell_job);
   uint64_t pages = 0;
   for (size_t i = 0; i < set.processes.size(); i++) {

@@ -508,11 +508,15 @@ Status with_early_window(kernel::Tracee& leader, Fn&& fn) {
 
 }  // namespace
 
-Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, Logger& log) {
+Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new_pidns, Logger& log) {
   pid_t want = pid_t(img.pid());
+  if (new_pidns && want != 1)
+    return fail(make_error(Errc::corrupt_image, "restore", image::kPstreeFile,
+                           "the root of a dumped pid namespace has pid " + std::to_string(want) + ", not 1"));
   clone_args args{};
   // CLONE_PARENT (--restore-sibling): the task becomes our caller's child; clone3 then wants no exit signal.
-  args.flags = sibling ? CLONE_PARENT : 0;
+  // CLONE_NEWPID: set_tid then names the pid in the new namespace (1).
+  args.flags = (sibling ? CLONE_PARENT : 0) | (new_pidns ? CLONE_NEWPID : 0);
   args.exit_signal = sibling ? 0 : SIGCHLD;
   args.set_tid = reinterpret_cast<uint64_t>(&want);
   args.set_tid_size = 1;
@@ -528,7 +532,7 @@ Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, Logger& 
     if (child > 0) break;
     CR_OK(waiter.wait(errno, "clone3"));
   }
-  LOG_INFO(log, "Created task %ld for pid %d", child, want);
+  LOG_INFO(log, "Created task %ld for pid %d%s", child, want, new_pidns ? " in a new pid namespace" : "");
   RestoredTask task;
   task.pid_ = pid_t(child);
   task.image_ = &img;
@@ -667,16 +671,14 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   }
   uint64_t temp = CR_TRY(find_free_range(now, img.mm, 1ull << 30, tramp));
   CR_OK_IN(move_vdso(r, now, img.mm, temp), "vDSO");
-  CR_OK(r.call(SYS_close_range, 0, ~0u, 0));
-
-  // crshim's own pid, reachable from the target, lends it our open files.
+  // A pidfd of crshim, inherited at creation (crshim may be invisible from the task's pid namespace),
+  // lends the task our open files. Moved above every fd the image uses; everything else is closed.
   int max_fd = 0;
   for (const auto& fe : img.fds) max_fd = std::max(max_fd, int(fe.fd()));
-  UniqueFd self_pidfd(sys::pidfd_open(getpid()));
-  long pidfd = CR_TRY(r.call(SYS_pidfd_open, getpid(), 0));
   long holder = max_fd + 1;
-  CR_OK(r.call(SYS_dup3, pidfd, holder, O_CLOEXEC));
-  CR_OK(r.call(SYS_close, pidfd));
+  if (opts.inherited_pidfd != holder) CR_OK(r.call(SYS_dup3, opts.inherited_pidfd, holder, O_CLOEXEC));
+  CR_OK(r.call(SYS_close_range, 0, holder - 1, 0));
+  CR_OK(r.call(SYS_close_range, holder + 1, ~0u, 0));
   FdPusher push{r, int(holder)};
 
   // 3. Memory: map every area (writable while pages go in), write the pages, set final protections.
@@ -748,22 +750,25 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   LOG_DEBUG(log, "Restoring %d: %s", pid, "per-thread state");
   auto self_status = CR_TRY(proc::read_status(getpid()));
   bool leader_seccomp = false;
+  // Pids passed to syscalls the task makes are the image's (the task's own pid namespace).
+  pid_t vpid = pid_t(img.pid());
   for (size_t i = 0; i < task.threads_.size(); i++) {
     pid_t tid = task.threads_[i].tid();
+    pid_t vtid = pid_t(img.pstree.threads(int(i)));
     const core_entry& core = img.cores[i];
     CR_OK(restore_sched(tid, core.thread_core()));
     if (i == 0) {
-      CR_OK_IN(restore_thread_self(r, pid, tid, core), "thread " + std::to_string(tid));
+      CR_OK_IN(restore_thread_self(r, vpid, vtid, core), "thread " + std::to_string(tid));
       continue;
     }
     auto trs = CR_TRY(PtraceSyscall::begin(task.threads_[i], tramp));
     Remote tr(trs, pid, tramp + kScratchOffset, kTrampolineSize - kScratchOffset);
-    CR_OK_IN(restore_thread_self(tr, pid, tid, core), "thread " + std::to_string(tid));
+    CR_OK_IN(restore_thread_self(tr, vpid, vtid, core), "thread " + std::to_string(tid));
     if (!same_creds(core.thread_core().creds(), self_status)) CR_OK_IN(restore_creds(tr, core.thread_core().creds()), "credentials");
     CR_OK_IN(restore_seccomp(tr, core.thread_core(), set.seccomp), "seccomp");
     CR_OK(trs.restore());
   }
-  CR_OK_IN(restore_process_wide(r, pid, tc, log), "process");
+  CR_OK_IN(restore_process_wide(r, vpid, tc, log), "process");
   CR_OK_IN(restore_itimers(r, tc.timers()), "itimers");
   CR_OK_IN(restore_posix_timers(r, tc.timers()), "POSIX timers");
   const auto& lcore = img.cores[0].thread_core();

@@ -19,6 +19,7 @@ namespace crshim::restorer {
 struct TaskOptions {
   bool shell_job = false;
   kernel::XsaveLayout xsave;
+  int inherited_pidfd = -1;  // fd number of crshim's own pidfd, inherited by every created task
 };
 
 // A restored process held stopped under ptrace until resume(); destroying it unresumed kills it.
@@ -35,7 +36,7 @@ class RestoredTask {
   void kill();
 
  private:
-  friend Result<RestoredTask> create_task(const ProcessImage&, bool, Logger&);
+  friend Result<RestoredTask> create_task(const ProcessImage&, bool, bool, Logger&);
   friend Result<RestoredTask> fork_child(RestoredTask&, const ProcessImage&, Logger&);
   friend Status set_session(RestoredTask&);
   friend Status set_process_group(RestoredTask&, pid_t);
@@ -53,7 +54,8 @@ class RestoredTask {
 
 // Creates the root task with the image's pid (clone3 + set_tid; waits while the old pid is still a
 // zombie) stopped under ptrace, still running crshim's code; with `sibling` it is our parent's child.
-Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, Logger& log);
+// With `new_pidns` it is pid 1 of a new pid namespace (the image's pids are that namespace's).
+Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new_pidns, Logger& log);
 
 // Creates a child of `parent` (a task still running crshim's code) with the image's pid, by making
 // the parent run clone3 itself, so the child has the right parent.
