@@ -21,6 +21,7 @@
 #include "checkpoint/kernel/proc.h"
 #include "checkpoint/kernel/remote_syscall.h"
 #include "checkpoint/mem/pages.h"
+#include "checkpoint/mem/shmem.h"
 #include "checkpoint/mem/vmas.h"
 #include "core.pb.h"
 #include "fs.pb.h"
@@ -466,6 +467,13 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   CR_OK(pages_img.close());
   CR_OK(pagemap.close());
   ctx.result.pages_written += ps.pages_written;
+  // Shared anonymous memory: each object once, whichever task maps it first.
+  for (const auto& v : as.shared_anon) {
+    auto& seen = ctx.files.seen()["shmem"];
+    if (!seen.emplace(v.inode, 1).second) continue;
+    CR_OK_IN(mem::dump_shmem(pid, v, ctx.session.images_dir, ctx.next_pages_id++, ctx.result.pages_written),
+             "shared memory of pid " + std::to_string(pid));
+  }
   ctx.result.memdump_us += micros_since(t0);
   LOG_INFO(log, "Dumped %llu pages of %d", (unsigned long long)ps.pages_written, pid);
 

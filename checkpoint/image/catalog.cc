@@ -155,6 +155,7 @@ std::string ids_file(uint32_t vpid) { return "ids-" + std::to_string(vpid) + ".i
 std::string mm_file(uint32_t vpid) { return "mm-" + std::to_string(vpid) + ".img"; }
 std::string pagemap_file(uint32_t vpid) { return "pagemap-" + std::to_string(vpid) + ".img"; }
 std::string pages_file(uint32_t pages_id) { return "pages-" + std::to_string(pages_id) + ".img"; }
+std::string pagemap_shmem_file(uint64_t shmid) { return "pagemap-shmem-" + std::to_string(shmid) + ".img"; }
 std::string fs_file(uint32_t vpid) { return "fs-" + std::to_string(vpid) + ".img"; }
 std::string fdinfo_file(uint32_t files_id) { return "fdinfo-" + std::to_string(files_id) + ".img"; }
 

@@ -26,6 +26,7 @@ std::string ids_file(uint32_t vpid);
 std::string mm_file(uint32_t vpid);
 std::string pagemap_file(uint32_t vpid);
 std::string pages_file(uint32_t pages_id);
+std::string pagemap_shmem_file(uint64_t shmid);
 std::string fs_file(uint32_t vpid);
 std::string fdinfo_file(uint32_t files_id);
 inline constexpr const char* kInventoryFile = "inventory.img";

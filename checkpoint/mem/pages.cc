@@ -169,6 +169,14 @@ PageSource::~PageSource() {
   if (base_) ::munmap(base_, size_);
 }
 
+Status PageSource::copy_to_file(int fd, uint64_t offset, uint64_t nr_pages) {
+  if (nr_pages > (size_ - offset_) / kPageSize)
+    return fail(make_error(Errc::corrupt_image, "read", name_, "pagemap refers past the end of the pages image"));
+  CR_OK(sys::pwrite_all(fd, static_cast<const char*>(base_) + offset_, nr_pages * kPageSize, off_t(offset), name_));
+  offset_ += nr_pages * kPageSize;
+  return {};
+}
+
 Status PageSource::skip(uint64_t nr_pages) {
   if (nr_pages > (size_ - offset_) / kPageSize)
     return fail(make_error(Errc::corrupt_image, "read", name_, "pagemap refers past the end of the pages image"));

@@ -49,6 +49,8 @@ class PageSource {
 
   // Writes `nr_pages` pages at `vaddr` in pid from the next unread offset of the image.
   Status restore(pid_t pid, int proc_mem_fd, uint64_t vaddr, uint64_t nr_pages);
+  // Writes the next `nr_pages` pages of the image into file `fd` at `offset` (shared memory objects).
+  Status copy_to_file(int fd, uint64_t offset, uint64_t nr_pages);
   // Skips pages that belong to entries not restored here.
   Status skip(uint64_t nr_pages);
   uint64_t offset() const { return offset_; }

@@ -1,5 +1,7 @@
 #include "checkpoint/mem/vmas.h"
 
+#include "checkpoint/mem/shmem.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -71,6 +73,12 @@ Result<AddressSpace> collect_address_space(pid_t pid, const std::vector<proc::Sm
         return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "shared anonymous memory is not supported yet"));
       status = kVmaRegular | kVmaAnonPrivate | (v.is_heap() ? uint32_t(kVmaHeap) : 0u);
       dump_private = true;
+    } else if (is_shared_anon(v)) {
+      flags |= MAP_ANONYMOUS;
+      status = kVmaRegular | kVmaAnonShared;
+      e.set_shmid(v.inode);
+      e.set_pgoff(v.pgoff);
+      as.shared_anon.push_back(v);
     } else if (v.is_special()) {
       return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "unknown special mapping"));
     } else if (v.path.rfind("/SYSV", 0) == 0) {

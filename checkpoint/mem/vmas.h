@@ -30,10 +30,11 @@ enum VmaStatus : uint32_t {
 struct AddressSpace {
   std::vector<vma_entry> vmas;
   std::vector<Range> private_ranges;  // areas whose private pages belong in the image
+  std::vector<proc::Vma> shared_anon;  // MAP_SHARED|MAP_ANONYMOUS areas (contents dumped per object)
 };
 
 // Builds the VMA list; file-backed areas get REG entries in `files`. Areas we cannot restore yet
-// (shared anonymous memory, device mappings, SysV shm) are errors naming the area.
+// (device mappings, SysV shm) are errors naming the area.
 Result<AddressSpace> collect_address_space(pid_t pid, const std::vector<proc::SmapsEntry>& smaps,
                                            files::FileTable& files);
 

@@ -40,7 +40,8 @@ bool is_reg(const std::map<uint32_t, file_entry>& files, uint32_t id) {
   return it != files.end() && it->second.type() == REG;
 }
 
-Status load_core(int dir, uint32_t tid, bool leader, core_entry& core) {
+// `process_alive`: for threads other than the leader, whether the leader's core says the task is live.
+Status load_core(int dir, uint32_t tid, bool leader, bool process_alive, core_entry& core) {
   std::string name = image::core_file(tid);
   CR_OK(read_one(dir, name, Type::core, core));
   if (core.mtype() != core_entry::X86_64) return fail(corrupt(name, "not an x86_64 task"));
@@ -50,7 +51,8 @@ Status load_core(int dir, uint32_t tid, bool leader, core_entry& core) {
     if (state != 1 && state != 2 && state != 3 && state != 6)
       return fail(corrupt(name, "unknown task state " + std::to_string(state)));
   }
-  bool alive = !core.has_tc() || core.tc().task_state() == 1;
+  // Every thread of a live task is restored from its registers, whatever its own core claims.
+  bool alive = leader ? core.tc().task_state() == 1 : process_alive;
   if (!alive) return {};
   if (!core.has_thread_info() || !core.has_thread_core()) return fail(corrupt(name, "live task without registers"));
   const auto& fp = core.thread_info().fpregs();
@@ -207,7 +209,7 @@ Result<ImageSet> load_images(int dir) {
       uint32_t tid = p.pstree.threads(i);
       if (!tids.insert(tid).second) return fail(corrupt(image::kPstreeFile, "duplicate thread id " + std::to_string(tid)));
       core_entry core;
-      CR_OK(load_core(dir, tid, i == 0, core));
+      CR_OK(load_core(dir, tid, i == 0, i > 0 && p.alive(), core));
       p.cores.push_back(std::move(core));
     }
     if (!p.alive()) continue;

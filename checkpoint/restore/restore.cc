@@ -159,7 +159,8 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
   CR_OK(fault_point("restore:task-created"));
   CR_OK(hooks.fire(HookPoint::setup_namespaces, tree.root_pid()));
   CR_OK(hooks.fire(HookPoint::post_setup_namespaces, 0));
-  restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout(), tree.self_pidfd()};
+  mem::SharedMemory shmem(session.images_dir);
+  restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout(), tree.self_pidfd(), &shmem};
   files::RestoreFiles files(set.files, session.images_dir, req.shell_job);
   uint64_t pages = 0;
   for (size_t i = 0; i < set.processes.size(); i++) {

@@ -126,7 +126,7 @@ struct FdPusher {
 };
 
 Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageSet& set,
-                std::map<uint32_t, UniqueFd>& opened, std::vector<bool>& add_write) {
+                std::map<uint32_t, UniqueFd>& opened, std::vector<bool>& add_write, mem::SharedMemory& shmem) {
   const auto& vmas = img.mm.vmas();
   for (int i = 0; i < vmas.size(); i++) {
     const vma_entry& v = vmas[i];
@@ -146,6 +146,11 @@ Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageS
       }
       int tfd = CR_TRY(push.push(opened[id].get()));
       CR_OK(r.call(SYS_mmap, long(v.start()), len, long(prot), flags & ~long(MAP_ANONYMOUS), tfd, long(v.pgoff())));
+      CR_OK(r.call(SYS_close, tfd));
+    } else if (v.status() & mem::kVmaAnonShared) {
+      int local = CR_TRY(shmem.object_fd(v.shmid(), v.pgoff() + uint64_t(len)));
+      int tfd = CR_TRY(push.push(local));
+      CR_OK(r.call(SYS_mmap, long(v.start()), len, long(v.prot()), flags & ~long(MAP_ANONYMOUS), tfd, long(v.pgoff())));
       CR_OK(r.call(SYS_close, tfd));
     } else if (v.status() & mem::kVmaAnonPrivate) {
       CR_OK(r.call(SYS_mmap, long(v.start()), len, long(prot), flags | MAP_ANONYMOUS, -1, 0));
@@ -692,7 +697,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     }
   }
   std::map<uint32_t, UniqueFd> opened;
-  CR_OK_IN(map_vmas(r, push, img, set, opened, add_write), "memory");
+  CR_OK_IN(map_vmas(r, push, img, set, opened, add_write, *opts.shmem), "memory");
   opened.clear();
   {
     auto mem_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/mem", O_RDWR));

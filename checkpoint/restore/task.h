@@ -11,6 +11,7 @@
 #include "checkpoint/files/kinds.h"
 #include "checkpoint/kernel/features.h"
 #include "checkpoint/kernel/tracee.h"
+#include "checkpoint/mem/shmem.h"
 #include "checkpoint/restore/images.h"
 
 namespace crshim::restorer {
@@ -20,6 +21,7 @@ struct TaskOptions {
   bool shell_job = false;
   kernel::XsaveLayout xsave;
   int inherited_pidfd = -1;  // fd number of crshim's own pidfd, inherited by every created task
+  mem::SharedMemory* shmem = nullptr;  // shared anonymous memory objects of the whole tree
 };
 
 // A restored process held stopped under ptrace until resume(); destroying it unresumed kills it.
