@@ -7,9 +7,13 @@
 namespace crshim::rpcio {
 
 Status send_message(int sock, const google::protobuf::MessageLite& msg) {
+  // Checked here: protobuf aborts the process when asked to serialize an incomplete message.
+  if (!msg.IsInitialized())
+    return fail(make_error(Errc::internal, "serialize", msg.GetTypeName(),
+                           "missing required fields: " + msg.InitializationErrorString()));
   std::string data;
-  if (!msg.SerializeToString(&data))
-    return fail(make_error(Errc::internal, "serialize", msg.GetTypeName(), "a required field is missing"));
+  if (!msg.SerializePartialToString(&data))
+    return fail(make_error(Errc::internal, "serialize", msg.GetTypeName(), "serialization failed"));
   ssize_t n;
   do {
     n = ::send(sock, data.data(), data.size(), MSG_NOSIGNAL);

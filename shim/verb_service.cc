@@ -124,6 +124,7 @@ int run_service(const Options& opts) {
       continue;
     }
     if (worker == 0) {
+      // The service is single-threaded, so the worker may allocate freely without exec'ing.
       sk->reset();
       sigfd.reset();
       ::sigprocmask(SIG_SETMASK, &old, nullptr);

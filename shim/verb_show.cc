@@ -64,7 +64,12 @@ int run_show(const Options& opts) {
         while (!body.empty() && body.back() == '\n') body.pop_back();
         fputs(body.c_str(), stdout);
       } else {
-        printf("{\"error\": \"%s\"}", json.error().render().c_str());
+        std::string msg;
+        for (char c : json.error().render()) {
+          if (c == '"' || c == '\\') msg += '\\';
+          if (static_cast<unsigned char>(c) >= 0x20) msg += c;
+        }
+        printf("{\"error\": \"%s\"}", msg.c_str());
         rc = 1;
       }
     }

@@ -38,6 +38,9 @@ class IdMap {
 };
 
 struct DumpContext {
+  DumpContext(const DumpRequest& r, Session& s)
+      : req(r), session(s), xsave(kernel::xsave_layout()), files(s.images_dir, r.shell_job) {}
+
   const DumpRequest& req;
   Session& session;
   kernel::XsaveLayout xsave;
@@ -47,6 +50,8 @@ struct DumpContext {
   uint32_t next_pages_id = 1;
   DumpResult result;
   std::map<pid_t, pid_t> vpids;  // real pid/tid -> pid/tid in the dumped tree's pid namespace
+  size_t pid_levels = 0;         // pid namespace depth of the tree's root, as /proc/PID/status shows it
+  std::map<pid_t, std::vector<uint32_t>> nested_pids;  // real pid/tid -> pids in deeper namespaces
 
   uint32_t vpid(pid_t real) const {
     auto it = vpids.find(real);

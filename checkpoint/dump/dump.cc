@@ -69,9 +69,9 @@ Status preflight(const DumpRequest& req) {
   return fail(make_error(Errc::unsupported, "dump", who, all).with_hint(hint));
 }
 
-// Pids as the root task's pid namespace sees them; tasks in deeper namespaces are not supported yet.
+// Pids as the root task's pid namespace sees them, plus the pids of tasks in namespaces nested below.
 Status map_virtual_pids(dumper::FrozenTree& tree, dumper::DumpContext& ctx) {
-  size_t levels = 0;
+  size_t& levels = ctx.pid_levels;
   for (size_t i : tree.preorder()) {
     auto& task = tree.tasks()[i];
     std::vector<pid_t> tids{task.pid};
@@ -83,10 +83,11 @@ Status map_virtual_pids(dumper::FrozenTree& tree, dumper::DumpContext& ctx) {
       auto st = CR_TRY(proc::read_status(task.pid, tid == task.pid ? 0 : tid));
       if (st.nspid.empty()) return fail(make_error(Errc::unsupported, "dump", "pid " + std::to_string(tid), "no NSpid in status"));
       if (levels == 0) levels = st.nspid.size();
-      if (st.nspid.size() != levels)
+      if (st.nspid.size() < levels)
         return fail(make_error(Errc::unsupported, "dump", "pid " + std::to_string(task.pid),
-                               "the task is in a nested pid namespace; that is not supported yet"));
-      ctx.vpids[tid] = st.nspid.back();
+                               "the task is outside of the root task's pid namespace"));
+      ctx.vpids[tid] = st.nspid[levels - 1];
+      if (st.nspid.size() > levels) ctx.nested_pids[tid].assign(st.nspid.begin() + long(levels), st.nspid.end());
     }
   }
   return {};
@@ -176,7 +177,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   auto frozen_at = Clock::now();
   LOG_INFO(log, "Froze %zu tasks in %llu us", tree.tasks().size(), (unsigned long long)tree.freeze_us());
 
-  dumper::DumpContext ctx{req, session, kernel::xsave_layout(), files::DumpFiles(session.images_dir, req.shell_job), {}, {}, 1, {}};
+  dumper::DumpContext ctx(req, session);
   std::vector<pstree_entry> pstree;
   std::vector<std::pair<pid_t, task_kobj_ids_entry>> ids;
   Status st = fault_point("dump:frozen");

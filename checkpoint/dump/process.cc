@@ -317,11 +317,16 @@ Result<task_kobj_ids_entry> task_ids(pid_t pid, IdMap& ids) {
 // pid, ppid, pgid and sid as the dumped pid namespace sees them (0: outside of it).
 Status fill_pstree_ids(pid_t pid, const proc::Stat& stat, DumpContext& ctx, pstree_entry& pstree) {
   auto status = CR_TRY(proc::read_status(pid));
-  auto inner = [](const std::vector<int>& levels, int fallback) { return levels.empty() ? fallback : levels.back(); };
+  size_t level = ctx.pid_levels ? ctx.pid_levels - 1 : 0;
+  auto at_root = [&](const std::vector<int>& levels, int fallback) {
+    return levels.size() > level ? levels[level] : fallback;
+  };
   pstree.set_pid(ctx.vpid(pid));
   pstree.set_ppid(ctx.vpid(stat.ppid));
-  pstree.set_pgid(uint32_t(inner(status.nspgid, stat.pgrp)));
-  pstree.set_sid(uint32_t(inner(status.nssid, stat.session)));
+  pstree.set_pgid(uint32_t(at_root(status.nspgid, stat.pgrp)));
+  pstree.set_sid(uint32_t(at_root(status.nssid, stat.session)));
+  if (auto it = ctx.nested_pids.find(pid); it != ctx.nested_pids.end())
+    for (uint32_t p : it->second) pstree.add_crshim_ns_pid(p);
   return {};
 }
 
@@ -329,6 +334,7 @@ Status dump_zombie(pid_t pid, int exit_code, DumpContext& ctx, pstree_entry& pst
   auto stat = CR_TRY(proc::read_stat(pid));
   CR_OK(fill_pstree_ids(pid, stat, ctx, pstree));
   pstree.add_threads(ctx.vpid(pid));
+  for (uint32_t p : pstree.crshim_ns_pid()) pstree.add_crshim_ns_threads(p);
   core_entry core;
   core.set_mtype(core_entry::X86_64);
   task_core_entry* tc = core.mutable_tc();
@@ -398,6 +404,8 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
     if (leader) core = leader_core;
     CR_OK_IN(dump_thread(t, pid, leader, extras[i], ctx, core), "thread " + std::to_string(t.tid()));
     pstree.add_threads(ctx.vpid(t.tid()));
+    if (auto it = ctx.nested_pids.find(t.tid()); it != ctx.nested_pids.end())
+      for (uint32_t p : it->second) pstree.add_crshim_ns_threads(p);
     if (leader) {
       tc = core.mutable_tc();
       tc->set_task_state(1);

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 
 #include <algorithm>
 #include <cstring>
@@ -21,8 +20,6 @@ int hex_digit(char c) {
 }
 
 }  // namespace
-
-uint32_t kernel_dev(dev_t dev) { return (uint32_t(major(dev)) << 20) | (uint32_t(minor(dev)) & 0xfffff); }
 
 Result<std::string> handle_from_hex(std::string_view hex, int bytes, const std::string& what) {
   if (bytes <= 0 || size_t(bytes) > kMaxHandleBytes || hex.size() != size_t(bytes) * 2)

@@ -34,7 +34,4 @@ Result<UniqueFd> open_by_handle(const std::vector<proc::MountInfo>& mounts, cons
                                 int type, const std::string& handle, uint64_t ino, int* mnt_id,
                                 const std::string& what);
 
-// Kernel dev_t encoding of a user-space dev_t, as fdinfo prints "sdev".
-uint32_t kernel_dev(dev_t dev);
-
 }  // namespace crshim::files::anon

@@ -43,8 +43,6 @@ constexpr size_t kChunk = 1 << 20;
 constexpr size_t kMaxName = 249;  // memfd_create's limit, without the "memfd:" prefix
 constexpr int kReopenFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_NOATIME | O_DIRECT | O_LARGEFILE;
 
-std::string shmem_pagemap_file(uint32_t shmid) { return "pagemap-shmem-" + std::to_string(shmid) + ".img"; }
-
 bool matches(const OpenFd& f) { return f.link.rfind("/memfd:", 0) == 0; }
 
 std::string unsupported(const OpenFd& f, bool) {
@@ -84,7 +82,7 @@ Status copy_out(int fd, uint64_t start, uint64_t end, image::Writer& pages, cons
 
 // Writes the contents of the memfd (`fd` readable) as a shmem pagemap with its pages image.
 Status dump_contents(int dir, int fd, uint64_t size, uint32_t shmid, uint32_t pages_id, const std::string& what) {
-  auto pagemap = CR_TRY(image::Writer::create(dir, shmem_pagemap_file(shmid), image::kind(image::Type::pagemap)));
+  auto pagemap = CR_TRY(image::Writer::create(dir, image::pagemap_shmem_file(shmid), image::kind(image::Type::pagemap)));
   pagemap_head head;
   head.set_pages_id(pages_id);
   CR_OK(pagemap.write(head));
@@ -191,7 +189,7 @@ Result<memfd_inode_entry> inode_entry(uint64_t inode_id, RestoreFiles& files) {
 
 // Fills the new memfd `fd` (already `size` bytes long) from its shmem pagemap.
 Status restore_contents(int dir, int fd, const memfd_inode_entry& mie, const std::string& what) {
-  std::string name = shmem_pagemap_file(mie.shmid());
+  std::string name = image::pagemap_shmem_file(mie.shmid());
   auto r = image::Reader::open(dir, name, image::kind(image::Type::pagemap));
   if (!r) {
     if (r.error().err == ENOENT) return {};  // nothing but holes, as a missing image is an empty one

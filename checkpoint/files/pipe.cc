@@ -18,7 +18,14 @@ constexpr const char* kKind = "pipe";
 
 bool matches(const OpenFd& f) { return f.link.rfind("pipe:", 0) == 0; }
 
-std::string unsupported(const OpenFd&, bool) { return ""; }
+// Packet mode is a property of each end that pipe_entry cannot carry (CRIU drops it).
+constexpr const char* kPacketMode = "packet-mode pipe (O_DIRECT)";
+
+std::string unsupported(const OpenFd& f, bool) {
+  auto info = proc::read_fdinfo(f.pid, f.fd);
+  if (info && (info->flags & O_DIRECT)) return kPacketMode;
+  return "";
+}
 
 // "pipe:[1234]" -> 1234 (st_ino when stat worked).
 uint64_t pipe_ino(const OpenFd& f) {
@@ -34,8 +41,7 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
   if (!ino || ino > UINT32_MAX)
     return fail(make_error(Errc::unsupported, "dump", f.name(), "pipe inode " + std::to_string(ino) + " does not fit the image"));
   uint32_t flags = f.open_flags();
-  // Packet mode is a property of each end that pipe_entry cannot carry (CRIU drops it).
-  if (flags & O_DIRECT) return fail(make_error(Errc::unsupported, "dump", f.name(), "packet-mode pipe (O_DIRECT)"));
+  if (flags & O_DIRECT) return fail(make_error(Errc::unsupported, "dump", f.name(), kPacketMode));
   UniqueFd own = CR_TRY(f.steal());
   std::string what = "pipe " + std::to_string(ino);
 

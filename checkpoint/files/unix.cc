@@ -174,9 +174,9 @@ Status dump_name(const OpenFd& f, const unixsk::SockDiag& d, unix_sk_entry& e, c
     e.set_name(name);  // unbound, or abstract: the bytes are the name
     return {};
   }
-  // A path name: the kernel counts its terminating NUL.
-  while (!name.empty() && name.back() == '\0') name.pop_back();
+  // A path name: stored as the kernel reports it, with its terminating NUL (as CRIU does).
   e.set_name(name);
+  while (!name.empty() && name.back() == '\0') name.pop_back();
   std::string full = name;
   if (name[0] != '/') {
     // Relative to the directory it was bound in; the task's cwd is the only candidate we can see.
@@ -185,14 +185,16 @@ Status dump_name(const OpenFd& f, const unixsk::SockDiag& d, unix_sk_entry& e, c
     e.set_name_dir(cwd);
   }
   struct stat st;
-  bool same = d.vfs_ino && ::stat(full.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == *d.vfs_ino &&
+  bool exists = ::stat(full.c_str(), &st) == 0;
+  bool same = exists && d.vfs_ino && S_ISSOCK(st.st_mode) && st.st_ino == *d.vfs_ino &&
               major(st.st_dev) == (d.vfs_dev >> 20) && minor(st.st_dev) == (d.vfs_dev & 0xfffff);
   if (same) {
     file_perms_entry* p = e.mutable_file_perms();
     p->set_mode(st.st_mode);
     p->set_uid(st.st_uid);
     p->set_gid(st.st_gid);
-  } else if (name[0] != '/') {
+  } else if (name[0] != '/' && exists) {
+    // Another file has the name in the task's current directory: it was bound somewhere else.
     return fail(make_error(Errc::unsupported, "dump", what,
                            "bound to the relative name '" + name + "' outside the current directory of the task"));
   } else {

@@ -3,6 +3,8 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -241,7 +243,13 @@ Result<std::vector<std::string>> peek_queue(int fd, int type, const std::string&
       if (passed_fds || truncated_ctl) break;
     }
   } else {
-    for (;;) {
+    // A seqpacket socket whose peer shut down reports the end of the queue as a zero-length read,
+    // like a zero-length record: the byte count (SIOCINQ counts the whole queue for seqpacket)
+    // tells them apart, except for zero-length records at the very end, which are lost.
+    int inq = 0;
+    if (type == SOCK_SEQPACKET && ::ioctl(fd, SIOCINQ, &inq) < 0) st = fail(sys_error("ioctl(SIOCINQ)", what));
+    uint64_t peeked = 0;
+    while (st) {
       // First the datagram's length (a zero-byte peek does not move the offset), then its bytes.
       // A zero-length datagram the task itself already peeked is skipped by the kernel at offset 0.
       ssize_t size = peek_once(fd, nullptr, 0, MSG_TRUNC, passed_fds, truncated_ctl);
@@ -250,6 +258,8 @@ Result<std::vector<std::string>> peek_queue(int fd, int type, const std::string&
         break;
       }
       if (passed_fds || truncated_ctl) break;
+      if (size == 0 && type == SOCK_SEQPACKET && peeked >= uint64_t(inq)) break;
+      peeked += uint64_t(size);
       std::string pkt(size_t(size), '\0');
       ssize_t n = peek_once(fd, pkt.data(), pkt.size(), 0, passed_fds, truncated_ctl);
       if (n < 0) {

@@ -104,7 +104,8 @@ Status make_pair(Sock& a, Sock& b) {
 
 Status bind_own_name(Sock& s) {
   if (s.e.name().empty()) return {};
-  CR_OK(bind_name(s.fd.get(), s.e.name(), s.e.has_name_dir() ? s.e.name_dir() : std::string()));
+  // A removed socket file is bound and removed again; the path must not hold anything meanwhile.
+  CR_OK(bind_name(s.fd.get(), s.e.name(), s.e.has_name_dir() ? s.e.name_dir() : std::string(), !s.e.deleted()));
   s.bound = true;
   return {};
 }
@@ -270,6 +271,10 @@ Status build_all(RestoreFiles& files) {
     Sock s;
     s.id = id;
     s.e = e;
+    // CRIU keeps the kernel's terminating NUL of path names; bind() and lstat() want it gone.
+    std::string name = e.name();
+    while (is_path(name) && name.back() == '\0') name.pop_back();
+    s.e.set_name(name);
     s.what = "unix socket " + std::to_string(e.ino());
     if (e.uflags() & 1)
       return fail(make_error(Errc::unsupported, "restore", s.what, "external unix socket (--ext-unix-sk) is not supported yet"));
@@ -392,7 +397,7 @@ Status build_all(RestoreFiles& files) {
 
 }  // namespace
 
-Status bind_name(int fd, const std::string& name, const std::string& dir) {
+Status bind_name(int fd, const std::string& name, const std::string& dir, bool replace_stale) {
   std::string what = "socket name " + (is_path(name) ? name : "@" + name.substr(1));
   socklen_t len;
   sockaddr_un a = CR_TRY(make_addr(name, len, what));
@@ -402,6 +407,9 @@ Status bind_name(int fd, const std::string& name, const std::string& dir) {
       if (::lstat(name.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
           return fail(make_error(Errc::conflict, "bind", name, "the path exists and is not a socket"));
+        if (!replace_stale)
+          return fail(make_error(Errc::conflict, "bind", name,
+                                 "the socket file was removed before the dump, and the path is taken again"));
         if (CR_TRY(path_in_use(st)))
           return fail(make_error(Errc::conflict, "bind", name, "a live socket is bound to this path")
                           .with_hint("stop the process that holds it, or restore where the path is free"));

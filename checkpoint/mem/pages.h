@@ -43,6 +43,8 @@ Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pa
 class PageSource {
  public:
   static Result<PageSource> open(int dirfd, const std::string& pages_name);
+  // A source with no pages (a task whose pagemap has no present entries).
+  static PageSource empty() { return PageSource("no pages", nullptr, 0); }
   PageSource(PageSource&&) noexcept;
   PageSource& operator=(PageSource&&) = delete;
   ~PageSource();

@@ -59,7 +59,10 @@ Status load_core(int dir, uint32_t tid, bool leader, bool process_alive, core_en
   if (fp.st_space_size() < 32 || fp.xmm_space_size() < 64) return fail(corrupt(name, "incomplete FPU state"));
   if (core.thread_info().gpregs().mode() != NATIVE)
     return fail(make_error(Errc::unsupported, "restore", name, "32-bit (compat) tasks are not supported"));
-  if (leader && core.tc().sigactions_size() != 62 && core.tc().sigactions_size() != 0)
+  // No list at all means an old image with a separate sigacts file, which we do not read.
+  if (leader && core.tc().sigactions_size() == 0)
+    return fail(make_error(Errc::unsupported, "restore", name, "signal actions in a legacy sigacts image are not supported"));
+  if (leader && core.tc().sigactions_size() != 62)
     return fail(corrupt(name, "expected 62 signal actions, found " + std::to_string(core.tc().sigactions_size())));
   return {};
 }
@@ -103,8 +106,12 @@ Status load_pagemap(int dir, ProcessImage& p) {
     if (start % mem::kPageSize || n == 0 || n > (1ull << 36) || end < start || start < prev_end)
       return fail(corrupt(name, "bad or unsorted pagemap entry"));
     while (vma < size_t(vmas.size()) && vmas[int(vma)].end() <= start) vma++;
-    if (vma == size_t(vmas.size()) || vmas[int(vma)].start() > start || vmas[int(vma)].end() < end)
+    if (vma == size_t(vmas.size()) || vmas[int(vma)].start() > start)
       return fail(corrupt(name, "pagemap entry outside of any VMA"));
+    // CRIU merges pages of adjacent VMAs into one entry: it may span VMAs, but no hole between them.
+    for (size_t k = vma; vmas[int(k)].end() < end; k++)
+      if (k + 1 == size_t(vmas.size()) || vmas[int(k + 1)].start() != vmas[int(k)].end())
+        return fail(corrupt(name, "pagemap entry outside of any VMA"));
     if (pe.flags() & 1)
       return fail(make_error(Errc::unsupported, "restore", name, "incremental (parent) images are not supported yet"));
     prev_end = end;
@@ -200,6 +207,9 @@ Result<ImageSet> load_images(int dir) {
     if (set.processes.size() >= kMaxTasks) return fail(corrupt(image::kPstreeFile, "too many tasks"));
     if (ps.threads_size() == 0 || size_t(ps.threads_size()) > kMaxThreads || ps.threads(0) != ps.pid())
       return fail(corrupt(image::kPstreeFile, "task " + std::to_string(ps.pid()) + " has a bad thread list"));
+    if (ps.crshim_ns_pid_size() > 32 || ps.crshim_ns_threads_size() != ps.threads_size() * ps.crshim_ns_pid_size() ||
+        (ps.crshim_ns_pid_size() && ps.crshim_ns_threads(ps.crshim_ns_pid_size() - 1) != ps.crshim_ns_pid(ps.crshim_ns_pid_size() - 1)))
+      return fail(corrupt(image::kPstreeFile, "task " + std::to_string(ps.pid()) + " has bad nested pid namespace pids"));
     set.processes.push_back(std::move(p));
   }
   if (set.processes.empty()) return fail(corrupt(image::kPstreeFile, "no tasks"));

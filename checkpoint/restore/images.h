@@ -29,6 +29,17 @@ struct ProcessImage {
   std::vector<fdinfo_entry> fds;
 
   uint32_t pid() const { return pstree.pid(); }
+  // Pid namespaces the task lives in below the dumped tree's (crshim extension of pstree.img).
+  size_t ns_depth() const { return size_t(pstree.crshim_ns_pid_size()); }
+  // Thread `i`'s pids for clone3's set_tid: innermost namespace first, the tree's namespace last.
+  std::vector<pid_t> set_tid(int i) const {
+    std::vector<pid_t> out;
+    for (size_t d = ns_depth(); d > 0; d--) out.push_back(pid_t(pstree.crshim_ns_threads(int(size_t(i) * ns_depth() + d - 1))));
+    out.push_back(pid_t(pstree.threads(i)));
+    return out;
+  }
+  // The id thread `i` has in its own pid namespace (what its own syscalls take).
+  pid_t own_tid(int i) const { return set_tid(i).front(); }
   bool alive() const { return cores[0].tc().task_state() == 1; }
 };
 

@@ -36,9 +36,9 @@ Status check_supported(const restorer::ImageSet& set) {
   for (const auto& p : set.processes) {
     if (!p.alive()) continue;
     const auto& a = p.ids;
-    if (a.pid_ns_id() != root.ids.pid_ns_id())
-      return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
-                             "nested pid namespaces are not supported yet"));
+    if ((a.pid_ns_id() != root.ids.pid_ns_id()) != (p.ns_depth() > 0))
+      return fail(make_error(Errc::corrupt_image, "restore", image::ids_file(p.pid()),
+                             "the pid namespace does not match the task's nested pids"));
     if (a.net_ns_id() != b.net_ns_id() || a.ipc_ns_id() != b.ipc_ns_id() ||
         a.uts_ns_id() != b.uts_ns_id() || a.mnt_ns_id() != b.mnt_ns_id() || a.user_ns_id() != b.user_ns_id() ||
         a.cgroup_ns_id() != b.cgroup_ns_id() || (a.has_time_ns_id() && a.time_ns_id() != b.time_ns_id()))
@@ -91,7 +91,13 @@ class RestoredTree {
         bool leader = ps.pgid() == ps.pid();
         if (leader != (pass == 0) || ps.sid() == ps.pid() || !by_pid.count(ps.pgid())) continue;
         if (shell_job && ps.ppid() == 0) continue;  // the root keeps the restoring shell's group
-        CR_OK(restorer::set_process_group(*tasks_[i], pid_t(ps.pgid())));
+        // setpgid() takes the group as the task's own pid namespace sees it.
+        const auto& task_img = set.processes[i];
+        const auto* leader_img = &task_img;
+        for (const auto& p : set.processes)
+          if (p.pid() == ps.pgid()) leader_img = &p;
+        if (leader_img->ns_depth() != task_img.ns_depth()) continue;  // invisible from there: inherited
+        CR_OK(restorer::set_process_group(*tasks_[i], leader_img->own_tid(0)));
       }
     // Zombies last, once nobody needs them as a parent or group leader any more.
     for (size_t i = 0; i < set.processes.size(); i++)

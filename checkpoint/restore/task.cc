@@ -555,16 +555,23 @@ Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new
 
 Result<RestoredTask> fork_child(RestoredTask& parent, const ProcessImage& img, Logger& log) {
   pid_t want = pid_t(img.pid());
+  // A task deeper in the pid namespaces than its parent started a new one (as its pid 1).
+  bool new_pidns = img.ns_depth() > parent.image_->ns_depth();
+  std::vector<pid_t> set_tid = img.set_tid(0);
+  if (new_pidns && set_tid.front() != 1)
+    return fail(make_error(Errc::corrupt_image, "restore", image::kPstreeFile,
+                           "task " + std::to_string(want) + " starts a pid namespace but is not its pid 1"));
   PidWaiter waiter(want);
   pid_t child = 0;
   for (;;) {
     int clone_err = 0;
     CR_OK(with_early_window(parent.threads_[0], [&](Remote& r, PtraceSyscall& rs) -> Status {
       clone_args ca{};
+      ca.flags = new_pidns ? CLONE_NEWPID : 0;
       ca.exit_signal = SIGCHLD;
-      uint64_t tid_addr = CR_TRY(r.put(&want, sizeof want));
+      uint64_t tid_addr = CR_TRY(r.put(set_tid.data(), set_tid.size() * sizeof(pid_t)));
       ca.set_tid = tid_addr;
-      ca.set_tid_size = 1;
+      ca.set_tid_size = set_tid.size();
       uint64_t ca_addr = CR_TRY(r.put(&ca, sizeof ca, true));
       auto got = r.call(SYS_clone3, long(ca_addr), sizeof ca);
       if (!got) {
@@ -690,18 +697,23 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   const auto& vmas = img.mm.vmas();
   std::vector<bool> add_write(size_t(vmas.size()), false);
   {
+    // An entry may span adjacent VMAs (CRIU merges them): every VMA it touches takes pages.
     size_t v = 0;
     for (const auto& pe : img.pagemap) {
+      uint64_t end = pe.vaddr() + pe.nr_pages() * mem::kPageSize;
       while (v < size_t(vmas.size()) && vmas[int(v)].end() <= pe.vaddr()) v++;
-      if (v < size_t(vmas.size()) && !(vmas[int(v)].prot() & PROT_WRITE)) add_write[v] = true;
+      for (size_t w = v; w < size_t(vmas.size()) && vmas[int(w)].start() < end; w++)
+        if (!(vmas[int(w)].prot() & PROT_WRITE)) add_write[w] = true;
     }
   }
   std::map<uint32_t, UniqueFd> opened;
   CR_OK_IN(map_vmas(r, push, img, set, opened, add_write, *opts.shmem), "memory");
   opened.clear();
   {
+    bool any = false;
+    for (const auto& pe : img.pagemap) any |= (pe.flags() & 4) != 0;
     auto mem_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/mem", O_RDWR));
-    auto pages = CR_TRY(mem::PageSource::open(images_dir, image::pages_file(img.pages_id)));
+    auto pages = any ? CR_TRY(mem::PageSource::open(images_dir, image::pages_file(img.pages_id))) : mem::PageSource::empty();
     uint64_t restored = 0;
     for (const auto& pe : img.pagemap) {
       if (!(pe.flags() & 4)) continue;
@@ -732,12 +744,13 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   // 5. Threads, created by the leader with their original tids.
   LOG_DEBUG(log, "Restoring %d: %s", pid, "threads");
   for (int i = 1; i < img.pstree.threads_size(); i++) {
-    pid_t tid = pid_t(img.pstree.threads(i));
+    std::vector<pid_t> set_tid = img.set_tid(i);
+    pid_t tid = set_tid.front();  // clone3 answers with the tid in the task's own namespace
     clone_args ca{};
     ca.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
-    uint64_t tid_addr = CR_TRY(r.put(&tid, sizeof tid));
+    uint64_t tid_addr = CR_TRY(r.put(set_tid.data(), set_tid.size() * sizeof(pid_t)));
     ca.set_tid = tid_addr;
-    ca.set_tid_size = 1;
+    ca.set_tid_size = set_tid.size();
     uint64_t ca_addr = CR_TRY(r.put(&ca, sizeof ca, true));
     long got = CR_TRY(r.call(SYS_clone3, long(ca_addr), sizeof ca));
     if (got != tid)
@@ -756,10 +769,10 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   auto self_status = CR_TRY(proc::read_status(getpid()));
   bool leader_seccomp = false;
   // Pids passed to syscalls the task makes are the image's (the task's own pid namespace).
-  pid_t vpid = pid_t(img.pid());
+  pid_t vpid = img.own_tid(0);
   for (size_t i = 0; i < task.threads_.size(); i++) {
     pid_t tid = task.threads_[i].tid();
-    pid_t vtid = pid_t(img.pstree.threads(int(i)));
+    pid_t vtid = img.own_tid(int(i));
     const core_entry& core = img.cores[i];
     CR_OK(restore_sched(tid, core.thread_core()));
     if (i == 0) {

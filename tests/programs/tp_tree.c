@@ -5,15 +5,16 @@
  *   R (session and group leader)
  *   +- A            +- A1, A2, A3 (A3 is a zombie with exit code 7)
  *   +- B (setsid)   +- B1, B2 +- B2a
- *   +- C (setpgid)  +- C1 +- C1a
+ *   +- C (setpgid)  +- C1 +- C1a   (C1 is pid 1 of a new pid namespace, C1a its pid 2)
  */
-#include <pthread.h>
-#include <stdint.h>
-#include <sys/wait.h>
-
 #include "tp.h"
 
-#define READY_SIG (SIGRTMIN + 1)
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
 #define MEM_WORDS (256 * 1024)
 
 struct self {
@@ -42,20 +43,11 @@ static void* worker(void* arg) {
 
 static uint64_t pattern(size_t i) { return ((uint64_t)me.pid << 32) ^ (i * 2654435761u); }
 
-static void wait_ready_children(int n) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, READY_SIG);
-  for (int i = 0; i < n; i++) {
-    siginfo_t si;
-    while (sigwaitinfo(&set, &si) < 0) {
-    }
-  }
-}
+#define READY_FD 100 /* a child's end of its "I am set up" pipe (nothing else may stay open) */
 
 static void report_ready(void) {
-  union sigval v = {.sival_int = getpid()};
-  sigqueue(getppid(), READY_SIG, v);
+  if (write(READY_FD, "r", 1) != 1) _exit(5);
+  close(READY_FD);
 }
 
 /* Sets up the state of one process (after fork). */
@@ -114,10 +106,15 @@ static void verify_and_exit(void) {
 
 /* Forks a child that runs `body`, then waits until the child's subtree reports ready. */
 static pid_t spawn(const char* name, void (*body)(void)) {
+  int ready[2];
+  TP_CHECK(pipe(ready) == 0, "pipe");
   pid_t pid = fork();
   TP_CHECK(pid >= 0, "fork");
   if (pid == 0) {
     tp_result_path = NULL; /* only the root writes the result file */
+    dup2(ready[1], READY_FD);
+    syscall(SYS_close_range, 3, READY_FD - 1, 0);
+    syscall(SYS_close_range, READY_FD + 1, ~0u, 0);
     become(name);
     body();
     record_ids();
@@ -126,24 +123,22 @@ static pid_t spawn(const char* name, void (*body)(void)) {
     verify_and_exit();
     _exit(0);
   }
+  close(ready[1]);
+  char c;
+  TP_CHECK(read(ready[0], &c, 1) == 1, "%s: child %s did not get ready", me.name, name);
+  close(ready[0]);
   me.kids[me.nkids++] = pid;
-  wait_ready_children(1);
   return pid;
 }
 
 static void leaf(void) {}
-static void zombie(void) {
-  report_ready();
-  _exit(7);
-}
 static void node_a(void) {
   spawn("A1", leaf);
   spawn("A2", leaf);
   pid_t z = fork();
-  if (z == 0) zombie();
+  if (z == 0) _exit(7);
   siginfo_t si;
   TP_CHECK(waitid(P_PID, z, &si, WEXITED | WNOWAIT) == 0, "waitid zombie");  /* a zombie now, left unreaped */
-  wait_ready_children(1);
   me.zombie = z;
 }
 static void node_b2(void) { spawn("B2a", leaf); }
@@ -155,15 +150,12 @@ static void node_b(void) {
 static void node_c1(void) { spawn("C1a", leaf); }
 static void node_c(void) {
   TP_CHECK(setpgid(0, 0) == 0, "setpgid");
+  TP_CHECK(unshare(CLONE_NEWPID) == 0, "unshare(CLONE_NEWPID): %s", strerror(errno)); /* C1 is its pid 1 */
   spawn("C1", node_c1);
 }
 
 int main(int argc, char** argv) {
   tp_init(argc, argv);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, READY_SIG);
-  sigprocmask(SIG_BLOCK, &set, NULL);
   become("R");
   spawn("A", node_a);
   spawn("B", node_b);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -91,15 +92,15 @@ class CritOracle : public ::testing::Test {
   std::map<std::string, Decoded> decoded_;
 };
 
-TEST_F(CritOracle, DecodesEveryImageOfASingleProcessSet) {
-  // inventory, pstree, core, ids, mm, pagemap, fs, fdinfo, files, seccomp, stats-dump
-  EXPECT_EQ(names_.size(), 11u);
-  decode(names_);
-  ASSERT_EQ(decoded_.size(), names_.size());
-  for (const auto& [name, d] : decoded_) {
-    EXPECT_EQ(d.status, 0) << name << ": " << d.err;
-    EXPECT_FALSE(d.j.is_discarded()) << name;
-  }
+// The tests below decode every one of these (crit's start-up dominates, so each image is decoded once).
+TEST_F(CritOracle, TheSetHasElevenDecodableImages) {
+  std::sort(names_.begin(), names_.end());
+  const std::vector<std::string> want = {
+      image::core_file(kTestPid), image::fdinfo_file(kTestFilesId), image::kFilesFile, image::fs_file(kTestPid),
+      image::ids_file(kTestPid),  image::kInventoryFile,            image::mm_file(kTestPid),
+      image::pagemap_file(kTestPid), image::kPstreeFile, image::kSeccompFile, image::kStatsDumpFile,
+  };
+  EXPECT_EQ(names_, want);
 }
 
 TEST_F(CritOracle, InventoryAndPstree) {

@@ -111,6 +111,8 @@ constexpr image::Type kAllTypes[] = {
 // ---- framing ----
 
 TEST(ImageFraming, EveryKindRoundTripsEntriesAndPayloads) {
+  // kAllTypes lists every image::Type (a new one must be added there).
+  ASSERT_EQ(std::size(kAllTypes), size_t(image::Type::stats) + 1);
   TempDir dir;
   ASSERT_GE(dir.fd(), 0);
   int covered = 0;
@@ -474,6 +476,69 @@ TEST(ImageJson, RendersKnownValues) {
   auto raw = image::image_to_json(dfd.get(), "pages-1.img");
   ASSERT_FALSE(raw);
   EXPECT_EQ(raw.error().code, Errc::invalid_argument);
+}
+
+// crit's JSON for the same image: every key crit prints we print too, with the same value (numbers as
+// numbers, enums by name, bytes as base64). crit 3.17 lacks some 4.2 fields, so ours may have more.
+void expect_covers(const json& crit, const json& ours, const std::string& at) {
+  if (crit.is_object()) {
+    ASSERT_TRUE(ours.is_object()) << at;
+    for (const auto& [k, v] : crit.items()) {
+      ASSERT_TRUE(ours.contains(k)) << at << "." << k << " missing";
+      expect_covers(v, ours[k], at + "." + k);
+    }
+  } else if (crit.is_array()) {
+    ASSERT_TRUE(ours.is_array()) << at;
+    ASSERT_EQ(crit.size(), ours.size()) << at;
+    for (size_t i = 0; i < crit.size(); i++) expect_covers(crit[i], ours[i], at + "[" + std::to_string(i) + "]");
+  } else if (crit.is_string() && ours.is_string()) {
+    std::string c = crit.get<std::string>();
+    std::erase(c, '\n');  // python's base64 adds line breaks
+    EXPECT_EQ(c, ours.get<std::string>()) << at;
+  } else {
+    EXPECT_EQ(crit, ours) << at;
+  }
+}
+
+TEST(ImageJson, MatchesCritsRendering) {
+  if (access("/usr/bin/crit", X_OK) != 0) GTEST_SKIP() << "crit is not installed";
+  fs::path d = fs::path(CRSHIM_FIXTURES_DIR) / "criu-4.2" / "busybox-pipe-tree";
+  UniqueFd dfd(::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_GE(dfd.get(), 0);
+  const std::vector<std::string> names = {"core-738.img", "mm-735.img", "files.img", "fdinfo-2.img", "stats-dump"};
+  std::vector<FILE*> crit;
+  for (const auto& n : names) crit.push_back(popen(("/usr/bin/crit decode -i '" + (d / n).string() + "' 2>&1").c_str(), "r"));
+  for (size_t i = 0; i < names.size(); i++) {
+    SCOPED_TRACE(names[i]);
+    ASSERT_NE(crit[i], nullptr);
+    std::string text;
+    char buf[8192];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, crit[i])) > 0) text.append(buf, got);
+    EXPECT_EQ(pclose(crit[i]), 0) << text;
+    json want = json::parse(text, nullptr, false);
+    ASSERT_FALSE(want.is_discarded()) << text.substr(0, 300);
+    auto ours = image::image_to_json(dfd.get(), names[i]);
+    ASSERT_TRUE(ours) << ours.error().render();
+    json have = json::parse(*ours, nullptr, false);
+    ASSERT_FALSE(have.is_discarded());
+    expect_covers(want, have, names[i]);
+  }
+}
+
+TEST(ImageJson, StringsThatAreNotUtf8StayJson) {
+  TempDir dir;
+  file_entry fe = imgtest::make_reg_file(1, std::string("/tmp/\xff\xfe-\"q\"\n", 12), 0, 0100644);
+  auto w = image::Writer::create(dir.fd(), "files.img", image::kind(image::Type::files));
+  ASSERT_TRUE(w);
+  ASSERT_TRUE(w->write(fe));
+  ASSERT_TRUE(w->close());
+  auto text = image::image_to_json(dir.fd(), "files.img");
+  ASSERT_TRUE(text) << text.error().render();
+  json j = json::parse(*text, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << *text;
+  EXPECT_EQ(j["entries"][0]["reg"]["name"], "/tmp/\ufffd\ufffd-\"q\"\n");
+  EXPECT_EQ(j["entries"][0]["reg"]["pos"], 0);
 }
 
 // ---- crshim show ----

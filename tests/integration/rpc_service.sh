@@ -1,0 +1,60 @@
+#!/bin/bash
+# `crshim service`: a listening socket serving CRIU RPC with one worker per connection; swrk-only
+# options are refused; a dump and restore through it work; SIGTERM removes the socket.
+source "$(dirname "$0")/lib.sh"
+
+source "$SRC/tests/rpc/client.sh"
+SOCK=$WORK/svc.sock
+PIDFILE=$WORK/svc.pid
+RPC_SERVICE=$SOCK
+stop_service() {
+  local rc=$?
+  [[ -f "$PIDFILE" ]] && kill "$(cat "$PIDFILE")" 2>/dev/null
+  return $rc
+}
+trap 'stop_service; cleanup' EXIT
+
+"$CRSHIM" service --address "$SOCK" --pidfile "$PIDFILE" -d || fail "service -d failed"
+[[ -S "$SOCK" ]] || fail "no socket at $SOCK after service -d returned"
+[[ "$(stat -c %a "$SOCK")" == 666 ]] || fail "socket mode is $(stat -c %a "$SOCK"), expected 666"
+svc=$(cat "$PIDFILE")
+kill -0 "$svc" || fail "service pid $svc from the pidfile is not running"
+
+# 1. two clients in a row, each served by its own worker.
+rpc VERSION >"$WORK/v1.out"
+rpc VERSION >"$WORK/v2.out"
+expect version_major 4 "$WORK/v1.out"
+expect success 1 "$WORK/v2.out"
+echo "ok: VERSION over the service socket, twice"
+
+# 2. swrk-only options are refused, as CRIU's service does.
+start_program tp_memory
+orig=$TARGET_PID
+mkdir -p "$WORK/img"
+rpc --images "$WORK/img" --inherit-fd "pipe:[1]:0" RESTORE >"$WORK/inh.out"
+expect success 0 "$WORK/inh.out"
+expect cr_errno 56 "$WORK/inh.out"
+expect_in cr_errmsg "inherit_fd is only allowed in swrk mode" "$WORK/inh.out"
+rpc --images "$WORK/img" --opt rst_sibling=true RESTORE >"$WORK/sib.out"
+expect_in cr_errmsg "rst_sibling is only allowed in swrk mode" "$WORK/sib.out"
+echo "ok: inherit_fd and rst_sibling refused by the service"
+
+# 3. dump and restore through the service, with notifications.
+rpc --images "$WORK/img" --pid "$orig" --log-file dump.log --notify DUMP >"$WORK/dump.out"
+expect success 1 "$WORK/dump.out"
+expect notify "pre-dump,post-dump" "$WORK/dump.out"
+reap_target
+rpc --images "$WORK/img" --log-file restore.log --notify RESTORE >"$WORK/restore.out"
+expect success 1 "$WORK/restore.out"
+expect restore_pid "$orig" "$WORK/restore.out"
+expect notify "pre-restore,setup-namespaces,post-setup-namespaces,post-restore,pre-resume,post-resume" "$WORK/restore.out"
+finish_and_check
+echo "ok: dump and restore through the service"
+
+# 4. SIGTERM stops the service and removes its socket.
+kill -TERM "$svc"
+for ((i = 0; i < 100; i++)); do kill -0 "$svc" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$svc" 2>/dev/null && fail "service $svc survived SIGTERM"
+[[ ! -e "$SOCK" ]] || fail "the socket file was left behind"
+rm -f "$PIDFILE"
+echo "ok: SIGTERM stops the service"
