@@ -1,0 +1,24 @@
+#!/bin/bash
+# CRIU's long option forms, a separate work dir, --pidfile, and a foreground restore that waits for
+# the restored task and exits with its status.
+source "$(dirname "$0")/lib.sh"
+
+start_program tp_memory
+mkdir -p "$WORK/img" "$WORK/work"
+"$CRSHIM" dump --tree "$TARGET_PID" --images-dir "$WORK/img" --work-dir "$WORK/work" --log-file d.log -v4 ||
+  fail "dump with long options"
+[[ -s "$WORK/work/d.log" && -f "$WORK/work/stats-dump" ]] || fail "log and stats-dump belong in the work dir"
+[[ ! -e "$WORK/img/d.log" ]] || fail "the log went to the images dir"
+reap_target
+"$CRSHIM" restore --images-dir "$WORK/img" -W "$WORK/work" -o r.log --pidfile "$WORK/pid" &
+RESTORER=$!
+wait_for_file "$WORK/pid"
+[[ $(cat "$WORK/pid") == "$TARGET_PID" ]] || fail "pidfile says $(cat "$WORK/pid"), expected $TARGET_PID"
+kill -TERM "$TARGET_PID"
+wait "$RESTORER"
+rc=$?
+[[ $rc == 0 ]] || fail "foreground restore exited $rc, the task exited 0"
+[[ $(cat "$RESULT") == PASS ]] || fail "$(cat "$RESULT")"
+if "$CRSHIM" dump --tree 1 --bogus-option 2>"$WORK/err"; then fail "unknown option accepted"; fi
+grep -q "bogus-option" "$WORK/err" || fail "unknown option error does not name it: $(cat "$WORK/err")"
+echo "ok: long forms, work dir, pidfile, foreground restore exit status, unknown option refused"
