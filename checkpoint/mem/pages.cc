@@ -96,6 +96,7 @@ Result<std::vector<Range>> private_pages(int pagemap_fd, uint64_t start, uint64_
 namespace {
 
 constexpr size_t kChunk = 8u << 20;  // big process_vm_readv calls run near memory bandwidth
+constexpr size_t kMaxIovecs = 1024;  // IOV_MAX
 
 // Reads [addr, addr+len) of pid into buf; /proc/PID/mem covers what process_vm_readv cannot reach
 // (PROT_NONE or write-only areas).
@@ -126,9 +127,6 @@ Status read_remote(pid_t pid, int& mem_fd, uint64_t addr, size_t len, char* buf)
 
 Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pages, image::Writer& pagemap,
                   PageDumpStats& stats) {
-  std::unique_ptr<char[]> buf(new char[kChunk]);
-  int mem_fd = -1;
-  UniqueFd mem_guard;
   for (const Range& r : ranges) {
     pagemap_entry pe;
     pe.set_vaddr(r.start);
@@ -136,18 +134,45 @@ Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pa
     pe.set_nr_pages(r.pages());
     pe.set_flags(4);  // PE_PRESENT
     CR_OK(pagemap.write(pe));
-    for (uint64_t at = r.start; at < r.end;) {
-      size_t len = std::min<uint64_t>(kChunk, r.end - at);
-      Status st = read_remote(pid, mem_fd, at, len, buf.get());
-      if (mem_fd >= 0 && !mem_guard.valid()) mem_guard.reset(mem_fd);
-      CR_OK(st);
-      CR_OK(pages.write_raw(buf.get(), len));
-      CR_OK(fault_point("dump:pages"));
-      at += len;
-    }
     stats.pages_written += r.pages();
   }
-  return {};
+  // Pages go out in batches: one process_vm_readv gathers many ranges (sparse memory has many
+  // small ones) into one buffer, written with one call.
+  std::unique_ptr<char[]> buf(new char[kChunk]);
+  int mem_fd = -1;
+  UniqueFd mem_guard;
+  std::vector<iovec> remote;
+  size_t filled = 0;
+  auto flush = [&]() -> Status {
+    if (remote.empty()) return {};
+    iovec local{buf.get(), filled};
+    ssize_t n = ::process_vm_readv(pid, &local, 1, remote.data(), remote.size(), 0);
+    if (n != ssize_t(filled)) {
+      // Some range refused (PROT_NONE, ...): read piece by piece, /proc/PID/mem where needed.
+      size_t off = 0;
+      for (const auto& iv : remote) {
+        Status st = read_remote(pid, mem_fd, reinterpret_cast<uint64_t>(iv.iov_base), iv.iov_len, buf.get() + off);
+        if (mem_fd >= 0 && !mem_guard.valid()) mem_guard.reset(mem_fd);
+        CR_OK(st);
+        off += iv.iov_len;
+      }
+    }
+    CR_OK(pages.write_raw(buf.get(), filled));
+    CR_OK(fault_point("dump:pages"));
+    remote.clear();
+    filled = 0;
+    return {};
+  };
+  for (const Range& r : ranges) {
+    for (uint64_t at = r.start; at < r.end;) {
+      size_t len = std::min<uint64_t>(kChunk - filled, r.end - at);
+      remote.push_back({reinterpret_cast<void*>(at), len});
+      filled += len;
+      at += len;
+      if (filled == kChunk || remote.size() == kMaxIovecs) CR_OK(flush());
+    }
+  }
+  return flush();
 }
 
 // ---- restore ----
@@ -167,6 +192,25 @@ PageSource::PageSource(PageSource&& o) noexcept
 
 PageSource::~PageSource() {
   if (base_) ::munmap(base_, size_);
+}
+
+Status PageSource::restore_batch(pid_t pid, int proc_mem_fd, const std::vector<std::pair<uint64_t, uint64_t>>& runs) {
+  uint64_t total = 0;
+  for (const auto& [vaddr, n] : runs) total += n;
+  if (total > (size_ - offset_) / kPageSize)
+    return fail(make_error(Errc::corrupt_image, "read", name_, "pagemap refers past the end of the pages image"));
+  std::vector<iovec> remote;
+  remote.reserve(runs.size());
+  for (const auto& [vaddr, n] : runs) remote.push_back({reinterpret_cast<void*>(vaddr), n * kPageSize});
+  iovec local{static_cast<char*>(base_) + offset_, total * kPageSize};
+  ssize_t done = ::process_vm_writev(pid, &local, 1, remote.data(), remote.size(), 0);
+  if (done == ssize_t(total * kPageSize)) {
+    offset_ += total * kPageSize;
+    return {};
+  }
+  // A run refused (read-only COW pages): one run at a time, with the /proc/PID/mem fallback.
+  for (const auto& [vaddr, n] : runs) CR_OK(restore(pid, proc_mem_fd, vaddr, n));
+  return {};
 }
 
 Status PageSource::copy_to_file(int fd, uint64_t offset, uint64_t nr_pages) {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "checkpoint/base/result.h"
@@ -51,6 +52,8 @@ class PageSource {
 
   // Writes `nr_pages` pages at `vaddr` in pid from the next unread offset of the image.
   Status restore(pid_t pid, int proc_mem_fd, uint64_t vaddr, uint64_t nr_pages);
+  // The same for consecutive runs {vaddr, nr_pages}, gathered into one process_vm_writev.
+  Status restore_batch(pid_t pid, int proc_mem_fd, const std::vector<std::pair<uint64_t, uint64_t>>& runs);
   // Writes the next `nr_pages` pages of the image into file `fd` at `offset` (shared memory objects).
   Status copy_to_file(int fd, uint64_t offset, uint64_t nr_pages);
   // Skips pages that belong to entries not restored here.

@@ -715,11 +715,23 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     auto mem_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/mem", O_RDWR));
     auto pages = any ? CR_TRY(mem::PageSource::open(images_dir, image::pages_file(img.pages_id))) : mem::PageSource::empty();
     uint64_t restored = 0;
+    std::vector<std::pair<uint64_t, uint64_t>> batch;
+    uint64_t batch_pages = 0;
+    auto flush = [&]() -> Status {
+      if (batch.empty()) return {};
+      CR_OK_IN(pages.restore_batch(pid, mem_fd.get(), batch), "memory");
+      batch.clear();
+      batch_pages = 0;
+      return {};
+    };
     for (const auto& pe : img.pagemap) {
       if (!(pe.flags() & 4)) continue;
-      CR_OK_IN(pages.restore(pid, mem_fd.get(), pe.vaddr(), pe.nr_pages()), "memory");
+      batch.push_back({pe.vaddr(), pe.nr_pages()});
+      batch_pages += pe.nr_pages();
       restored += pe.nr_pages();
+      if (batch.size() == 1024 || batch_pages >= 16384) CR_OK(flush());
     }
+    CR_OK(flush());
     LOG_INFO(log, "Restored %llu pages of %d", (unsigned long long)restored, pid);
   }
   CR_OK(fault_point("restore:memory"));
