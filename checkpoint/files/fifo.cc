@@ -62,13 +62,7 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
   }));
   anon::remember(f, files, kKind, id);
 
-  UniqueFd reader;
-  int rfd = own.get();
-  if ((flags & O_ACCMODE) == O_WRONLY) {
-    reader = CR_TRY(sys::open("/proc/" + std::to_string(f.pid) + "/fd/" + std::to_string(f.fd), O_RDONLY | O_NONBLOCK));
-    rfd = reader.get();
-  }
-  CR_OK(pipes::dump_data(pipes::kFifoData, ino, rfd, files, what));
+  CR_OK(pipes::dump_data_of(pipes::kFifoData, ino, f, own.get(), flags, files, what));
   return id;
 }
 

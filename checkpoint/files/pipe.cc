@@ -57,14 +57,7 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
   }));
   anon::remember(f, files, kKind, id);
 
-  // The data is read from a read end; a task holding only the write end gets one through /proc.
-  UniqueFd reader;
-  int rfd = own.get();
-  if ((flags & O_ACCMODE) == O_WRONLY) {
-    reader = CR_TRY(sys::open("/proc/" + std::to_string(f.pid) + "/fd/" + std::to_string(f.fd), O_RDONLY | O_NONBLOCK));
-    rfd = reader.get();
-  }
-  CR_OK(pipes::dump_data(pipes::kPipeData, uint32_t(ino), rfd, files, what));
+  CR_OK(pipes::dump_data_of(pipes::kPipeData, uint32_t(ino), f, own.get(), flags, files, what));
   return id;
 }
 

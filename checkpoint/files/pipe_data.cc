@@ -120,4 +120,15 @@ Status restore_data(const DataImage& img, uint32_t pipe_id, int write_fd, Restor
   return {};
 }
 
+Status dump_data_of(const DataImage& img, uint32_t pipe_id, const OpenFd& f, int own, uint32_t flags,
+                    DumpFiles& files, const std::string& what) {
+  UniqueFd reader;
+  int rfd = own;
+  if ((flags & O_ACCMODE) == O_WRONLY) {
+    reader = CR_TRY(sys::open("/proc/" + std::to_string(f.pid) + "/fd/" + std::to_string(f.fd), O_RDONLY | O_NONBLOCK));
+    rfd = reader.get();
+  }
+  return dump_data(img, pipe_id, rfd, files, what);
+}
+
 }  // namespace crshim::files::pipes

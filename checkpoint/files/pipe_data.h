@@ -26,6 +26,10 @@ extern const DataImage kFifoData;
 // Writes the pipe_data_entry of pipe `pipe_id` (queued bytes and F_GETPIPE_SZ) once per pipe.
 // `read_fd` is a read end of it.
 Status dump_data(const DataImage& img, uint32_t pipe_id, int read_fd, DumpFiles& files, const std::string& what);
+// dump_data() for fd `f` (stolen as `own`, opened with `flags`): the data is read from a read end; a
+// task holding only the write end gets one through /proc/PID/fd.
+Status dump_data_of(const DataImage& img, uint32_t pipe_id, const OpenFd& f, int own, uint32_t flags,
+                    DumpFiles& files, const std::string& what);
 
 // Gives the new pipe behind `write_fd` the saved buffer size and queued bytes of `pipe_id` (loads the
 // image on first use; a pipe without an entry stays empty with the default size).

@@ -1,6 +1,7 @@
 // Remote syscall tests: injected syscalls in real forked children, and proof that the children
 // carry on undisturbed (interrupted read/sleep/poll, pending signals, handlers, seccomp).
 #include "checkpoint/kernel/remote_syscall.h"
+#include "tests/kernel/child_process.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -45,81 +46,13 @@ using namespace std::chrono_literals;
 
 // ---- child process helpers ----
 
-struct Child {
-  pid_t pid = -1;
-  int out = -1;  // lines from the child
-  int in = -1;   // bytes to the child
-  Child() = default;
-  Child(const Child&) = delete;
-  ~Child() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      int st;
-      while (waitpid(pid, &st, __WALL) == pid && !WIFEXITED(st) && !WIFSIGNALED(st)) {
-      }
-    }
-    if (out >= 0) close(out);
-    if (in >= 0) close(in);
-  }
-};
-
-template <class F>
-void spawn(Child& c, F body) {
-  int o[2], i[2];
-  ASSERT_EQ(pipe2(o, O_CLOEXEC), 0);
-  ASSERT_EQ(pipe2(i, O_CLOEXEC), 0);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    close(o[0]);
-    close(i[1]);
-    _exit(body(o[1], i[0]));
-  }
-  close(o[1]);
-  close(i[0]);
-  c.pid = pid;
-  c.out = o[0];
-  c.in = i[1];
-}
-
-__attribute__((format(printf, 2, 3))) void say(int fd, const char* fmt, ...) {
-  char buf[256];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
-  va_end(ap);
-  buf[n++] = '\n';
-  (void)!write(fd, buf, n);
-}
-
-std::string read_line(int fd, int timeout_ms = 3000) {
-  std::string line;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    int left = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
-    pollfd p{fd, POLLIN, 0};
-    if (left <= 0 || poll(&p, 1, left) <= 0) return "";
-    char c;
-    if (read(fd, &c, 1) != 1) return "";
-    if (c == '\n') return line;
-    line += c;
-  }
-}
+using namespace testing;
 
 std::vector<std::string> words(const std::string& s) {
   std::istringstream in(s);
   std::vector<std::string> w;
   for (std::string x; in >> x;) w.push_back(x);
   return w;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 uint64_t status_hex(pid_t tid, const std::string& key) {
