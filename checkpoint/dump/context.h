@@ -39,7 +39,9 @@ class IdMap {
 
 struct DumpContext {
   DumpContext(const DumpRequest& r, Session& s)
-      : req(r), session(s), xsave(kernel::xsave_layout()), files(s.images_dir, r.shell_job) {}
+      : req(r), session(s), xsave(kernel::xsave_layout()), files(s.images_dir, r.shell_job) {
+    files.set_externals(r.external);
+  }
 
   const DumpRequest& req;
   Session& session;

@@ -56,6 +56,13 @@ uint32_t FileTable::add_open_reg(pid_t pid, int fd, const std::string& path, uin
   return id;
 }
 
+void FileTable::mark_external(uint32_t id) {
+  reg_file_entry* reg = entries_[id - 1].mutable_reg();
+  reg->set_ext(true);
+  reg->clear_mnt_id();
+  reg->clear_size();
+}
+
 Status FileTable::write(int images_dir) const {
   auto w = CR_TRY(image::Writer::create(images_dir, image::kFilesFile, image::kind(image::Type::files)));
   for (const auto& e : entries_) CR_OK(w.write(e));

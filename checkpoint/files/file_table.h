@@ -25,6 +25,8 @@ class FileTable {
   // found with kcmp among the files with the same inode.
   uint32_t add_open_reg(pid_t pid, int fd, const std::string& path, uint32_t flags, uint64_t pos,
                         const struct stat& st, int mnt_id);
+  // Marks REG entry `id` as external: its name is the --external key, and nothing else about it holds.
+  void mark_external(uint32_t id);
   // Adds an arbitrary entry; `entry.id` is assigned here and returned.
   uint32_t add(file_entry entry);
 

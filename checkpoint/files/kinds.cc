@@ -1,6 +1,7 @@
 #include "checkpoint/files/kinds.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/image/catalog.h"
@@ -51,11 +52,72 @@ Status DumpFiles::finish() {
   return {};
 }
 
+bool DumpFiles::is_external(const std::string& key) const {
+  for (const auto& k : externals_)
+    if (k == key) return true;
+  return false;
+}
+
+namespace {
+
+// The --inherit-fd keys a file answers to, as CRIU spells them.
+std::vector<std::string> inherit_keys(const file_entry& fe) {
+  switch (fe.type()) {
+    case PIPE: return {"pipe:[" + std::to_string(fe.pipe().pipe_id()) + "]"};
+    case UNIXSK: return {"socket:[" + std::to_string(fe.usk().ino()) + "]"};
+    case REG: {
+      const std::string& name = fe.reg().name();
+      if (fe.reg().ext()) return {name};
+      // A path relative to the restored root (CRIU's form), or absolute.
+      return {name.size() > 1 && name[0] == '/' ? name.substr(1) : name, name};
+    }
+    default: return {};
+  }
+}
+
+// An inherited fd in place of file `fe`. External files are reopened through /proc/self/fd so the
+// task gets its own open flags and position; everything else is the inherited open file itself.
+Result<UniqueFd> use_inherited(const file_entry& fe, int fd, const std::string& key) {
+  std::string what = "--inherit-fd fd[" + std::to_string(fd) + "]:" + key;
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return fail(sys_error("fcntl(F_GETFL)", what).with_hint("the inherited fd must be open in crshim"));
+  if (fe.type() == PIPE && (uint32_t(fl) & O_ACCMODE) != (fe.pipe().flags() & O_ACCMODE))
+    return fail(make_error(Errc::invalid_argument, "restore", what,
+                           std::string("the task had the ") + ((fe.pipe().flags() & O_ACCMODE) == O_RDONLY ? "read" : "write") +
+                               " end of this pipe, the inherited fd is the other end"));
+  if (fe.type() == REG && fe.reg().ext()) {
+    int flags = int(fe.reg().flags()) & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
+    auto reopened = sys::open("/proc/self/fd/" + std::to_string(fd), flags);
+    if (!reopened) return fail(reopened.error().within(what));
+    if (fe.reg().pos() && ::lseek(reopened->get(), off_t(fe.reg().pos()), SEEK_SET) < 0 && errno != ESPIPE)
+      return fail(sys_error("lseek", what));
+    return std::move(*reopened);
+  }
+  int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (dup < 0) return fail(sys_error("dup", what));
+  return UniqueFd(dup);
+}
+
+}  // namespace
+
 Result<int> RestoreFiles::fd_for(uint32_t id) {
   if (auto it = opened_.find(id); it != opened_.end()) return it->second.get();
   auto fe = files_.find(id);
   if (fe == files_.end())
     return fail(make_error(Errc::corrupt_image, "restore", image::kFilesFile, "no file with id " + std::to_string(id)));
+  for (const auto& key : inherit_keys(fe->second)) {
+    auto in = inherited_.find(key);
+    if (in == inherited_.end()) continue;
+    auto fd = use_inherited(fe->second, in->second, key);
+    if (!fd) return fail(fd.error().within("file " + std::to_string(id)));
+    int raw = fd->get();
+    opened_[id] = std::move(*fd);
+    return raw;
+  }
+  if (fe->second.type() == REG && fe->second.reg().ext())
+    return fail(make_error(Errc::not_found, "restore", "external file " + fe->second.reg().name(),
+                           "no inherited fd for it")
+                    .with_hint("pass --inherit-fd fd[N]:" + fe->second.reg().name() + " with an open fd N"));
   const FileKind* kind = kind_for_type(fe->second.type());
   if (!kind || !kind->open)
     return fail(make_error(Errc::unsupported, "restore", "file " + std::to_string(id),

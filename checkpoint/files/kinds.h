@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "checkpoint/base/result.h"
 #include "checkpoint/base/unique_fd.h"
@@ -48,6 +49,9 @@ class DumpFiles {
   bool shell_job() const { return shell_job_; }
   // An image opened on first use and closed by finish() (pipes-data.img, ...).
   Result<image::Writer*> writer(const std::string& name, image::Type type);
+  // --external keys given at dump (file[mnt:ino], ...): such files are recorded by key only.
+  void set_externals(std::vector<std::string> keys) { externals_ = std::move(keys); }
+  bool is_external(const std::string& key) const;
   // Kind-specific memory of what was already dumped (pipe inodes whose data is saved, ...).
   std::map<std::string, std::map<uint64_t, uint32_t>>& seen() { return seen_; }
   Status finish();
@@ -56,6 +60,7 @@ class DumpFiles {
   int images_dir_;
   bool shell_job_;
   FileTable table_;
+  std::vector<std::string> externals_;
   std::map<std::string, std::unique_ptr<image::Writer>> writers_;
   std::map<std::string, std::map<uint64_t, uint32_t>> seen_;
 };
@@ -66,6 +71,8 @@ class RestoreFiles {
  public:
   RestoreFiles(const std::map<uint32_t, file_entry>& files, int images_dir, bool shell_job)
       : files_(files), images_dir_(images_dir), shell_job_(shell_job) {}
+  // --inherit-fd fd[N]:KEY: files whose key is KEY come from crshim's fd N instead of being recreated.
+  void inherit(int fd, const std::string& key) { inherited_[key] = fd; }
   // crshim's fd for file `id`, opened on first use.
   Result<int> fd_for(uint32_t id);
   const file_entry& entry(uint32_t id) const { return files_.at(id); }
@@ -79,6 +86,7 @@ class RestoreFiles {
   const std::map<uint32_t, file_entry>& files_;
   int images_dir_;
   bool shell_job_;
+  std::map<std::string, int> inherited_;
   std::map<uint32_t, UniqueFd> opened_;
   std::map<std::string, std::map<uint64_t, UniqueFd>> objects_;
   std::map<std::string, std::map<uint64_t, std::string>> data_;

@@ -4,6 +4,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cstdio>
+
 #include "checkpoint/base/sys.h"
 #include "checkpoint/files/kinds.h"
 
@@ -20,6 +22,14 @@ std::string unsupported(const OpenFd& f, bool) {
 }
 
 Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
+  // --external file[mnt_id:ino] (lower-case hex, as CRIU): recorded by key; restore needs --inherit-fd.
+  char key[64];
+  snprintf(key, sizeof key, "file[%x:%llx]", unsigned(f.info.mnt_id), (unsigned long long)f.st.st_ino);
+  if (files.is_external(key)) {
+    uint32_t id = files.table().add_open_reg(f.pid, f.fd, key, f.open_flags(), f.info.pos, f.st, f.info.mnt_id);
+    files.table().mark_external(id);
+    return id;
+  }
   return files.table().add_open_reg(f.pid, f.fd, f.link, f.open_flags(), f.info.pos, f.st, f.info.mnt_id);
 }
 

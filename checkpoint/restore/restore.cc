@@ -155,6 +155,10 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
   LOG_INFO(log, "Restoring (crshim %s)", CRSHIM_VERSION);
   auto set = CR_TRY(restorer::load_images(session.images_dir));
   CR_OK(check_supported(set));
+  for (const auto& in : req.inherit_fds)
+    if (::fcntl(in.fd, F_GETFD) < 0)
+      return fail(sys_error("fcntl", "--inherit-fd fd[" + std::to_string(in.fd) + "]:" + in.key)
+                      .with_hint("the fd must be open in crshim when it starts"));
   raise_nofile_limit();
 
   CR_OK(hooks.fire(HookPoint::pre_restore, 0));
@@ -168,6 +172,7 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
   mem::SharedMemory shmem(session.images_dir);
   restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout(), tree.self_pidfd(), &shmem};
   files::RestoreFiles files(set.files, session.images_dir, req.shell_job);
+  for (const auto& in : req.inherit_fds) files.inherit(in.fd, in.key);
   uint64_t pages = 0;
   for (size_t i = 0; i < set.processes.size(); i++) {
     const auto& img = set.processes[i];
