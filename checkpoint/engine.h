@@ -42,12 +42,19 @@ struct InheritedFd {
   std::string key;  // pipe:[ino], socket:[ino], tty[rdev:dev], file[mnt:ino], path, external key
 };
 
+// --join-ns NS:PID|PATH: restore into an existing namespace instead of the restorer's.
+struct JoinNamespace {
+  std::string ns;      // ipc, net, time, user, uts
+  std::string target;  // a pid (its /proc/PID/ns/NS) or a path to an nsfs file
+};
+
 struct RestoreRequest {
   bool detached = false;        // -d: crshim exits, leaving the tree running
   bool sibling = false;         // --restore-sibling: the root becomes the caller's sibling
   bool shell_job = false;
   std::string pidfile;          // --pidfile: where to write the root's real pid
   std::vector<InheritedFd> inherit_fds;
+  std::vector<JoinNamespace> join_ns;
 };
 
 struct RestoreResult {

@@ -17,6 +17,7 @@ int run_restore(const Options& opts) {
   req.shell_job = opts.shell_job;
   req.pidfile = opts.pidfile.value_or("");
   for (const auto& i : opts.inherit_fds) req.inherit_fds.push_back({i.fd, i.key});
+  for (const auto& j : opts.join_ns) req.join_ns.push_back({j.ns, j.target});
   ScriptHooks hooks(opts.action_scripts, image_dir_env((*job)->images_dir.get()), (*job)->log);
   Session session = (*job)->session();
   auto res = restore(req, session, hooks);

@@ -64,7 +64,9 @@ Status check_supported(const restorer::ImageSet& set) {
 // zombies made; then each live task rebuilt. Tasks are killed if the tree is dropped unresumed.
 class RestoredTree {
  public:
-  Status create(const restorer::ImageSet& set, bool shell_job, bool sibling, Logger& log) {
+  Status create(const restorer::ImageSet& set, const RestoreRequest& req, Logger& log) {
+    bool shell_job = req.shell_job, sibling = req.sibling;
+    CR_OK(open_join_ns(req.join_ns));
     // Every task inherits this at creation: its way back to crshim's files.
     self_pidfd_ = UniqueFd(sys::pidfd_open(getpid()));
     if (!self_pidfd_) return fail(sys_error("pidfd_open", "crshim itself"));
@@ -80,6 +82,7 @@ class RestoredTree {
       }
       // A session leader starts its session before creating the tasks that belong to it.
       bool root_outside = img.pstree.ppid() == 0 && shell_job;
+      if (img.pstree.ppid() == 0) CR_OK(restorer::join_namespaces(*task, join_fds_));
       if (img.pstree.sid() == img.pid() && !root_outside) CR_OK(restorer::set_session(*task));
       by_pid[img.pid()] = task.get();
       tasks_.push_back(std::move(task));
@@ -121,8 +124,23 @@ class RestoredTree {
   }
 
  private:
+  // Opens every --join-ns target; the root task inherits the fds and setns()es into them.
+  Status open_join_ns(const std::vector<JoinNamespace>& join) {
+    for (const auto& j : join) {
+      bool pid_target = !j.target.empty() && j.target.find_first_not_of("0123456789") == std::string::npos;
+      std::string path = pid_target ? "/proc/" + j.target + "/ns/" + j.ns : j.target;
+      auto fd = sys::open(path, O_RDONLY);
+      if (!fd) return fail(fd.error().within("--join-ns " + j.ns + ":" + j.target));
+      join_fds_.push_back({fd->get(), j.ns + " namespace " + path});
+      join_owned_.push_back(std::move(*fd));
+    }
+    return {};
+  }
+
   std::vector<std::unique_ptr<restorer::RestoredTask>> tasks_;
   UniqueFd self_pidfd_;
+  std::vector<UniqueFd> join_owned_;
+  std::vector<std::pair<int, std::string>> join_fds_;
 };
 
 Status write_stats(Session& s, Clock::duration forking, Clock::duration total, uint64_t pages) {
@@ -155,6 +173,19 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
   LOG_INFO(log, "Restoring (crshim %s)", CRSHIM_VERSION);
   auto set = CR_TRY(restorer::load_images(session.images_dir));
   CR_OK(check_supported(set));
+  for (const auto& j : req.join_ns) {
+    static const std::map<std::string, uint32_t (task_kobj_ids_entry::*)() const> ids = {
+        {"net", &task_kobj_ids_entry::net_ns_id},   {"ipc", &task_kobj_ids_entry::ipc_ns_id},
+        {"uts", &task_kobj_ids_entry::uts_ns_id},   {"time", &task_kobj_ids_entry::time_ns_id},
+        {"user", &task_kobj_ids_entry::user_ns_id}};
+    auto it = ids.find(j.ns);
+    if (it == ids.end())
+      return fail(make_error(Errc::invalid_argument, "restore", "--join-ns " + j.ns + ":" + j.target,
+                             "only ipc, net, time, user and uts namespaces can be joined"));
+    if ((set.processes[0].ids.*(it->second))() != (set.inventory.root_ids().*(it->second))())
+      return fail(make_error(Errc::conflict, "restore", "--join-ns " + j.ns + ":" + j.target,
+                             "the image holds this " + j.ns + " namespace; it cannot be both restored and joined"));
+  }
   for (const auto& in : req.inherit_fds)
     if (::fcntl(in.fd, F_GETFD) < 0)
       return fail(sys_error("fcntl", "--inherit-fd fd[" + std::to_string(in.fd) + "]:" + in.key)
@@ -163,7 +194,7 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
 
   CR_OK(hooks.fire(HookPoint::pre_restore, 0));
   RestoredTree tree;
-  CR_OK(tree.create(set, req.shell_job, req.sibling, log));
+  CR_OK(tree.create(set, req, log));
   auto forked = Clock::now();
   // From here on every failure kills the tasks (RestoredTree's destructor) before returning.
   CR_OK(fault_point("restore:task-created"));

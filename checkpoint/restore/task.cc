@@ -612,6 +612,14 @@ Status set_process_group(RestoredTask& task, pid_t pgid) {
   });
 }
 
+Status join_namespaces(RestoredTask& task, const std::vector<std::pair<int, std::string>>& ns_fds) {
+  if (ns_fds.empty()) return {};
+  return with_early_window(task.threads_[0], [&](Remote& r, PtraceSyscall&) -> Status {
+    for (const auto& [fd, what] : ns_fds) CR_OK_IN(r.call(SYS_setns, fd, 0), "join " + what);
+    return {};
+  });
+}
+
 Status make_zombie(RestoredTask& task, int status) {
   kernel::Tracee& leader = task.threads_[0];
   if (WIFSIGNALED(status)) {

@@ -5,6 +5,8 @@
 
 #include <deque>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "checkpoint/base/log.h"
@@ -43,6 +45,7 @@ class RestoredTask {
   friend Status set_session(RestoredTask&);
   friend Status set_process_group(RestoredTask&, pid_t);
   friend Status make_zombie(RestoredTask&, int);
+  friend Status join_namespaces(RestoredTask&, const std::vector<std::pair<int, std::string>>&);
   friend Status rebuild_task(RestoredTask&, const ImageSet&, const ProcessImage&, int, files::RestoreFiles&,
                              const TaskOptions&, Logger&);
   RestoredTask() = default;
@@ -66,6 +69,8 @@ Result<RestoredTask> fork_child(RestoredTask& parent, const ProcessImage& img, L
 Status set_session(RestoredTask& task);
 // setpgid(0, pgid) in the task.
 Status set_process_group(RestoredTask& task, pid_t pgid);
+// setns(fd, 0) in the task for each fd (fds the task inherited from crshim at creation).
+Status join_namespaces(RestoredTask& task, const std::vector<std::pair<int, std::string>>& ns_fds);
 // Ends the task with the wait status `status`, leaving a zombie for its parent.
 Status make_zombie(RestoredTask& task, int status);
 

@@ -16,7 +16,7 @@ wait "$UNSHARE" 2>/dev/null || true
 restore_detached "$WORK/img1" --pidfile "$WORK/pid1"
 TARGET_PID=$(cat "$WORK/pid1")
 grep -q "^NSpid:.*[[:space:]]1$" "/proc/$TARGET_PID/status" || fail "restored root is not pid 1 of a new namespace"
-[[ $(readlink "/proc/$TARGET_PID/ns/pid") != $(readlink /proc/self/ns/pid) ]] || fail "restored into our own pid namespace"
+[[ "$(readlink "/proc/$TARGET_PID/ns/pid")" != "$(readlink /proc/self/ns/pid)" ]] || fail "restored into our own pid namespace"
 echo "ok: restored into a new pid namespace as pid 1 (host pid $TARGET_PID)"
 
 # Checkpoint the restored tree again, and restore it once more.
