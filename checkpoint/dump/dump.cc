@@ -16,6 +16,7 @@
 #include "checkpoint/image/image.h"
 #include "checkpoint/kernel/proc.h"
 #include "checkpoint/kernel/tracee.h"
+#include "checkpoint/ns/namespaces.h"
 #include "stats.pb.h"
 
 namespace crshim {
@@ -55,6 +56,12 @@ Status preflight(const DumpRequest& req) {
   if (stat->session != pid && !req.shell_job) {
     problems.push_back("the root task is not a session leader");
     hint = "use --shell-job, or start the program with setsid";
+  }
+  for (const char* ns : {"mnt", "net", "user", "cgroup", "time"}) {
+    auto mine = sys::read_link(std::string("/proc/self/ns/") + ns);
+    auto theirs = sys::read_link("/proc/" + std::to_string(pid) + "/ns/" + ns);
+    if (mine && theirs && *mine != *theirs)
+      problems.push_back(std::string("it has its own ") + ns + " namespace, which cannot be dumped yet");
   }
   auto tree = CR_TRY(dumper::list_tree(pid));
   for (pid_t p : tree) {
@@ -198,6 +205,16 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
     }
   }
   if (st) st = check_sharing(ids);
+  if (st && !ids.empty()) {
+    // UTS and IPC namespaces of the tree: one per tree for now, dumped with the root.
+    auto dumper_ids = dumper::task_ids(getpid(), ctx.ids);
+    if (!dumper_ids) st = fail(dumper_ids.error());
+    for (size_t i = 1; st && i < ids.size(); i++)
+      if (ids[i].second.uts_ns_id() != ids[0].second.uts_ns_id() || ids[i].second.ipc_ns_id() != ids[0].second.ipc_ns_id())
+        st = fail(make_error(Errc::unsupported, "dump", "pid " + std::to_string(ids[i].first),
+                             "the task is in another UTS or IPC namespace than the root; not supported yet"));
+    if (st) st = ns::dump_namespaces(req.pid, ids[0].second, *dumper_ids, session.images_dir);
+  }
   if (st) st = fault_point("dump:images");
   if (st) st = write_common_images(ctx, pstree);
   if (st) st = hooks.fire(HookPoint::post_dump, 0);

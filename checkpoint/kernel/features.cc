@@ -467,6 +467,9 @@ std::string render_check(const Features& f) {
 std::string features_json(const Features& f) {
   std::string out;
   JsonObject o(out, 0);
+  o.add("version", std::string_view(CRSHIM_VERSION));
+  // runc's name for "this engine can checkpoint"; `usable` says whether this kernel lets it.
+  o.add("org.opencontainers.runc.checkpoint.enabled", true);
   o.add("kernel_release", std::string_view(f.kernel_release));
   o.raw("kernel_version", "[" + std::to_string(f.kernel_major) + ", " + std::to_string(f.kernel_minor) + ", " +
                               std::to_string(f.kernel_patch) + "]");

@@ -13,6 +13,7 @@
 #include "checkpoint/engine.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
+#include "checkpoint/ns/namespaces.h"
 #include "checkpoint/restore/images.h"
 #include "checkpoint/restore/task.h"
 #include "stats.pb.h"
@@ -39,11 +40,14 @@ Status check_supported(const restorer::ImageSet& set) {
     if ((a.pid_ns_id() != root.ids.pid_ns_id()) != (p.ns_depth() > 0))
       return fail(make_error(Errc::corrupt_image, "restore", image::ids_file(p.pid()),
                              "the pid namespace does not match the task's nested pids"));
-    if (a.net_ns_id() != b.net_ns_id() || a.ipc_ns_id() != b.ipc_ns_id() ||
-        a.uts_ns_id() != b.uts_ns_id() || a.mnt_ns_id() != b.mnt_ns_id() || a.user_ns_id() != b.user_ns_id() ||
+    if (a.net_ns_id() != b.net_ns_id() || a.mnt_ns_id() != b.mnt_ns_id() || a.user_ns_id() != b.user_ns_id() ||
         a.cgroup_ns_id() != b.cgroup_ns_id() || (a.has_time_ns_id() && a.time_ns_id() != b.time_ns_id()))
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
-                             "the task lived in its own namespaces; restoring namespaces is not supported yet"));
+                             "the task lived in its own mount, network, user, cgroup or time namespace; "
+                             "restoring those is not supported yet"));
+    if (a.uts_ns_id() != root.ids.uts_ns_id() || a.ipc_ns_id() != root.ids.ipc_ns_id())
+      return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
+                             "tasks in different UTS or IPC namespaces are not supported yet"));
     for (const auto& q : set.processes) {
       if (&q == &p) break;
       if (q.alive() && (q.ids.vm_id() == a.vm_id() || q.ids.files_id() == a.files_id() || q.ids.fs_id() == a.fs_id() ||
@@ -64,25 +68,30 @@ Status check_supported(const restorer::ImageSet& set) {
 // zombies made; then each live task rebuilt. Tasks are killed if the tree is dropped unresumed.
 class RestoredTree {
  public:
-  Status create(const restorer::ImageSet& set, const RestoreRequest& req, Logger& log) {
+  Status create(const restorer::ImageSet& set, const RestoreRequest& req, int images_dir, Logger& log) {
     bool shell_job = req.shell_job, sibling = req.sibling;
+    images_dir_ = images_dir;
     CR_OK(open_join_ns(req.join_ns));
     // Every task inherits this at creation: its way back to crshim's files.
     self_pidfd_ = UniqueFd(sys::pidfd_open(getpid()));
     if (!self_pidfd_) return fail(sys_error("pidfd_open", "crshim itself"));
     bool new_pidns = set.processes[0].ids.pid_ns_id() != set.inventory.root_ids().pid_ns_id();
+    int ns_flags = ns::owned_namespaces(set.processes[0].ids, set.inventory.root_ids()) & (CLONE_NEWUTS | CLONE_NEWIPC);
     std::map<uint32_t, restorer::RestoredTask*> by_pid;
     for (const auto& img : set.processes) {
       std::unique_ptr<restorer::RestoredTask> task;
       if (img.pstree.ppid() == 0) {
-        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, sibling, new_pidns, log)));
+        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, sibling, new_pidns, ns_flags, log)));
       } else {
         auto* parent = by_pid.at(img.pstree.ppid());
         task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::fork_child(*parent, img, log)));
       }
       // A session leader starts its session before creating the tasks that belong to it.
       bool root_outside = img.pstree.ppid() == 0 && shell_job;
-      if (img.pstree.ppid() == 0) CR_OK(restorer::join_namespaces(*task, join_fds_));
+      if (img.pstree.ppid() == 0) {
+        CR_OK(restorer::setup_namespaces(*task, ns_flags, img.ids, images_dir_));
+        CR_OK(restorer::join_namespaces(*task, join_fds_));
+      }
       if (img.pstree.sid() == img.pid() && !root_outside) CR_OK(restorer::set_session(*task));
       by_pid[img.pid()] = task.get();
       tasks_.push_back(std::move(task));
@@ -140,6 +149,7 @@ class RestoredTree {
   std::vector<std::unique_ptr<restorer::RestoredTask>> tasks_;
   UniqueFd self_pidfd_;
   std::vector<UniqueFd> join_owned_;
+  int images_dir_ = -1;
   std::vector<std::pair<int, std::string>> join_fds_;
 };
 
@@ -194,7 +204,7 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
 
   CR_OK(hooks.fire(HookPoint::pre_restore, 0));
   RestoredTree tree;
-  CR_OK(tree.create(set, req, log));
+  CR_OK(tree.create(set, req, session.images_dir, log));
   auto forked = Clock::now();
   // From here on every failure kills the tasks (RestoredTree's destructor) before returning.
   CR_OK(fault_point("restore:task-created"));

@@ -31,6 +31,7 @@
 #include "checkpoint/kernel/remote_syscall.h"
 #include "checkpoint/mem/pages.h"
 #include "checkpoint/mem/vmas.h"
+#include "checkpoint/ns/namespaces.h"
 
 namespace crshim::restorer {
 
@@ -513,7 +514,7 @@ Status with_early_window(kernel::Tracee& leader, Fn&& fn) {
 
 }  // namespace
 
-Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new_pidns, Logger& log) {
+Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new_pidns, int ns_flags, Logger& log) {
   pid_t want = pid_t(img.pid());
   if (new_pidns && want != 1)
     return fail(make_error(Errc::corrupt_image, "restore", image::kPstreeFile,
@@ -521,7 +522,7 @@ Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new
   clone_args args{};
   // CLONE_PARENT (--restore-sibling): the task becomes our caller's child; clone3 then wants no exit signal.
   // CLONE_NEWPID: set_tid then names the pid in the new namespace (1).
-  args.flags = (sibling ? CLONE_PARENT : 0) | (new_pidns ? CLONE_NEWPID : 0);
+  args.flags = (sibling ? CLONE_PARENT : 0) | (new_pidns ? CLONE_NEWPID : 0) | uint64_t(ns_flags);
   args.exit_signal = sibling ? 0 : SIGCHLD;
   args.set_tid = reinterpret_cast<uint64_t>(&want);
   args.set_tid_size = 1;
@@ -609,6 +610,13 @@ Status set_process_group(RestoredTask& task, pid_t pgid) {
   return with_early_window(task.threads_[0], [&](Remote& r, PtraceSyscall&) -> Status {
     CR_OK(r.call(SYS_setpgid, 0, pgid));
     return {};
+  });
+}
+
+Status setup_namespaces(RestoredTask& task, int ns_flags, const task_kobj_ids_entry& ids, int images_dir) {
+  if (!ns_flags) return {};
+  return with_early_window(task.threads_[0], [&](Remote& r, PtraceSyscall&) -> Status {
+    return ns::restore_namespaces(r, ns_flags, ids, images_dir);
   });
 }
 

@@ -40,7 +40,8 @@ class RestoredTask {
   void kill();
 
  private:
-  friend Result<RestoredTask> create_task(const ProcessImage&, bool, bool, Logger&);
+  friend Result<RestoredTask> create_task(const ProcessImage&, bool, bool, int, Logger&);
+  friend Status setup_namespaces(RestoredTask&, int, const task_kobj_ids_entry&, int);
   friend Result<RestoredTask> fork_child(RestoredTask&, const ProcessImage&, Logger&);
   friend Status set_session(RestoredTask&);
   friend Status set_process_group(RestoredTask&, pid_t);
@@ -60,7 +61,10 @@ class RestoredTask {
 // Creates the root task with the image's pid (clone3 + set_tid; waits while the old pid is still a
 // zombie) stopped under ptrace, still running crshim's code; with `sibling` it is our parent's child.
 // With `new_pidns` it is pid 1 of a new pid namespace (the image's pids are that namespace's).
-Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new_pidns, Logger& log);
+// `ns_flags` (CLONE_NEWUTS|CLONE_NEWIPC) gives it new namespaces of those kinds.
+Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new_pidns, int ns_flags, Logger& log);
+// Sets up the namespaces create_task() made (hostname, IPC limits) from their images.
+Status setup_namespaces(RestoredTask& task, int ns_flags, const task_kobj_ids_entry& ids, int images_dir);
 
 // Creates a child of `parent` (a task still running crshim's code) with the image's pid, by making
 // the parent run clone3 itself, so the child has the right parent.

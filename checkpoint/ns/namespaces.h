@@ -1,0 +1,26 @@
+// Namespaces a dumped tree owns (UTS, IPC): their state into utsns-/ipcns-var- images, and the
+// same namespaces made again at restore (the root task is created in new ones and sets them up).
+#pragma once
+
+#include <sys/types.h>
+
+#include <vector>
+
+#include "checkpoint/base/result.h"
+#include "checkpoint/kernel/remote.h"
+#include "inventory.pb.h"
+
+namespace crshim::ns {
+
+// The CLONE_NEW* flags of the namespaces `task` owns apart from `dumper` (the ids in root_ids).
+int owned_namespaces(const task_kobj_ids_entry& task, const task_kobj_ids_entry& dumper);
+
+// Writes the images of every namespace of `pid` that differs from the dumper's. Namespaces we cannot
+// dump yet (mount, net, user, cgroup, time; SysV objects in an IPC namespace) are errors naming them.
+Status dump_namespaces(pid_t pid, const task_kobj_ids_entry& task, const task_kobj_ids_entry& dumper, int images_dir);
+
+// In the root task, just created with `flags` (CLONE_NEWUTS/CLONE_NEWIPC): hostname, domain name and
+// IPC limits as the images have them.
+Status restore_namespaces(kernel::Remote& r, int flags, const task_kobj_ids_entry& task, int images_dir);
+
+}  // namespace crshim::ns
