@@ -26,6 +26,7 @@ struct DumpRequest {
   bool leave_running = false;  // resume the tree after the dump instead of killing it
   bool shell_job = false;      // the tree may share a session/tty with the dumper's shell
   std::vector<std::string> external;  // --external keys
+  uint64_t ghost_limit = 1u << 20;    // largest deleted-but-open file carried in the image
 };
 
 struct DumpResult {

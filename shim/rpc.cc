@@ -1,5 +1,7 @@
 #include "shim/rpc.h"
 
+#include "shim/requests.h"
+
 #include <fcntl.h>
 #include <sys/socket.h>
 
@@ -154,11 +156,7 @@ criu_resp job_answer(const criu_req& req, int sock, const ServeConfig& cfg, cons
   Session session = job.session();
 
   if (is_dump) {
-    DumpRequest dr;
-    dr.pid = *o.tree_pid;
-    dr.leave_running = o.leave_running;
-    dr.shell_job = o.shell_job;
-    dr.external = o.external;
+    DumpRequest dr = dump_request(o);
     scripts.set_init_pid(dr.pid);
     auto res = dump(dr, session, hooks);
     if (!res) return fail_job(res.error());
@@ -170,12 +168,8 @@ criu_resp job_answer(const criu_req& req, int sock, const ServeConfig& cfg, cons
     return resp;
   }
 
-  RestoreRequest rr;
+  RestoreRequest rr = restore_request(o);
   rr.detached = true;  // the RESTORE answer cannot wait for the tree to exit
-  rr.sibling = o.restore_sibling;
-  rr.shell_job = o.shell_job;
-  rr.pidfile = o.pidfile.value_or("");
-  for (const auto& i : o.inherit_fds) rr.inherit_fds.push_back({i.fd, i.key});
   auto res = restore(rr, session, hooks);
   if (!res) return fail_job(res.error());
   if (o.display_stats) LOG_MSG(job.log, "Restore time: %llu us", (unsigned long long)res->total_us);

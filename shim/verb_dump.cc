@@ -4,6 +4,7 @@
 #include "checkpoint/engine.h"
 #include "hooks/script_hooks.h"
 #include "shim/job.h"
+#include "shim/requests.h"
 #include "shim/verbs.h"
 
 namespace crshim {
@@ -11,11 +12,7 @@ namespace crshim {
 int run_dump(const Options& opts) {
   auto job = open_job(opts, "dump.log", true);
   if (!job) return report_failure(nullptr, "dump", job.error());
-  DumpRequest req;
-  req.pid = *opts.tree_pid;
-  req.leave_running = opts.leave_running;
-  req.shell_job = opts.shell_job;
-  req.external = opts.external;
+  DumpRequest req = dump_request(opts);
   ScriptHooks hooks(opts.action_scripts, image_dir_env((*job)->images_dir.get()), (*job)->log);
   hooks.set_init_pid(req.pid);
   Session session = (*job)->session();

@@ -4,6 +4,7 @@
 #include "checkpoint/engine.h"
 #include "hooks/script_hooks.h"
 #include "shim/job.h"
+#include "shim/requests.h"
 #include "shim/verbs.h"
 
 namespace crshim {
@@ -11,13 +12,7 @@ namespace crshim {
 int run_restore(const Options& opts) {
   auto job = open_job(opts, "restore.log", false);
   if (!job) return report_failure(nullptr, "restore", job.error());
-  RestoreRequest req;
-  req.detached = opts.restore_detached;
-  req.sibling = opts.restore_sibling;
-  req.shell_job = opts.shell_job;
-  req.pidfile = opts.pidfile.value_or("");
-  for (const auto& i : opts.inherit_fds) req.inherit_fds.push_back({i.fd, i.key});
-  for (const auto& j : opts.join_ns) req.join_ns.push_back({j.ns, j.target});
+  RestoreRequest req = restore_request(opts);
   ScriptHooks hooks(opts.action_scripts, image_dir_env((*job)->images_dir.get()), (*job)->log);
   Session session = (*job)->session();
   auto res = restore(req, session, hooks);

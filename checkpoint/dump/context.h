@@ -41,6 +41,7 @@ struct DumpContext {
   DumpContext(const DumpRequest& r, Session& s)
       : req(r), session(s), xsave(kernel::xsave_layout()), files(s.images_dir, r.shell_job) {
     files.set_externals(r.external);
+    files.set_ghost_limit(r.ghost_limit);
   }
 
   const DumpRequest& req;

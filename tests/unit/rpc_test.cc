@@ -226,16 +226,12 @@ TEST(RpcSupport, PlainRequestHasNothingIgnored) {
 TEST(RpcSupport, UnhonourableOptionsAreRefusedTogether) {
   criu_req r = dump_req();
   r.mutable_opts()->set_tcp_established(true);
-  auto* j = r.mutable_opts()->add_join_ns();
-  j->set_ns("net");
-  j->set_ns_file("/run/netns/x");
   r.mutable_opts()->set_lazy_pages(true);
   auto res = check_engine_support(mapped(r));
   ASSERT_FALSE(res);
   EXPECT_EQ(res.error().code, Errc::unsupported);
   EXPECT_EQ(res.error().message,
             "tcp_established: established TCP connections are not supported yet; "
-            "join_ns: joining namespaces is not supported yet; "
             "lazy_pages: lazy (post-copy) memory is not supported");
 }
 
