@@ -51,6 +51,8 @@ class DumpFiles {
   Result<image::Writer*> writer(const std::string& name, image::Type type);
   // --external keys given at dump (file[mnt:ino], ...): such files are recorded by key only.
   void set_externals(std::vector<std::string> keys) { externals_ = std::move(keys); }
+  void set_ghost_limit(uint64_t bytes) { ghost_limit_ = bytes; }
+  uint64_t ghost_limit() const { return ghost_limit_; }
   bool is_external(const std::string& key) const;
   // Kind-specific memory of what was already dumped (pipe inodes whose data is saved, ...).
   std::map<std::string, std::map<uint64_t, uint32_t>>& seen() { return seen_; }
@@ -61,6 +63,7 @@ class DumpFiles {
   bool shell_job_;
   FileTable table_;
   std::vector<std::string> externals_;
+  uint64_t ghost_limit_ = 1u << 20;
   std::map<std::string, std::unique_ptr<image::Writer>> writers_;
   std::map<std::string, std::map<uint64_t, uint32_t>> seen_;
 };
@@ -78,6 +81,8 @@ class RestoreFiles {
   const file_entry& entry(uint32_t id) const { return files_.at(id); }
   int images_dir() const { return images_dir_; }
   bool shell_job() const { return shell_job_; }
+  // Ghost (deleted-but-open) file that stands in for REG file `id`, from remap-fpath.img; 0 if none.
+  Result<uint32_t> ghost_for(uint32_t id);
   // Kind-specific shared objects (both ends of a pipe, loaded data images, ...).
   std::map<std::string, std::map<uint64_t, UniqueFd>>& objects() { return objects_; }
   std::map<std::string, std::map<uint64_t, std::string>>& data() { return data_; }
@@ -87,6 +92,7 @@ class RestoreFiles {
   int images_dir_;
   bool shell_job_;
   std::map<std::string, int> inherited_;
+  std::optional<std::map<uint32_t, uint32_t>> ghosts_;  // orig file id -> ghost id, loaded on first use
   std::map<uint32_t, UniqueFd> opened_;
   std::map<std::string, std::map<uint64_t, UniqueFd>> objects_;
   std::map<std::string, std::map<uint64_t, std::string>> data_;
