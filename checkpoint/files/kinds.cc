@@ -5,6 +5,7 @@
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/image/catalog.h"
+#include "remap-file-path.pb.h"
 
 namespace crshim::files {
 
@@ -99,6 +100,27 @@ Result<UniqueFd> use_inherited(const file_entry& fe, int fd, const std::string& 
 }
 
 }  // namespace
+
+Result<uint32_t> RestoreFiles::ghost_for(uint32_t id) {
+  if (!ghosts_) {
+    ghosts_.emplace();
+    auto r = image::Reader::open(images_dir_, image::kRemapFpathFile, image::kind(image::Type::remap_fpath));
+    if (!r) {
+      if (r.error().err != ENOENT) return fail(r.error());
+    } else {
+      for (;;) {
+        remap_file_path_entry e;
+        bool got = CR_TRY(r->read(e));
+        if (!got) break;
+        if (e.remap_type() != GHOST)
+          return fail(make_error(Errc::unsupported, "restore", image::kRemapFpathFile, "only ghost remaps are supported"));
+        (*ghosts_)[e.orig_id()] = e.remap_id();
+      }
+    }
+  }
+  auto it = ghosts_->find(id);
+  return it == ghosts_->end() ? 0u : it->second;
+}
 
 Result<int> RestoreFiles::fd_for(uint32_t id) {
   if (auto it = opened_.find(id); it != opened_.end()) return it->second.get();

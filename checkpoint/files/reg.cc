@@ -4,10 +4,14 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/files/kinds.h"
+#include "checkpoint/image/catalog.h"
+#include "ghost-file.pb.h"
+#include "remap-file-path.pb.h"
 
 namespace crshim::files {
 
@@ -15,10 +19,90 @@ namespace {
 
 bool matches(const OpenFd& f) { return !f.link.empty() && f.link[0] == '/'; }
 
+constexpr char kDeleted[] = " (deleted)";
+
+bool deleted(const OpenFd& f) {
+  size_t n = sizeof kDeleted - 1;
+  return f.link.size() > n && f.link.compare(f.link.size() - n, n, kDeleted) == 0 && f.st.st_nlink == 0;
+}
+
 std::string unsupported(const OpenFd& f, bool) {
-  if (f.link.size() > 10 && f.link.compare(f.link.size() - 10, 10, " (deleted)") == 0) return "deleted file";
+  if (deleted(f) && !S_ISREG(f.st.st_mode)) return "deleted non-regular file";
   if (S_ISSOCK(f.st.st_mode)) return "socket";
   return "";
+}
+
+std::string hex(uint32_t v) {
+  char b[16];
+  snprintf(b, sizeof b, "%x", v);
+  return b;
+}
+
+Status write_ghost_image(const OpenFd& f, uint32_t ghost_id, DumpFiles& files);
+
+// A deleted-but-open regular file: its contents go into ghost-file-<id>.img (data chunks only, so
+// holes stay holes) and remap-fpath.img points its REG entry at the ghost.
+Status dump_ghost(const OpenFd& f, uint32_t file_id, DumpFiles& files) {
+  // What is stored is the data, not the holes: that is what the limit bounds.
+  uint64_t bytes = std::min<uint64_t>(uint64_t(f.st.st_size), uint64_t(f.st.st_blocks) * 512);
+  if (bytes > files.ghost_limit())
+    return fail(make_error(Errc::unsupported, "dump", "deleted file " + f.link,
+                           std::to_string(bytes) + " bytes of data, more than the ghost limit of " +
+                               std::to_string(files.ghost_limit()))
+                    .with_hint("raise --ghost-limit"));
+  // One ghost per inode: several open files of one deleted file share it.
+  auto& ghosts = files.seen()["ghost"];
+  uint64_t inode_key = uint64_t(f.st.st_ino) ^ (uint64_t(f.st.st_dev) << 44);
+  auto known = ghosts.find(inode_key);
+  uint32_t ghost_id = known != ghosts.end() ? known->second : uint32_t(ghosts.size() + 1);
+  if (known == ghosts.end()) {
+    ghosts[inode_key] = ghost_id;
+    CR_OK(write_ghost_image(f, ghost_id, files));
+  }
+  auto remap = CR_TRY(files.writer(image::kRemapFpathFile, image::Type::remap_fpath));
+  remap_file_path_entry r;
+  r.set_orig_id(file_id);
+  r.set_remap_id(ghost_id);
+  r.set_remap_type(GHOST);
+  return remap->write(r);
+}
+
+Status write_ghost_image(const OpenFd& f, uint32_t ghost_id, DumpFiles& files) {
+  auto own = CR_TRY(f.steal());
+  std::string name = "ghost-file-" + hex(ghost_id) + ".img";
+  auto w = CR_TRY(image::Writer::create(files.images_dir(), name, image::kind(image::Type::ghost_file)));
+  ghost_file_entry g;
+  g.set_uid(f.st.st_uid);
+  g.set_gid(f.st.st_gid);
+  g.set_mode(f.st.st_mode);
+  g.set_dev(uint32_t(f.st.st_dev));
+  g.set_ino(f.st.st_ino);
+  g.mutable_atim()->set_tv_sec(uint64_t(f.st.st_atim.tv_sec));
+  g.mutable_atim()->set_tv_usec(uint64_t(f.st.st_atim.tv_nsec / 1000));
+  g.mutable_mtim()->set_tv_sec(uint64_t(f.st.st_mtim.tv_sec));
+  g.mutable_mtim()->set_tv_usec(uint64_t(f.st.st_mtim.tv_nsec / 1000));
+  g.set_chunks(true);
+  g.set_size(uint64_t(f.st.st_size));
+  CR_OK(w.write(g));
+  std::string buf;
+  for (off_t at = 0; at < f.st.st_size;) {
+    off_t data = ::lseek(own.get(), at, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;
+      return fail(sys_error("lseek(SEEK_DATA)", f.name()));
+    }
+    off_t hole = ::lseek(own.get(), data, SEEK_HOLE);
+    if (hole < 0) return fail(sys_error("lseek(SEEK_HOLE)", f.name()));
+    ghost_chunk_entry c;
+    c.set_off(uint64_t(data));
+    c.set_len(uint64_t(hole - data));
+    CR_OK(w.write(c));
+    buf.resize(size_t(hole - data));
+    CR_OK(sys::pread_exact(own.get(), buf.data(), buf.size(), data, f.name()));
+    CR_OK(w.write_raw(buf));
+    at = hole;
+  }
+  return w.close();
 }
 
 Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
@@ -30,12 +114,71 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
     files.table().mark_external(id);
     return id;
   }
+  if (deleted(f)) {
+    std::string path = f.link.substr(0, f.link.size() - (sizeof kDeleted - 1));
+    size_t before = files.table().entries().size();
+    uint32_t id = files.table().add_open_reg(f.pid, f.fd, path, f.open_flags(), f.info.pos, f.st, f.info.mnt_id);
+    if (files.table().entries().size() > before) CR_OK(dump_ghost(f, id, files));  // a new file object
+    return id;
+  }
   return files.table().add_open_reg(f.pid, f.fd, f.link, f.open_flags(), f.info.pos, f.st, f.info.mnt_id);
+}
+
+// The ghost file re-created once (at its old path when that is free, so /proc shows the same name),
+// unlinked again at once; every file that used it reopens it through /proc/self/fd.
+Result<int> ghost_object(uint32_t ghost_id, const std::string& path, RestoreFiles& files) {
+  auto& made = files.objects()["ghost"];
+  if (auto it = made.find(ghost_id); it != made.end()) return it->second.get();
+  std::string name = "ghost-file-" + hex(ghost_id) + ".img";
+  auto r = CR_TRY(image::Reader::open(files.images_dir(), name, image::kind(image::Type::ghost_file)));
+  ghost_file_entry g;
+  bool got = CR_TRY(r.read(g));
+  if (!got || !S_ISREG(g.mode()))
+    return fail(make_error(Errc::corrupt_image, "validate", name, "no regular-file ghost entry"));
+  std::string at = path;
+  int fd = ::open(at.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, g.mode() & 07777);
+  if (fd < 0 && errno == EEXIST) {
+    at = path + ".crshim-ghost-" + std::to_string(ghost_id) + "-" + std::to_string(getpid());
+    fd = ::open(at.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, g.mode() & 07777);
+  }
+  if (fd < 0) return fail(sys_error("create", at, "deleted file re-created for the restore"));
+  UniqueFd own(fd);
+  ::unlink(at.c_str());
+  if (g.has_size() && ::ftruncate(fd, off_t(g.size())) < 0) return fail(sys_error("ftruncate", at));
+  if (g.chunks()) {
+    for (;;) {
+      ghost_chunk_entry c;
+      got = CR_TRY(r.read(c));
+      if (!got) break;
+      if (c.len() > (1ull << 32) || (g.has_size() && c.off() + c.len() > g.size()))
+        return fail(make_error(Errc::corrupt_image, "validate", name, "chunk outside of the file"));
+      std::string data = CR_TRY(r.read_raw(c.len()));
+      CR_OK(sys::pwrite_all(fd, data.data(), data.size(), off_t(c.off()), at));
+    }
+  } else {
+    std::string data = CR_TRY(r.read_raw(g.size()));
+    CR_OK(sys::pwrite_all(fd, data.data(), data.size(), 0, at));
+  }
+  if (::fchown(fd, g.uid(), g.gid()) < 0) return fail(sys_error("fchown", at));
+  timespec times[2] = {{long(g.atim().tv_sec()), long(g.atim().tv_usec() * 1000)},
+                       {long(g.mtim().tv_sec()), long(g.mtim().tv_usec() * 1000)}};
+  ::futimens(fd, times);
+  made[ghost_id] = std::move(own);
+  return fd;
 }
 
 Result<UniqueFd> open(const file_entry& fe, RestoreFiles& files) {
   if (files.shell_job())
     if (auto tty = open_shell_terminal(fe.reg())) return std::move(*tty);
+  uint32_t ghost = CR_TRY(files.ghost_for(fe.id()));
+  if (ghost) {
+    int obj = CR_TRY(ghost_object(ghost, fe.reg().name(), files));
+    const auto& reg = fe.reg();
+    auto fd = sys::open("/proc/self/fd/" + std::to_string(obj), int(reg.flags()) & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY));
+    if (!fd) return fail(fd.error());
+    if (reg.pos() && ::lseek(fd->get(), off_t(reg.pos()), SEEK_SET) < 0) return fail(sys_error("lseek", reg.name()));
+    return fd;
+  }
   return open_reg_file(fe.reg());
 }
 
