@@ -292,10 +292,12 @@ Status restore_itimers(Remote& r, const task_timers_entry& t) {
   const itimer_entry* slots[] = {&t.real(), &t.virt(), &t.prof()};
   for (int which = 0; which < 3; which++) {
     const itimer_entry& e = *slots[which];
-    // A zero value with an interval is an expired ITIMER_REAL whose SIGALRM is still pending: setting
-    // just the interval lets the dequeue of that signal re-arm it, as the kernel would have.
-    if (!e.vsec() && !e.vusec() && !e.isec() && !e.iusec()) continue;
+    if (!e.vsec() && !e.vusec() && !e.isec() && !e.iusec()) continue;  // disarmed
     itimerval it{{long(e.isec()), long(e.iusec())}, {long(e.vsec()), long(e.vusec())}};
+    // A zero value with an interval is a timer that expired while frozen, its signal still pending
+    // (re-queued above) and its re-arm due at that signal's delivery. setitimer() would take a zero
+    // value as "disarm", so the next expiry is set one interval away, as the re-arm would have.
+    if (!e.vsec() && !e.vusec()) it.it_value = it.it_interval;
     uint64_t addr = CR_TRY(r.put(&it, sizeof it));
     CR_OK(r.call(SYS_setitimer, which, long(addr), 0));
   }

@@ -85,11 +85,13 @@ assert f["usable"] is True
 EOF
 
 # --- man page: gzip'ed roff that man renders without complaint ---
-if gzip -t "$ROOT/usr/share/man/man8/crshim.8.gz" && zcat "$ROOT/usr/share/man/man8/crshim.8.gz" | head -5 |
-  grep -q "^\.TH CRSHIM 8 .*\"crshim $VERSION\""; then
-  ok "man page header"
+# (Whole files into variables: with pipefail, `zcat | grep -q` fails when grep stops reading early.)
+if gzip -t "$ROOT/usr/share/man/man8/crshim.8.gz"; then
+  roff=$(zcat "$ROOT/usr/share/man/man8/crshim.8.gz")
+  grep -q "^\.TH CRSHIM 8 .*\"crshim $VERSION\"" <<<"${roff:0:400}" && ok "man page is gzip'ed roff" ||
+    fail "man page starts with: ${roff:0:200}"
 else
-  fail "man page: $(zcat "$ROOT/usr/share/man/man8/crshim.8.gz" 2>&1 | head -3)"
+  fail "man page is not gzip'ed"
 fi
 if command -v man >/dev/null; then
   warn=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$ROOT/usr/share/man/man8/crshim.8.gz" 2>&1 >"$T/man.txt") || true
@@ -109,9 +111,11 @@ for lib in libc6 libprotobuf32 libstdc++6; do
   [[ $deps == *"$lib"* ]] || fail "Depends lacks $lib: $deps"
 done
 [[ -n $(dpkg-deb -f "$DEB" Maintainer) && -n $(dpkg-deb -f "$DEB" Installed-Size) ]] || fail "Maintainer/Installed-Size empty"
-dpkg-deb -I "$DEB" | grep -q "^ Description: " && ok "control fields" || fail "no Description"
-zcat "$ROOT/usr/share/doc/crshim/changelog.Debian.gz" | head -1 | grep -q "^crshim ($VERSION-1) " ||
-  fail "changelog does not start with crshim ($VERSION-1)"
+[[ $(dpkg-deb -f "$DEB" Description) == *"checkpoint/restore"* ]] && ok "control fields" || fail "no Description"
+info=$(dpkg-deb -I "$DEB")
+[[ $info == *" Package: crshim"* && $info == *" Depends: "* ]] || fail "dpkg-deb -I: $info"
+changelog=$(zcat "$ROOT/usr/share/doc/crshim/changelog.Debian.gz")
+[[ $changelog == "crshim ($VERSION-1) "* ]] || fail "changelog starts with: ${changelog%%$'\n'*}"
 
 # --- the service, as the unit starts it, with the unit's config file ---
 unit=$ROOT/lib/systemd/system/crshim.service
@@ -120,6 +124,12 @@ exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
   fail "ExecStart=$exec_start"
 grep -q '^Environment=CRIU_CONFIG_FILE=/etc/crshim/default.conf$' "$unit" || fail "unit does not name the config file"
 grep -q '^RuntimeDirectory=crshim$' "$unit" || fail "unit does not create /run/crshim"
+if command -v systemd-analyze >/dev/null; then
+  # The unit as systemd parses it, with the binary taken from the unpacked root.
+  sed "s|/usr/sbin/crshim|$ROOT/usr/sbin/crshim|" "$unit" >"$T/crshim.service"
+  out=$(systemd-analyze verify --man=no "$T/crshim.service" 2>&1) && ok "systemd-analyze verify" ||
+    fail "systemd-analyze verify: $out"
+fi
 read -r -a argv <<<"$exec_start"
 argv[0]=$ROOT${argv[0]}
 argv[3]=$T/crshim.socket
@@ -140,7 +150,7 @@ SERVICE_PID=
 
 # --- the example config: every commented-out example is a valid setting ---
 sed -n 's/^#\([a-z][a-z-]* \{0,1\}.*\)$/\1/p' "$ROOT/etc/crshim/default.conf" >"$T/examples.conf"
-n=$(grep -c . "$T/examples.conf")
+n=$(grep -c . "$T/examples.conf" || true)
 ((n >= 4)) || fail "only $n examples in default.conf"
 out=$("$ROOT/usr/sbin/crshim" --no-default-config --config "$T/examples.conf" check 2>&1) && ok "$n config examples parse" ||
   fail "config examples: $out"
@@ -149,12 +159,14 @@ out=$("$ROOT/usr/sbin/crshim" --no-default-config --config "$T/examples.conf" ch
 comp=$ROOT/usr/share/bash-completion/completions/crshim
 bash -n "$comp" || fail "completion has syntax errors"
 opts=$(sed -n '/^const std::vector<OptionSpec>& option_table/,/^}/p' "$SRC/shim/options.cc" |
-  grep -oE '(custom|flag|str|list|bundle)\("[a-z0-9-]+"' | sed 's/.*("//; s/"$//')
-((${#opts} > 0)) || fail "found no options in shim/options.cc"
+  grep -oE '(custom|flag|str|list|bundle)\("[a-z0-9-]+"' | sed 's/.*("//; s/"$//' || true)
+verbs=$(sed -n '/^std::string_view verb_name/,/^}/p' "$SRC/shim/options.cc" | grep -oE 'return "[a-z-]+"' | sed 's/return "//; s/"//' || true)
+(($(wc -w <<<"$opts") > 80)) || fail "found only $(wc -w <<<"$opts") options in shim/options.cc"
+(($(wc -w <<<"$verbs") > 10)) || fail "found only $(wc -w <<<"$verbs") commands in shim/options.cc"
 missing=()
 for o in $opts; do grep -qE -- "(^|[ \"])--$o( |\"|$)" "$comp" || missing+=("--$o"); done
-verbs=$(sed -n '/^std::string_view verb_name/,/^}/p' "$SRC/shim/options.cc" | grep -oE 'return "[a-z-]+"' | sed 's/return "//; s/"//')
-for v in $verbs; do grep -qE "(^|[ \"])$v( |\"|$)" "$comp" || missing+=("$v"); done
+commands=" $(sed -n '/local commands="/,/"$/p' "$comp" | tr -d '"\n' | sed 's/.*commands=//') "
+for v in $verbs; do [[ $commands == *" $v "* ]] || missing+=("$v"); done
 ((${#missing[@]} == 0)) && ok "completion knows $(wc -w <<<"$opts") options and $(wc -w <<<"$verbs") commands" ||
   fail "completion lacks: ${missing[*]}"
 if [[ -f /usr/share/bash-completion/bash_completion ]]; then
