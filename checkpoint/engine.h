@@ -27,6 +27,7 @@ struct DumpRequest {
   bool shell_job = false;      // the tree may share a session/tty with the dumper's shell
   std::vector<std::string> external;  // --external keys
   uint64_t ghost_limit = 1u << 20;    // largest deleted-but-open file carried in the image
+  bool file_locks = false;            // --file-locks: dump the locks tasks hold (else they are an error)
 };
 
 struct DumpResult {

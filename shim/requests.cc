@@ -9,6 +9,7 @@ DumpRequest dump_request(const Options& opts) {
   req.shell_job = opts.shell_job;
   req.external = opts.external;
   req.ghost_limit = opts.ghost_limit;
+  req.file_locks = opts.file_locks;
   return req;
 }
 

@@ -209,7 +209,6 @@ Result<std::vector<std::string>> check_engine_support(const JobRequest& job) {
   // Refused: honouring them would change what is dumped or how the tree comes back.
   if (dump && !o.tree_pid) refused.push_back("DUMP without opts.pid (dumping the client itself) is not supported");
   if (o.tcp_established) refused.push_back("tcp_established: established TCP connections are not supported yet");
-  if (o.file_locks) refused.push_back("file_locks: file locks are not dumped or restored yet");
   if (!o.veth_pairs.empty()) refused.push_back("veths: network namespaces are not supported yet");
   if (o.lazy_pages) refused.push_back("lazy_pages: lazy (post-copy) memory is not supported");
   if (o.track_mem || o.prev_images_dir) refused.push_back("track_mem/parent_img: incremental dumps are not supported");

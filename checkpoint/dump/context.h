@@ -42,6 +42,7 @@ struct DumpContext {
       : req(r), session(s), xsave(kernel::xsave_layout()), files(s.images_dir, r.shell_job) {
     files.set_externals(r.external);
     files.set_ghost_limit(r.ghost_limit);
+    files.set_file_locks(r.file_locks);
   }
 
   const DumpRequest& req;

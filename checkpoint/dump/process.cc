@@ -486,7 +486,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   LOG_INFO(log, "Dumped %llu pages of %d", (unsigned long long)ps.pages_written, pid);
 
   // Files, cwd, root.
-  auto fds = CR_TRY(files::dump_fds(pid, ctx.files));
+  auto fds = CR_TRY(files::dump_fds(pid, ctx.vpid(pid), ctx.files));
   auto ids = CR_TRY(task_ids(pid, ctx.ids));
   if (!fds.empty()) {
     auto w = CR_TRY(image::Writer::create(ctx.session.images_dir, image::fdinfo_file(ids.files_id()),

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "checkpoint/base/sys.h"
+#include "checkpoint/files/locks.h"
 #include "checkpoint/kernel/proc.h"
 
 namespace crshim::files {
@@ -82,7 +83,7 @@ Status check_fds_supported(pid_t pid, bool shell_job) {
                   .with_hint("close them before checkpointing, or wait for support of these file kinds"));
 }
 
-Result<std::vector<fdinfo_entry>> dump_fds(pid_t pid, DumpFiles& files) {
+Result<std::vector<fdinfo_entry>> dump_fds(pid_t pid, uint32_t vpid, DumpFiles& files) {
   auto fds = CR_TRY(list_fds(pid, true));
   UniqueFd pidfd(sys::pidfd_open(pid));
   if (!pidfd) return fail(sys_error("pidfd_open", "pid " + std::to_string(pid)));
@@ -94,6 +95,15 @@ Result<std::vector<fdinfo_entry>> dump_fds(pid_t pid, DumpFiles& files) {
     const FileKind* k = kind_of(f);
     auto id = k->dump(f, files);
     if (!id) return fail(id.error().within(f.name()));
+    auto locks = fd_locks(f.info, f.fd, vpid, f.name());
+    if (!locks) return fail(locks.error());
+    if (!locks->empty()) {
+      if (!files.file_locks())
+        return fail(make_error(Errc::unsupported, "dump", f.name(), "the task holds a file lock through it")
+                        .with_hint("use --file-locks to dump and restore file locks"));
+      auto w = CR_TRY(files.writer(image::kFileLocksFile, image::Type::file_locks));
+      for (const auto& l : *locks) CR_OK(w->write(l));
+    }
     fdinfo_entry fe;
     fe.set_id(*id);
     fe.set_flags((f.info.flags & O_CLOEXEC) ? FD_CLOEXEC : 0);

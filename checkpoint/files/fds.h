@@ -15,7 +15,8 @@ namespace crshim::files {
 // lists every unsupported fd (process, fd number, what it is).
 Status check_fds_supported(pid_t pid, bool shell_job);
 
-// Describes every open fd of the frozen process `pid`, returning its fdinfo entries.
-Result<std::vector<fdinfo_entry>> dump_fds(pid_t pid, DumpFiles& files);
+// Describes every open fd of the frozen process `pid` (whose pid in the image is `vpid`), returning its
+// fdinfo entries; the file locks it holds go to filelocks.img, or are an error without --file-locks.
+Result<std::vector<fdinfo_entry>> dump_fds(pid_t pid, uint32_t vpid, DumpFiles& files);
 
 }  // namespace crshim::files

@@ -101,6 +101,28 @@ Result<UniqueFd> use_inherited(const file_entry& fe, int fd, const std::string& 
 
 }  // namespace
 
+Result<std::vector<file_lock_entry>> RestoreFiles::locks_of(uint32_t vpid) {
+  if (!locks_) {
+    locks_.emplace();
+    auto r = image::Reader::open(images_dir_, image::kFileLocksFile, image::kind(image::Type::file_locks));
+    if (!r) {
+      if (r.error().err != ENOENT) return fail(r.error());
+    } else {
+      for (;;) {
+        file_lock_entry e;
+        bool got = CR_TRY(r->read(e));
+        if (!got) break;
+        locks_->push_back(e);
+        if (locks_->size() > 1000000) return fail(make_error(Errc::corrupt_image, "validate", image::kFileLocksFile, "too many locks"));
+      }
+    }
+  }
+  std::vector<file_lock_entry> out;
+  for (const auto& l : *locks_)
+    if (uint32_t(l.pid()) == vpid) out.push_back(l);
+  return out;
+}
+
 Result<uint32_t> RestoreFiles::ghost_for(uint32_t id) {
   if (!ghosts_) {
     ghosts_.emplace();

@@ -21,6 +21,7 @@
 #include "checkpoint/kernel/proc.h"
 #include "checkpoint/kernel/remote.h"
 #include "fdinfo.pb.h"
+#include "file-lock.pb.h"
 
 namespace crshim::files {
 
@@ -52,6 +53,8 @@ class DumpFiles {
   // --external keys given at dump (file[mnt:ino], ...): such files are recorded by key only.
   void set_externals(std::vector<std::string> keys) { externals_ = std::move(keys); }
   void set_ghost_limit(uint64_t bytes) { ghost_limit_ = bytes; }
+  void set_file_locks(bool on) { file_locks_ = on; }
+  bool file_locks() const { return file_locks_; }
   uint64_t ghost_limit() const { return ghost_limit_; }
   bool is_external(const std::string& key) const;
   // Kind-specific memory of what was already dumped (pipe inodes whose data is saved, ...).
@@ -64,6 +67,7 @@ class DumpFiles {
   FileTable table_;
   std::vector<std::string> externals_;
   uint64_t ghost_limit_ = 1u << 20;
+  bool file_locks_ = false;
   std::map<std::string, std::unique_ptr<image::Writer>> writers_;
   std::map<std::string, std::map<uint64_t, uint32_t>> seen_;
 };
@@ -81,6 +85,8 @@ class RestoreFiles {
   const file_entry& entry(uint32_t id) const { return files_.at(id); }
   int images_dir() const { return images_dir_; }
   bool shell_job() const { return shell_job_; }
+  // The file locks task `vpid` held (filelocks.img), loaded on first use.
+  Result<std::vector<file_lock_entry>> locks_of(uint32_t vpid);
   // Ghost (deleted-but-open) file that stands in for REG file `id`, from remap-fpath.img; 0 if none.
   Result<uint32_t> ghost_for(uint32_t id);
   // Kind-specific shared objects (both ends of a pipe, loaded data images, ...).
@@ -92,7 +98,8 @@ class RestoreFiles {
   int images_dir_;
   bool shell_job_;
   std::map<std::string, int> inherited_;
-  std::optional<std::map<uint32_t, uint32_t>> ghosts_;  // orig file id -> ghost id, loaded on first use
+  std::optional<std::map<uint32_t, uint32_t>> ghosts_;
+  std::optional<std::vector<file_lock_entry>> locks_;  // orig file id -> ghost id, loaded on first use
   std::map<uint32_t, UniqueFd> opened_;
   std::map<std::string, std::map<uint64_t, UniqueFd>> objects_;
   std::map<std::string, std::map<uint64_t, std::string>> data_;

@@ -35,6 +35,7 @@ inline constexpr const char* kFilesFile = "files.img";
 inline constexpr const char* kPipesDataFile = "pipes-data.img";
 inline constexpr const char* kSeccompFile = "seccomp.img";
 inline constexpr const char* kRemapFpathFile = "remap-fpath.img";
+inline constexpr const char* kFileLocksFile = "filelocks.img";
 inline constexpr const char* kStatsDumpFile = "stats-dump";
 inline constexpr const char* kStatsRestoreFile = "stats-restore";
 

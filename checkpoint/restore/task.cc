@@ -25,6 +25,7 @@
 #include "checkpoint/base/fault.h"
 #include "checkpoint/base/sys.h"
 #include "checkpoint/files/kinds.h"
+#include "checkpoint/files/locks.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/kernel/proc.h"
 #include "checkpoint/kernel/remote.h"
@@ -183,7 +184,8 @@ Status push_fds(Remote& r, FdPusher& push, const ProcessImage& img, files::Resto
     const files::FileKind* kind = files::kind_for_type(entry.type());
     if (kind && kind->finish) CR_OK_IN(kind->finish(entry, int(fe.fd()), r, files), "fd " + std::to_string(fe.fd()));
   }
-  return {};
+  auto locks = CR_TRY(files.locks_of(img.pid()));
+  return files::restore_locks(r, locks);
 }
 
 Status restore_sigactions(Remote& r, const task_core_entry& tc) {

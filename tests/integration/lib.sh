@@ -65,7 +65,8 @@ checkpoint() {
   local dir=$1
   shift
   mkdir -p "$dir"
-  "$CRSHIM" dump -t "$TARGET_PID" -D "$dir" -o dump.log -v4 "$@" || fail "dump failed: $(tail -3 "$dir/dump.log")"
+  # shellcheck disable=SC2086 # CHECKPOINT_OPTS holds several words on purpose
+  "$CRSHIM" dump -t "$TARGET_PID" -D "$dir" -o dump.log -v4 ${CHECKPOINT_OPTS:-} "$@" || fail "dump failed: $(tail -3 "$dir/dump.log")"
   if declare -F on_checkpointed >/dev/null; then on_checkpointed "$dir"; fi
 }
 

@@ -4,6 +4,8 @@
 # the binary and its criu entry point run, the man page is roff, the control data is complete, the
 # service command line and the example config work, the completion knows every option, lintian
 # reports no error.
+# `check && ok || fail` is meant throughout: ok only prints and never fails.
+# shellcheck disable=SC2015
 set -euo pipefail
 
 SRC=${SRC:?SRC must point at the source tree}
