@@ -2,6 +2,43 @@
 
 namespace crshim {
 
+Status refuse_unsupported(const Options& o) {
+  std::vector<std::string> refused;
+  auto no = [&](bool set, const char* name) {
+    if (set) refused.push_back(name);
+  };
+  no(o.tcp_established, "--tcp-established");
+  no(o.tcp_close, "--tcp-close");
+  no(o.skip_in_flight, "--skip-in-flight");
+  no(o.ext_unix_sk, "--ext-unix-sk");
+  no(o.link_remap, "--link-remap");
+  no(o.evasive_devices, "--evasive-devices");
+  no(o.leave_stopped, "--leave-stopped");
+  no(o.exec_cmd, "--exec-cmd");
+  no(o.root.has_value(), "--root");
+  no(!o.ext_mounts.empty() || o.ext_mount_auto, "--ext-mount-map");
+  no(!o.cgroup_roots.empty(), "--cgroup-root");
+  no(o.freeze_cgroup.has_value(), "--freeze-cgroup");
+  no(o.empty_ns_net, "--empty-ns");
+  no(!o.veth_pairs.empty(), "--veth-pair");
+  no(o.page_server, "--page-server");
+  no(o.lazy_pages, "--lazy-pages");
+  no(o.track_mem, "--track-mem");
+  no(o.prev_images_dir.has_value(), "--prev-images-dir");
+  no(o.auto_dedup, "--auto-dedup");
+  no(o.lsm_profile.has_value() || o.lsm_mount_context.has_value(), "--lsm-profile/--lsm-mount-context");
+  no(o.stream, "--stream");
+  no(o.compress, "--compress");
+  no(o.log_format == LogFormat::json, "--log-format json");
+  for (const auto& e : o.external)
+    if (e.rfind("file[", 0) != 0) refused.push_back("--external " + e);
+  if (refused.empty()) return {};
+  std::string all;
+  for (const auto& r : refused) all += (all.empty() ? "" : ", ") + r;
+  return fail(make_error(Errc::unsupported, "options", "", "not supported yet: " + all)
+                  .with_hint("leave them out; the README lists what works today"));
+}
+
 DumpRequest dump_request(const Options& opts) {
   DumpRequest req;
   req.pid = opts.tree_pid.value_or(0);

@@ -10,6 +10,7 @@
 namespace crshim {
 
 int run_dump(const Options& opts) {
+  if (Status st = refuse_unsupported(opts); !st) return report_failure(nullptr, "dump", st.error());
   auto job = open_job(opts, "dump.log", true);
   if (!job) return report_failure(nullptr, "dump", job.error());
   DumpRequest req = dump_request(opts);

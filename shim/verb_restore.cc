@@ -10,6 +10,7 @@
 namespace crshim {
 
 int run_restore(const Options& opts) {
+  if (Status st = refuse_unsupported(opts); !st) return report_failure(nullptr, "restore", st.error());
   auto job = open_job(opts, "restore.log", false);
   if (!job) return report_failure(nullptr, "restore", job.error());
   RestoreRequest req = restore_request(opts);
