@@ -91,4 +91,13 @@ inline std::string slurp(const std::string& path) {
   return ss.str();
 }
 
+// A hex field of /proc/TID/status ("SigBlk", "CapEff"), or all ones when missing.
+inline uint64_t status_hex(pid_t tid, const std::string& key) {
+  std::istringstream in(slurp("/proc/" + std::to_string(tid) + "/status"));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + ":", 0) == 0) return std::stoull(line.substr(key.size() + 1), nullptr, 16);
+  return ~0ULL;
+}
+
 }  // namespace crshim::kernel::testing

@@ -55,14 +55,6 @@ std::vector<std::string> words(const std::string& s) {
   return w;
 }
 
-uint64_t status_hex(pid_t tid, const std::string& key) {
-  std::istringstream in(slurp("/proc/" + std::to_string(tid) + "/status"));
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + ":", 0) == 0) return std::stoull(line.substr(key.size() + 1), nullptr, 16);
-  return ~0ULL;
-}
-
 char task_state(pid_t pid) {
   std::string s = slurp("/proc/" + std::to_string(pid) + "/stat");
   auto p = s.rfind(')');

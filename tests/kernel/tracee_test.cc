@@ -55,14 +55,6 @@ std::set<pid_t> task_ids(pid_t pid) {
   return out;
 }
 
-uint64_t status_hex(pid_t tid, const std::string& key) {
-  std::istringstream in(slurp("/proc/" + std::to_string(tid) + "/status"));
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + ":", 0) == 0) return std::stoull(line.substr(key.size() + 1), nullptr, 16);
-  return ~0ULL;
-}
-
 template <class Pred>
 bool eventually(Pred p, std::chrono::milliseconds limit = 3000ms) {
   auto deadline = std::chrono::steady_clock::now() + limit;
