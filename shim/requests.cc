@@ -30,6 +30,7 @@ Status refuse_unsupported(const Options& o) {
   no(o.stream, "--stream");
   no(o.compress, "--compress");
   no(o.log_format == LogFormat::json, "--log-format json");
+  no(o.bundle.dir.has_value() || o.bundle.image_path.has_value(), "--bundle/--image-path (OCI bundle mode)");
   for (const auto& e : o.external)
     if (e.rfind("file[", 0) != 0) refused.push_back("--external " + e);
   if (refused.empty()) return {};
