@@ -17,6 +17,7 @@
 #include "checkpoint/files/anon_common.h"
 #include "checkpoint/files/kinds.h"
 #include "checkpoint/image/catalog.h"
+#include "checkpoint/mem/shmem.h"
 #include "memfd.pb.h"
 #include "pagemap.pb.h"
 
@@ -58,60 +59,6 @@ std::string memfd_name(const std::string& link) {
   return name;
 }
 
-// Copies [start, end) of `fd` into `pages` (bytes past EOF of the last page read as zeros).
-Status copy_out(int fd, uint64_t start, uint64_t end, image::Writer& pages, const std::string& what) {
-  std::vector<char> buf(kChunk);
-  for (uint64_t off = start; off < end;) {
-    size_t want = size_t(std::min<uint64_t>(kChunk, end - off));
-    size_t got = 0;
-    while (got < want) {
-      ssize_t n = ::pread(fd, buf.data() + got, want - got, off_t(off + got));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return fail(sys_error("pread", what));
-      }
-      if (n == 0) break;
-      got += size_t(n);
-    }
-    std::fill(buf.begin() + long(got), buf.begin() + long(want), '\0');
-    CR_OK(pages.write_raw(buf.data(), want));
-    off += want;
-  }
-  return {};
-}
-
-// Writes the contents of the memfd (`fd` readable) as a shmem pagemap with its pages image.
-Status dump_contents(int dir, int fd, uint64_t size, uint32_t shmid, uint32_t pages_id, const std::string& what) {
-  auto pagemap = CR_TRY(image::Writer::create(dir, image::pagemap_shmem_file(shmid), image::kind(image::Type::pagemap)));
-  pagemap_head head;
-  head.set_pages_id(pages_id);
-  CR_OK(pagemap.write(head));
-  auto pages = CR_TRY(image::Writer::create_raw(dir, image::pages_file(pages_id)));
-  uint64_t end = (size + kPage - 1) / kPage * kPage;
-  for (uint64_t off = 0; off < end;) {
-    off_t data = ::lseek(fd, off_t(off), SEEK_DATA);
-    if (data < 0) {
-      if (errno == ENXIO) break;  // only holes from here on
-      return fail(sys_error("lseek(SEEK_DATA)", what));
-    }
-    off_t hole = ::lseek(fd, data, SEEK_HOLE);
-    if (hole < 0) return fail(sys_error("lseek(SEEK_HOLE)", what));
-    uint64_t start = std::max(off, uint64_t(data) / kPage * kPage);
-    uint64_t stop = std::min(end, (uint64_t(hole) + kPage - 1) / kPage * kPage);
-    if (stop <= start) break;
-    pagemap_entry pe;
-    pe.set_vaddr(start);
-    pe.set_compat_nr_pages(0);
-    pe.set_flags(kPresent);
-    pe.set_nr_pages((stop - start) / kPage);
-    CR_OK(pagemap.write(pe));
-    CR_OK(copy_out(fd, start, stop, pages, what));
-    off = stop;
-  }
-  CR_OK(pages.close());
-  return pagemap.close();
-}
-
 // Adds the inode behind `f` to memfd.img (once per inode) and returns its inode_id.
 Result<uint32_t> dump_inode(const OpenFd& f, int stolen, DumpFiles& files) {
   auto& inodes = files.seen()[kInodes];
@@ -134,7 +81,7 @@ Result<uint32_t> dump_inode(const OpenFd& f, int stolen, DumpFiles& files) {
   mie.set_seals(uint32_t(seals));
   mie.set_inode_id(inode_id);
   mie.set_mode(st.st_mode);
-  CR_OK(dump_contents(files.images_dir(), rfd.get(), uint64_t(st.st_size), shmid, kPagesIdBase + inode_id, f.name()));
+  CR_OK(mem::dump_shmem_contents(rfd.get(), uint64_t(st.st_size), shmid, files.images_dir(), kPagesIdBase + inode_id, f.name()));
   auto* w = CR_TRY(files.writer(kMemfdFile, image::Type::memfd_inode));
   CR_OK(w->write(mie));
   inodes[uint64_t(st.st_ino)] = inode_id;

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "checkpoint/base/sys.h"
@@ -24,10 +26,71 @@ std::string range_name(uint64_t start, uint64_t end) {
   return buf;
 }
 
+constexpr size_t kCopyChunk = 1u << 20;
+
 }  // namespace
 
 bool is_shared_anon(const proc::Vma& v) {
   return v.shared && v.deleted && v.path == "/dev/zero" && v.dev_major == 0;
+}
+
+namespace {
+
+// Copies [start, end) of `fd` into `pages` (bytes past EOF of the last page read as zeros).
+Status copy_out(int fd, uint64_t start, uint64_t end, image::Writer& pages, const std::string& what) {
+  std::vector<char> buf(kCopyChunk);
+  for (uint64_t off = start; off < end;) {
+    size_t want = size_t(std::min<uint64_t>(kCopyChunk, end - off));
+    size_t got = 0;
+    while (got < want) {
+      ssize_t n = ::pread(fd, buf.data() + got, want - got, off_t(off + got));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return fail(sys_error("pread", what));
+      }
+      if (n == 0) break;
+      got += size_t(n);
+    }
+    std::fill(buf.begin() + long(got), buf.begin() + long(want), '\0');
+    CR_OK(pages.write_raw(buf.data(), want));
+    off += want;
+  }
+  return {};
+}
+
+}  // namespace
+
+Status dump_shmem_contents(int fd, uint64_t size, uint64_t shmid, int dir, uint32_t pages_id, const std::string& what,
+                           uint64_t* pages_written) {
+  auto pagemap = CR_TRY(image::Writer::create(dir, image::pagemap_shmem_file(shmid), image::kind(image::Type::pagemap)));
+  pagemap_head head;
+  head.set_pages_id(pages_id);
+  CR_OK(pagemap.write(head));
+  auto pages = CR_TRY(image::Writer::create_raw(dir, image::pages_file(pages_id)));
+  uint64_t end = (size + kPageSize - 1) / kPageSize * kPageSize;
+  for (uint64_t off = 0; off < end;) {
+    off_t data = ::lseek(fd, off_t(off), SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only holes from here on
+      return fail(sys_error("lseek(SEEK_DATA)", what));
+    }
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return fail(sys_error("lseek(SEEK_HOLE)", what));
+    uint64_t start = std::max(off, uint64_t(data) / kPageSize * kPageSize);
+    uint64_t stop = std::min(end, (uint64_t(hole) + kPageSize - 1) / kPageSize * kPageSize);
+    if (stop <= start) break;
+    pagemap_entry pe;
+    pe.set_vaddr(start);  // an offset in the object for shmem pagemaps
+    pe.set_compat_nr_pages(0);
+    pe.set_flags(4);  // PE_PRESENT
+    pe.set_nr_pages((stop - start) / kPageSize);
+    CR_OK(pagemap.write(pe));
+    CR_OK(copy_out(fd, start, stop, pages, what));
+    if (pages_written) *pages_written += pe.nr_pages();
+    off = stop;
+  }
+  CR_OK(pages.close());
+  return pagemap.close();
 }
 
 Status dump_shmem(pid_t pid, const proc::Vma& vma, int images_dir, uint32_t pages_id, uint64_t& pages_written) {
@@ -35,40 +98,7 @@ Status dump_shmem(pid_t pid, const proc::Vma& vma, int images_dir, uint32_t page
   auto fd = CR_TRY(sys::open(path, O_RDONLY));
   struct stat st;
   if (fstat(fd.get(), &st) < 0) return fail(sys_error("fstat", path));
-  auto pagemap = CR_TRY(image::Writer::create(images_dir, image::pagemap_shmem_file(vma.inode), image::kind(image::Type::pagemap)));
-  pagemap_head head;
-  head.set_pages_id(pages_id);
-  CR_OK(pagemap.write(head));
-  auto pages = CR_TRY(image::Writer::create_raw(images_dir, image::pages_file(pages_id)));
-  std::vector<char> buf(4u << 20);
-  off_t size = st.st_size;
-  for (off_t at = 0; at < size;) {
-    off_t data = ::lseek(fd.get(), at, SEEK_DATA);
-    if (data < 0) {
-      if (errno == ENXIO) break;  // only a hole is left
-      return fail(sys_error("lseek(SEEK_DATA)", path));
-    }
-    off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
-    if (hole < 0) return fail(sys_error("lseek(SEEK_HOLE)", path));
-    data &= ~off_t(kPageSize - 1);
-    hole = std::min<off_t>((hole + off_t(kPageSize) - 1) & ~off_t(kPageSize - 1), size);
-    pagemap_entry pe;
-    pe.set_vaddr(uint64_t(data));  // an offset in the object for shmem pagemaps
-    pe.set_compat_nr_pages(0);
-    pe.set_nr_pages(uint64_t(hole - data) / kPageSize);
-    pe.set_flags(4);  // PE_PRESENT
-    CR_OK(pagemap.write(pe));
-    for (off_t off = data; off < hole;) {
-      size_t n = size_t(std::min<off_t>(off_t(buf.size()), hole - off));
-      CR_OK(sys::pread_exact(fd.get(), buf.data(), n, off, path));
-      CR_OK(pages.write_raw(buf.data(), n));
-      off += off_t(n);
-    }
-    pages_written += pe.nr_pages();
-    at = hole;
-  }
-  CR_OK(pages.close());
-  return pagemap.close();
+  return dump_shmem_contents(fd.get(), uint64_t(st.st_size), vma.inode, images_dir, pages_id, path, &pages_written);
 }
 
 Result<int> SharedMemory::object_fd(uint64_t shmid, uint64_t size) {
