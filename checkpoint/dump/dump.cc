@@ -131,11 +131,7 @@ Status write_common_images(dumper::DumpContext& ctx, const std::vector<pstree_en
     }
     CR_OK(w.close());
   }
-  {
-    auto w = CR_TRY(image::Writer::create(dir, image::kSeccompFile, image::kind(image::Type::seccomp)));
-    CR_OK(w.write(ctx.seccomp));
-    CR_OK(w.close());
-  }
+  CR_OK(image::write_single(dir, image::kSeccompFile, image::kind(image::Type::seccomp), ctx.seccomp));
   // The inventory goes last: its presence means the image set is complete.
   inventory_entry inv;
   inv.set_img_version(2);
@@ -147,9 +143,7 @@ Status write_common_images(dumper::DumpContext& ctx, const std::vector<pstree_en
   inv.set_network_lock_method(2);  // skip: no network namespace is dumped
   inv.mutable_plugins_entry();
   inv.set_dump_criu_run_id(run_id());
-  auto w = CR_TRY(image::Writer::create(dir, image::kInventoryFile, image::kind(image::Type::inventory)));
-  CR_OK(w.write(inv));
-  return w.close();
+  return image::write_single(dir, image::kInventoryFile, image::kind(image::Type::inventory), inv);
 }
 
 Status write_stats(const dumper::DumpContext& ctx, Clock::duration freezing, Clock::duration frozen) {
@@ -163,9 +157,7 @@ Status write_stats(const dumper::DumpContext& ctx, Clock::duration freezing, Clo
   d->set_pages_skipped_parent(0);
   d->set_pages_written(ctx.result.pages_written);
   d->set_pages_lazy(0);
-  auto w = CR_TRY(image::Writer::create(ctx.session.work_dir, image::kStatsDumpFile, image::kind(image::Type::stats)));
-  CR_OK(w.write(st));
-  return w.close();
+  return image::write_single(ctx.session.work_dir, image::kStatsDumpFile, image::kind(image::Type::stats), st);
 }
 
 }  // namespace

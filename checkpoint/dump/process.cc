@@ -244,9 +244,7 @@ Status dump_thread(kernel::Tracee& t, pid_t pid, bool leader, const ThreadExtras
 }
 
 Status write_one(DumpContext& ctx, const std::string& name, image::Type type, const google::protobuf::Message& msg) {
-  auto w = CR_TRY(image::Writer::create(ctx.session.images_dir, name, image::kind(type)));
-  CR_OK(w.write(msg));
-  return w.close();
+  return image::write_single(ctx.session.images_dir, name, image::kind(type), msg);
 }
 
 Result<uint32_t> read_u32_file(const std::string& path, int base) {

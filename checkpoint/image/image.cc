@@ -87,6 +87,12 @@ Status Writer::close() {
   return {};
 }
 
+Status write_single(int dirfd, const std::string& name, const Kind& kind, const google::protobuf::Message& msg) {
+  auto w = CR_TRY(Writer::create(dirfd, name, kind));
+  CR_OK(w.write(msg));
+  return w.close();
+}
+
 // ---- Reader ----
 
 Result<Reader> Reader::from_fd(UniqueFd fd, const std::string& name) {

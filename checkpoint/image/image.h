@@ -57,6 +57,9 @@ class Writer {
   uint64_t bytes_ = 0;
 };
 
+// Writes an image holding exactly one entry (core, mm, ids, inventory, stats, ...).
+Status write_single(int dirfd, const std::string& name, const Kind& kind, const google::protobuf::Message& msg);
+
 // Reads one image file. Every length is bounded; truncation and bad magics are clear errors.
 class Reader {
  public:

@@ -80,12 +80,6 @@ Result<std::vector<std::string>> read_in_namespace(pid_t pid, const char* ns, in
 
 uint64_t number(const std::string& s) { return std::strtoull(s.c_str(), nullptr, 10); }
 
-Status write_one(int dir, const std::string& name, image::Type type, const google::protobuf::Message& m) {
-  auto w = CR_TRY(image::Writer::create(dir, name, image::kind(type)));
-  CR_OK(w.write(m));
-  return w.close();
-}
-
 // A remote open+write+close of a /proc/sys file in the task (its namespaces decide what it sets).
 Status remote_write_file(kernel::Remote& r, const std::string& path, const std::string& value) {
   uint64_t p = CR_TRY(r.put_string(path));
@@ -128,7 +122,7 @@ Status dump_namespaces(pid_t pid, const task_kobj_ids_entry& task, const task_ko
     utsns_entry e;
     e.set_nodename(std::string(sys::trim(v[0])));
     e.set_domainname(std::string(sys::trim(v[1])));
-    CR_OK(write_one(dir, "utsns-" + std::to_string(task.uts_ns_id()) + ".img", image::Type::utsns, e));
+    CR_OK(image::write_single(dir, "utsns-" + std::to_string(task.uts_ns_id()) + ".img", image::kind(image::Type::utsns), e));
   }
   if (flags & CLONE_NEWIPC) {
     auto v = CR_TRY(read_in_namespace(pid, "ipc", CLONE_NEWIPC, kIpcFiles, kIpcFileCount));
@@ -153,7 +147,7 @@ Status dump_namespaces(pid_t pid, const task_kobj_ids_entry& task, const task_ko
     e.set_mq_msgsize_max(uint32_t(number(v[11])));
     if (!v[12].empty()) e.set_mq_msg_default(uint32_t(number(v[12])));
     if (!v[13].empty()) e.set_mq_msgsize_default(uint32_t(number(v[13])));
-    CR_OK(write_one(dir, "ipcns-var-" + std::to_string(task.ipc_ns_id()) + ".img", image::Type::ipc_var, e));
+    CR_OK(image::write_single(dir, "ipcns-var-" + std::to_string(task.ipc_ns_id()) + ".img", image::kind(image::Type::ipc_var), e));
   }
   return {};
 }

@@ -161,9 +161,7 @@ Status write_stats(Session& s, Clock::duration forking, Clock::duration total, u
   r->set_forking_time(micros(forking));
   r->set_restore_time(micros(total));
   r->set_pages_restored(pages);
-  auto w = CR_TRY(image::Writer::create(s.work_dir, image::kStatsRestoreFile, image::kind(image::Type::stats)));
-  CR_OK(w.write(st));
-  return w.close();
+  return image::write_single(s.work_dir, image::kStatsRestoreFile, image::kind(image::Type::stats), st);
 }
 
 // Up to the hard limit, so fd numbers of the image fit while files are handed over.
