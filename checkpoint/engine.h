@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "checkpoint/base/log.h"
@@ -21,6 +22,16 @@ struct Session {
   int work_dir = -1;    // directory fd for logs and stats (= images_dir when not given)
 };
 
+// --manage-cgroups modes (CRIU's names). The engine moves tasks in soft mode; props, full and strict
+// are taken as soft (properties are not restored); ignore and none leave tasks where crshim is.
+enum class CgroupsMode { ignore, none, props, soft, full, strict };
+
+// --cgroup-root [CONTROLLER:]/PATH, RPC cg_root: the dumped root of a hierarchy becomes `path`.
+struct CgroupRootRemap {
+  std::string controller;  // empty: every hierarchy without a root of its own
+  std::string path;
+};
+
 struct DumpRequest {
   pid_t pid = 0;               // root of the tree to dump
   bool leave_running = false;  // resume the tree after the dump instead of killing it
@@ -28,6 +39,12 @@ struct DumpRequest {
   std::vector<std::string> external;  // --external keys
   uint64_t ghost_limit = 1u << 20;    // largest deleted-but-open file carried in the image
   bool file_locks = false;            // --file-locks: dump the locks tasks hold (else they are an error)
+  bool orphan_pts_master = false;     // a pty slave whose master is outside the tree is dumped (else refused)
+  // --ext-mount-map KEY:VAL and RPC ext_mnt (besides --external mnt[KEY]:VAL in `external`): the
+  // mount at mount point KEY of the tree's mount namespace comes from outside; the image names it VAL.
+  std::vector<std::pair<std::string, std::string>> ext_mounts;
+  uint32_t empty_ns = 0;      // CLONE_NEWNET (--empty-ns net): the tree's own netns is not dumped
+  std::string freeze_cgroup;  // --freeze-cgroup PATH: noted; the tree is frozen with ptrace
 };
 
 struct DumpResult {
@@ -57,6 +74,16 @@ struct RestoreRequest {
   std::string pidfile;          // --pidfile: where to write the root's real pid
   std::vector<InheritedFd> inherit_fds;
   std::vector<JoinNamespace> join_ns;
+  // --root: the directory that becomes the root of the restored mount namespace (needed with one).
+  std::string root;
+  // --external mnt[NAME]:PATH (in `external`), --ext-mount-map NAME:PATH, RPC ext_mnt: bind host PATH
+  // where the image has the external mount NAME.
+  std::vector<std::string> external;
+  std::vector<std::pair<std::string, std::string>> ext_mounts;
+  bool orphan_pts_master = false;  // pty slaves dumped without their master get a new one, handed to the hooks
+  uint32_t empty_ns = 0;           // CLONE_NEWNET: a netns the image does not hold is made empty (lo up)
+  CgroupsMode manage_cgroups = CgroupsMode::soft;
+  std::vector<CgroupRootRemap> cgroup_roots;
 };
 
 struct RestoreResult {

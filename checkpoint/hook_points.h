@@ -34,6 +34,12 @@ class Hooks {
   virtual ~Hooks() = default;
   // `pid` is the real pid of the root task where the point has one (setup-namespaces, post-restore), else 0.
   virtual Status fire(HookPoint point, pid_t pid) = 0;
+  // A point that hands over an open file (orphan-pts-master: a new pty master); `fd` stays the
+  // caller's. Sinks that cannot pass files fire the plain point.
+  virtual Status fire_fd(HookPoint point, pid_t pid, int fd) {
+    (void)fd;
+    return fire(point, pid);
+  }
 };
 
 // A sink that does nothing (plain CLI use without action scripts).

@@ -7,4 +7,9 @@ Status HookChain::fire(HookPoint point, pid_t pid) {
   return {};
 }
 
+Status HookChain::fire_fd(HookPoint point, pid_t pid, int fd) {
+  for (Hooks* sink : sinks_) CR_OK(sink->fire_fd(point, pid, fd));
+  return {};
+}
+
 }  // namespace crshim

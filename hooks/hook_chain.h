@@ -21,6 +21,7 @@ class HookChain final : public Hooks {
   size_t size() const { return sinks_.size(); }
 
   Status fire(HookPoint point, pid_t pid) override;
+  Status fire_fd(HookPoint point, pid_t pid, int fd) override;
 
  private:
   std::vector<Hooks*> sinks_;

@@ -20,11 +20,15 @@ class RpcNotifyHooks final : public Hooks {
   RpcNotifyHooks(int sock, Logger& log) : sock_(sock), log_(log) {}
 
   Status fire(HookPoint point, pid_t pid) override;
+  // The NOTIFY goes out in one sendmsg() with `fd` as SCM_RIGHTS (CRIU's orphan-pts-master).
+  Status fire_fd(HookPoint point, pid_t pid, int fd) override;
 
   // --external keys the client returned in its answer to query-ext-files (opts.external).
   const std::vector<std::string>& extra_external() const { return extra_external_; }
 
  private:
+  Status notify(HookPoint point, pid_t pid, int fd);
+
   int sock_;
   Logger& log_;
   std::vector<std::string> extra_external_;

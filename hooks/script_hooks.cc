@@ -26,7 +26,7 @@ constexpr size_t kMaxLoggedOutput = 64u << 10;
 
 bool is_crtools_var(std::string_view entry) {
   return entry.starts_with("CRTOOLS_SCRIPT_ACTION=") || entry.starts_with("CRTOOLS_IMAGE_DIR=") ||
-         entry.starts_with("CRTOOLS_INIT_PID=");
+         entry.starts_with("CRTOOLS_INIT_PID=") || entry.starts_with("CRTOOLS_PTS_MASTER_FD=");
 }
 
 // A copy of `fd` numbered 3 or above, so the child's dup2() onto 0..2 never overwrites a source.
@@ -110,7 +110,14 @@ Status ScriptHooks::fire(HookPoint point, pid_t pid) {
   return {};
 }
 
-Status ScriptHooks::run_one(const std::string& script, const char* action) {
+Status ScriptHooks::fire_fd(HookPoint point, pid_t pid, int fd) {
+  set_init_pid(pid);
+  const char* action = hook_name(point);
+  for (const auto& script : scripts_) CR_OK(run_one(script, action, fd));
+  return {};
+}
+
+Status ScriptHooks::run_one(const std::string& script, const char* action, int pass_fd) {
   // Everything the child needs is built now: after fork() it only makes async-signal-safe calls.
   std::vector<std::string> env_store;
   for (char** e = environ; e && *e; ++e)
@@ -118,6 +125,7 @@ Status ScriptHooks::run_one(const std::string& script, const char* action) {
   env_store.push_back(std::string("CRTOOLS_SCRIPT_ACTION=") + action);
   env_store.push_back("CRTOOLS_IMAGE_DIR=" + image_dir_);
   if (init_pid_ > 0) env_store.push_back("CRTOOLS_INIT_PID=" + std::to_string(init_pid_));
+  if (pass_fd > 2) env_store.push_back("CRTOOLS_PTS_MASTER_FD=" + std::to_string(pass_fd));
   std::vector<char*> envp;
   envp.reserve(env_store.size() + 1);
   for (auto& s : env_store) envp.push_back(s.data());
@@ -148,6 +156,7 @@ Status ScriptHooks::run_one(const std::string& script, const char* action) {
     ::sigaction(SIGPIPE, &dfl, nullptr);
     ::sigaction(SIGCHLD, &dfl, nullptr);
     ::sigprocmask(SIG_SETMASK, &no_signals, nullptr);
+    if (pass_fd > 2 && ::fcntl(pass_fd, F_SETFD, 0) < 0) ::_exit(127);
     ::execve("/bin/sh", argv, envp.data());
     ::_exit(127);
   }

@@ -29,11 +29,14 @@ class ScriptHooks final : public Hooks {
   void set_init_pid(pid_t pid);
 
   Status fire(HookPoint point, pid_t pid) override;
+  // CRIU defines no way to give a script a file: crshim's scripts inherit `fd` under the same number,
+  // named by CRTOOLS_PTS_MASTER_FD (orphan-pts-master); the script must pass it on to keep it.
+  Status fire_fd(HookPoint point, pid_t pid, int fd) override;
 
   bool empty() const { return scripts_.empty(); }
 
  private:
-  Status run_one(const std::string& script, const char* action);
+  Status run_one(const std::string& script, const char* action, int pass_fd = -1);
 
   std::vector<std::string> scripts_;
   std::string image_dir_;

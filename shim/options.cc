@@ -451,6 +451,7 @@ const std::vector<OptionSpec>& option_table() {
       flag("link-remap", 0, &Options::link_remap),
       flag("shell-job", 'j', &Options::shell_job),
       flag("file-locks", 'l', &Options::file_locks),
+      flag("orphan-pts-master", 0, &Options::orphan_pts_master),
       flag("page-server", 0, &Options::page_server),
       str("address", 0, &Options::address),
       custom("port", 0, Arg::required, set_port),

@@ -170,7 +170,7 @@ struct Options {
   FileValidation file_validation = FileValidation::buildid;
   unsigned timeout = 10;  // seconds for collecting tasks
   bool deprecated = false;
-  bool orphan_pts_master = false;  // RPC only: criu_opts.orphan_pts_master
+  bool orphan_pts_master = false;  // --orphan-pts-master / criu_opts.orphan_pts_master
 
   // Memory / page server / lazy pages.
   bool page_server = false;

@@ -1,5 +1,7 @@
 #include "shim/requests.h"
 
+#include <sched.h>
+
 namespace crshim {
 
 Status refuse_unsupported(const Options& o) {
@@ -15,11 +17,7 @@ Status refuse_unsupported(const Options& o) {
   no(o.evasive_devices, "--evasive-devices");
   no(o.leave_stopped, "--leave-stopped");
   no(o.exec_cmd, "--exec-cmd");
-  no(o.root.has_value(), "--root");
-  no(!o.ext_mounts.empty() || o.ext_mount_auto, "--ext-mount-map");
-  no(!o.cgroup_roots.empty(), "--cgroup-root");
-  no(o.freeze_cgroup.has_value(), "--freeze-cgroup");
-  no(o.empty_ns_net, "--empty-ns");
+  no(o.ext_mount_auto, "--ext-mount-map auto");
   no(!o.veth_pairs.empty(), "--veth-pair");
   no(o.page_server, "--page-server");
   no(o.lazy_pages, "--lazy-pages");
@@ -32,7 +30,9 @@ Status refuse_unsupported(const Options& o) {
   no(o.log_format == LogFormat::json, "--log-format json");
   no(o.bundle.dir.has_value() || o.bundle.image_path.has_value(), "--bundle/--image-path (OCI bundle mode)");
   for (const auto& e : o.external)
-    if (e.rfind("file[", 0) != 0) refused.push_back("--external " + e);
+    if (e.rfind("file[", 0) != 0 && !(e.rfind("net[", 0) == 0 && o.verb == Verb::dump) &&
+        !(e.rfind("mnt[", 0) == 0 && e.rfind("mnt[]", 0) != 0))
+      refused.push_back("--external " + e);
   if (refused.empty()) return {};
   std::string all;
   for (const auto& r : refused) all += (all.empty() ? "" : ", ") + r;
@@ -48,6 +48,10 @@ DumpRequest dump_request(const Options& opts) {
   req.external = opts.external;
   req.ghost_limit = opts.ghost_limit;
   req.file_locks = opts.file_locks;
+  req.orphan_pts_master = opts.orphan_pts_master;
+  req.empty_ns = opts.empty_ns_net ? CLONE_NEWNET : 0;
+  req.freeze_cgroup = opts.freeze_cgroup.value_or("");
+  for (const auto& m : opts.ext_mounts) req.ext_mounts.push_back({m.key, m.val});
   return req;
 }
 
@@ -59,6 +63,21 @@ RestoreRequest restore_request(const Options& opts) {
   req.pidfile = opts.pidfile.value_or("");
   for (const auto& i : opts.inherit_fds) req.inherit_fds.push_back({i.fd, i.key});
   for (const auto& j : opts.join_ns) req.join_ns.push_back({j.ns, j.target});
+  req.orphan_pts_master = opts.orphan_pts_master;
+  req.empty_ns = opts.empty_ns_net ? CLONE_NEWNET : 0;
+  // CRIU's default mode is soft: tasks go back into their cgroups, missing ones are made.
+  switch (opts.manage_cgroups.value_or(CgroupMode::soft)) {
+    case CgroupMode::ignore: req.manage_cgroups = CgroupsMode::ignore; break;
+    case CgroupMode::none: req.manage_cgroups = CgroupsMode::none; break;
+    case CgroupMode::props: req.manage_cgroups = CgroupsMode::props; break;
+    case CgroupMode::soft: req.manage_cgroups = CgroupsMode::soft; break;
+    case CgroupMode::full: req.manage_cgroups = CgroupsMode::full; break;
+    case CgroupMode::strict: req.manage_cgroups = CgroupsMode::strict; break;
+  }
+  for (const auto& r : opts.cgroup_roots) req.cgroup_roots.push_back({r.controller, r.path});
+  req.root = opts.root.value_or("");
+  req.external = opts.external;
+  for (const auto& m : opts.ext_mounts) req.ext_mounts.push_back({m.key, m.val});
   return req;
 }
 

@@ -216,30 +216,27 @@ Result<std::vector<std::string>> check_engine_support(const JobRequest& job) {
   if (o.lsm_profile || o.lsm_mount_context) refused.push_back("lsm_profile/lsm_mount_context: LSM labels are not applied yet");
   if (o.leave_stopped) refused.push_back("leave_stopped: leaving tasks stopped is not supported yet");
   if (o.exec_cmd) refused.push_back("exec_cmd: running a command after restore is not supported");
-  if (!dump && o.root && *o.root != "/")
-    refused.push_back("root: restoring into another root directory (" + *o.root + ") is not supported yet");
   if (!dump)
     for (const auto& e : o.external)
       if (!e.starts_with("mnt[") && !e.starts_with("dev["))
         refused.push_back("external '" + e + "': not supported on restore yet");
 
-  // Accepted and logged as ignored until the engine handles containers. runc sends these with every
-  // request (empty_ns=CLONE_NEWNET, manage_cgroups and cg_root, freeze_cgroup, orphan_pts_master,
-  // ext_mnt, root on dump); for a plain process tree none of them changes the outcome: no namespace,
-  // mount or cgroup is dumped, so none is restored either.
-  if (job.empty_ns & CLONE_NEWNET)
-    ignored.push_back("empty_ns=CLONE_NEWNET: network namespaces are neither dumped nor created yet");
-  if (o.manage_cgroups || !o.cgroup_roots.empty() || o.cgroup_props || o.cgroup_props_file ||
-      !o.cgroup_dump_controllers.empty() || o.cgroup_yard)
-    ignored.push_back("manage_cgroups/cg_root/cgroup_*: cgroups are neither dumped nor restored yet");
+  // Accepted and logged as ignored until the engine handles them. runc sends these with every request
+  // (freeze_cgroup, ext_mnt, root on dump); for a plain process tree none of them changes the outcome.
+  // empty_ns=CLONE_NEWNET, manage_cgroups and cg_root are honoured; cgroup properties are not.
+  if (o.manage_cgroups && *o.manage_cgroups != CgroupMode::soft && *o.manage_cgroups != CgroupMode::ignore &&
+      *o.manage_cgroups != CgroupMode::none)
+    ignored.push_back("manage_cgroups_mode " + std::string(cgroup_mode_name(*o.manage_cgroups)) +
+                      ": taken as soft, cgroup properties are not restored");
+  if (o.cgroup_props || o.cgroup_props_file || !o.cgroup_dump_controllers.empty() || o.cgroup_yard)
+    ignored.push_back("cgroup_props/cgroup_props_file/cgroup_dump_controller/cgroup_yard: cgroup properties are not dumped");
   if (o.freeze_cgroup) ignored.push_back("freeze_cgroup: the tree is frozen with ptrace instead");
-  if (o.orphan_pts_master) ignored.push_back("orphan_pts_master: ttys with an outside master are not restored yet");
-  if (!o.ext_mounts.empty() || o.ext_mount_auto || o.enable_external_sharing || o.enable_external_masters ||
-      !o.skip_mnt.empty() || !o.enable_fs.empty())
-    ignored.push_back("ext_mnt/auto_ext_mnt/skip_mnt/enable_fs: mount namespaces are neither dumped nor restored yet");
-  if (!dump)
-    for (const auto& e : o.external)
-      if (e.starts_with("mnt[") || e.starts_with("dev[")) ignored.push_back("external '" + e + "': no mounts are restored");
+  // ext_mnt, root and external mnt[KEY]:VAL are honoured (mount namespaces); these are not.
+  if (o.ext_mount_auto || o.enable_external_sharing || o.enable_external_masters || !o.skip_mnt.empty() ||
+      !o.enable_fs.empty())
+    ignored.push_back("auto_ext_mnt/ext_sharing/ext_masters/skip_mnt/enable_fs: every host mount must be named in ext_mnt");
+  for (const auto& e : o.external)
+    if (e.starts_with("dev[") || e.starts_with("mnt[]")) ignored.push_back("external '" + e + "': not honoured yet");
   if (dump && o.root) ignored.push_back("root: only used when restoring");
   if (o.auto_dedup) ignored.push_back("auto_dedup: without parent images there is nothing to deduplicate");
   if (job.has_cpu_cap) ignored.push_back("cpu_cap: no cpuinfo image is written or checked");

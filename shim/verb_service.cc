@@ -90,28 +90,40 @@ int run_service(const Options& opts) {
     ::close(*opts.status_fd);
   }
 
-  // SIGTERM/SIGINT end the service cleanly (socket file removed); workers get the old mask back.
-  sigset_t stop, old;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  ::sigprocmask(SIG_BLOCK, &stop, &old);
-  UniqueFd sigfd(::signalfd(-1, &stop, SFD_CLOEXEC));
+  // SIGTERM/SIGINT end the service cleanly (socket file removed); SIGCHLD reaps a worker as soon as it
+  // ends. Workers get the old mask back.
+  sigset_t handled, old;
+  sigemptyset(&handled);
+  sigaddset(&handled, SIGTERM);
+  sigaddset(&handled, SIGINT);
+  sigaddset(&handled, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &handled, &old);
+  UniqueFd sigfd(::signalfd(-1, &handled, SFD_CLOEXEC));
   if (!sigfd) return service_error(sys_error("signalfd"));
 
   rpc::ServeConfig cfg;
   cfg.mode = rpc::Mode::service;
   cfg.base = opts;
+  // These options describe the service itself, not the jobs it runs: a restore must not write the
+  // service's pidfile, nor detach or report readiness on its status fd.
+  cfg.base.pidfile.reset();
+  cfg.base.status_fd.reset();
+  cfg.base.restore_detached = false;
+  cfg.base.address.reset();
   cfg.require_root = true;  // for now: /proc/<client>/fd reopening and restores are root-only anyway
   for (;;) {
     pollfd fds[2] = {{sk->get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
-    int r = ::poll(fds, 2, 1000);
-    reap_workers();
+    int r = ::poll(fds, 2, -1);
     if (r < 0) {
       if (errno == EINTR) continue;
       return service_error(sys_error("poll", path));
     }
-    if (fds[1].revents) break;
+    if (fds[1].revents) {
+      signalfd_siginfo si{};
+      if (::read(sigfd.get(), &si, sizeof si) == sizeof si && si.ssi_signo != SIGCHLD) break;
+      reap_workers();  // one SIGCHLD may stand for several workers
+      continue;
+    }
     if (!fds[0].revents) continue;
     UniqueFd conn(::accept4(sk->get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!conn) {

@@ -1,6 +1,7 @@
 #include "checkpoint/base/sys.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -21,6 +22,20 @@ Result<UniqueFd> open_at(int dirfd, const std::string& path, int flags, mode_t m
 
 Result<UniqueFd> open(const std::string& path, int flags, mode_t mode) {
   return open_at(AT_FDCWD, path, flags, mode);
+}
+
+Result<UniqueFd> open_in_root(int root_fd, const std::string& path, int flags, mode_t mode) {
+  if (root_fd < 0) return open(path, flags, mode);
+  open_how how{};
+  how.flags = uint64_t(flags | O_CLOEXEC);
+  how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
+  how.resolve = RESOLVE_IN_ROOT;
+  long fd;
+  do {
+    fd = ::syscall(SYS_openat2, root_fd, path.c_str(), &how, sizeof how);
+  } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+  if (fd < 0) return fail(sys_error("open", path).with_hint("looked up inside the restored root"));
+  return UniqueFd(int(fd));
 }
 
 Result<std::string> read_all(int fd, const std::string& what, size_t max_bytes) {

@@ -18,6 +18,9 @@ namespace crshim::sys {
 // openat(dirfd, path, flags | O_CLOEXEC, mode).
 Result<UniqueFd> open_at(int dirfd, const std::string& path, int flags, mode_t mode = 0);
 Result<UniqueFd> open(const std::string& path, int flags, mode_t mode = 0);
+// Opens `path` as if `root_fd` were "/" (openat2 RESOLVE_IN_ROOT): neither ".." nor a symlink can
+// leave it. root_fd < 0: an ordinary open() in our own root.
+Result<UniqueFd> open_in_root(int root_fd, const std::string& path, int flags, mode_t mode = 0);
 
 // Reads until EOF (bounded by max_bytes; larger input is an error naming `what`).
 Result<std::string> read_all(int fd, const std::string& what, size_t max_bytes = 64u << 20);

@@ -43,6 +43,8 @@ struct DumpContext {
     files.set_externals(r.external);
     files.set_ghost_limit(r.ghost_limit);
     files.set_file_locks(r.file_locks);
+    files.set_orphan_pts_master(r.orphan_pts_master);
+    files.set_tree_pids(&vpids);
   }
 
   const DumpRequest& req;
@@ -56,6 +58,7 @@ struct DumpContext {
   std::map<pid_t, pid_t> vpids;  // real pid/tid -> pid/tid in the dumped tree's pid namespace
   size_t pid_levels = 0;         // pid namespace depth of the tree's root, as /proc/PID/status shows it
   std::map<pid_t, std::vector<uint32_t>> nested_pids;  // real pid/tid -> pids in deeper namespaces
+  std::map<pid_t, uint32_t> cg_sets;  // real pid -> its cgroup set in cgroup.img (thread_core.cg_set)
 
   uint32_t vpid(pid_t real) const {
     auto it = vpids.find(real);

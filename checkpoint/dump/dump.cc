@@ -6,6 +6,7 @@
 #include <random>
 
 #include "checkpoint/base/fault.h"
+#include "checkpoint/cgroup/cgroup.h"
 #include "checkpoint/base/sys.h"
 #include "checkpoint/dump/context.h"
 #include "checkpoint/dump/process.h"
@@ -16,6 +17,8 @@
 #include "checkpoint/image/image.h"
 #include "checkpoint/kernel/proc.h"
 #include "checkpoint/kernel/tracee.h"
+#include "checkpoint/mnt/mnt_ns.h"
+#include "checkpoint/net/netns.h"
 #include "checkpoint/ns/namespaces.h"
 #include "stats.pb.h"
 
@@ -57,7 +60,16 @@ Status preflight(const DumpRequest& req) {
     problems.push_back("the root task is not a session leader");
     hint = "use --shell-job, or start the program with setsid";
   }
-  for (const char* ns : {"mnt", "net", "user", "cgroup", "time"}) {
+  // The network namespace: external or left empty (net::preflight_problem), never dumped in full.
+  if (auto net_problem = net::preflight_problem(pid, req); !net_problem.empty()) problems.push_back(net_problem);
+  // The mount namespace: every mount must be reproducible or marked external.
+  if (auto mnt_problems = mnt::check_dumpable(pid, req); !mnt_problems) {
+    problems.push_back(mnt_problems.error().render());
+  } else if (!mnt_problems->empty()) {
+    problems.insert(problems.end(), mnt_problems->begin(), mnt_problems->end());
+    if (hint.empty()) hint = "mark mounts that come from the host external: --external mnt[PATH]:KEY";
+  }
+  for (const char* ns : {"user", "cgroup", "time"}) {
     auto mine = sys::read_link(std::string("/proc/self/ns/") + ns);
     auto theirs = sys::read_link("/proc/" + std::to_string(pid) + "/ns/" + ns);
     if (mine && theirs && *mine != *theirs)
@@ -97,25 +109,6 @@ Status map_virtual_pids(dumper::FrozenTree& tree, dumper::DumpContext& ctx) {
       if (st.nspid.size() > levels) ctx.nested_pids[tid].assign(st.nspid.begin() + long(levels), st.nspid.end());
     }
   }
-  return {};
-}
-
-// Kernel objects shared between processes (CLONE_VM, CLONE_FILES, ...) are not restorable yet.
-Status check_sharing(const std::vector<std::pair<pid_t, task_kobj_ids_entry>>& ids) {
-  for (size_t i = 0; i < ids.size(); i++)
-    for (size_t j = 0; j < i; j++) {
-      const auto& a = ids[i].second;
-      const auto& b = ids[j].second;
-      const char* what = a.vm_id() == b.vm_id()           ? "address space (CLONE_VM)"
-                         : a.files_id() == b.files_id()     ? "fd table (CLONE_FILES)"
-                         : a.fs_id() == b.fs_id()           ? "fs state (CLONE_FS)"
-                         : a.sighand_id() == b.sighand_id() ? "signal handlers (CLONE_SIGHAND)"
-                                                            : nullptr;
-      if (what)
-        return fail(make_error(Errc::unsupported, "dump",
-                               "pids " + std::to_string(ids[j].first) + " and " + std::to_string(ids[i].first),
-                               std::string("processes sharing their ") + what + " are not supported yet"));
-    }
   return {};
 }
 
@@ -168,6 +161,8 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   LOG_INFO(log, "Dumping pid %d (crshim %s)", req.pid, CRSHIM_VERSION);
   CR_OK(hooks.fire(HookPoint::pre_dump, 0));
   CR_OK(preflight(req));
+  if (!req.freeze_cgroup.empty())
+    LOG_INFO(log, "--freeze-cgroup %s: the tree is frozen with ptrace, the freezer is left alone", req.freeze_cgroup.c_str());
 
   kernel::FreezeOptions freeze_opts;
   // A seccomp filter in the target could refuse the syscalls we make it run.
@@ -181,6 +176,17 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   std::vector<std::pair<pid_t, task_kobj_ids_entry>> ids;
   Status st = fault_point("dump:frozen");
   if (st) st = map_virtual_pids(tree, ctx);
+  // Every task's cgroup set, known before its core is written (thread_core.cg_set refers to it).
+  cgroup::Collector cgroups;
+  if (st) st = cgroups.init();
+  for (size_t i : tree.preorder()) {
+    const auto& task = tree.tasks()[i];
+    if (!st) break;
+    if (task.zombie) continue;
+    auto cg = cgroups.add_task(task.pid);
+    if (cg) ctx.cg_sets[task.pid] = *cg;
+    else st = fail(cg.error());
+  }
   for (size_t i : tree.preorder()) {
     if (!st) break;
     auto& task = tree.tasks()[i];
@@ -196,7 +202,8 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
       else st = fail(tid.error());
     }
   }
-  if (st) st = check_sharing(ids);
+  // Processes sharing an mm, fd table, fs state or signal handlers are dumped as CRIU does: equal
+  // ids in ids-<pid>.img, each shared object's contents once; restore decides what it can recreate.
   if (st && !ids.empty()) {
     // UTS and IPC namespaces of the tree: one per tree for now, dumped with the root.
     auto dumper_ids = dumper::task_ids(getpid(), ctx.ids);
@@ -205,8 +212,22 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
       if (ids[i].second.uts_ns_id() != ids[0].second.uts_ns_id() || ids[i].second.ipc_ns_id() != ids[0].second.ipc_ns_id())
         st = fail(make_error(Errc::unsupported, "dump", "pid " + std::to_string(ids[i].first),
                              "the task is in another UTS or IPC namespace than the root; not supported yet"));
-    if (st) st = ns::dump_namespaces(req.pid, ids[0].second, *dumper_ids, session.images_dir);
+    if (st) st = net::dump_netns(req, ids, *dumper_ids, session.images_dir, log);
+    if (st) {
+      // The network namespace is net::dump_netns's: the other namespaces' dump sees the dumper's.
+      task_kobj_ids_entry root_ids = ids[0].second;
+      root_ids.set_net_ns_id(dumper_ids->net_ns_id());
+      root_ids.set_mnt_ns_id(dumper_ids->mnt_ns_id());  // mnt::dump_mounts's
+      st = ns::dump_namespaces(req.pid, root_ids, *dumper_ids, session.images_dir);
+    }
+    for (size_t i = 1; st && i < ids.size(); i++)
+      if (ids[i].second.mnt_ns_id() != ids[0].second.mnt_ns_id())
+        st = fail(make_error(Errc::unsupported, "dump", "pid " + std::to_string(ids[i].first),
+                             "the task is in another mount namespace than the root; not supported yet"));
+    if (st && ids[0].second.mnt_ns_id() != dumper_ids->mnt_ns_id())
+      st = mnt::dump_mounts(req.pid, ids[0].second.mnt_ns_id(), req, session.images_dir, log);
   }
+  if (st) st = cgroups.write(session.images_dir, ctx.cg_sets[req.pid]);
   if (st) st = fault_point("dump:images");
   if (st) st = write_common_images(ctx, pstree);
   if (st) st = hooks.fire(HookPoint::post_dump, 0);

@@ -277,6 +277,56 @@ Status dump_posix_timers(RemoteSyscall& rs, pid_t pid, uint64_t scratch, const s
   return {};
 }
 
+// Private pages into pagemap-<vpid>/pages-<n>, then the shared anonymous objects not dumped yet.
+Status dump_memory(pid_t pid, const mem::AddressSpace& as, DumpContext& ctx) {
+  auto pagemap_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/pagemap", O_RDONLY));
+  std::vector<mem::Range> pages;
+  for (const auto& r : as.private_ranges) {
+    auto found = CR_TRY(mem::private_pages(pagemap_fd.get(), r.start, r.end));
+    ctx.result.pages_scanned += r.pages();
+    pages.insert(pages.end(), found.begin(), found.end());
+  }
+  uint32_t pages_id = ctx.next_pages_id++;
+  auto pagemap = CR_TRY(image::Writer::create(ctx.session.images_dir, image::pagemap_file(ctx.vpid(pid)),
+                                              image::kind(image::Type::pagemap)));
+  pagemap_head head;
+  head.set_pages_id(pages_id);
+  CR_OK(pagemap.write(head));
+  auto pages_img = CR_TRY(image::Writer::create_raw(ctx.session.images_dir, image::pages_file(pages_id)));
+  mem::PageDumpStats ps;
+  CR_OK(mem::dump_pages(pid, pages, pages_img, pagemap, ps));
+  CR_OK(pages_img.close());
+  CR_OK(pagemap.close());
+  ctx.result.pages_written += ps.pages_written;
+  // Shared anonymous memory: each object once, whichever task maps it first.
+  for (const auto& v : as.shared_anon) {
+    auto& seen = ctx.files.seen()["shmem"];
+    if (!seen.emplace(v.inode, 1).second) continue;
+    CR_OK_IN(mem::dump_shmem(pid, v, ctx.session.images_dir, ctx.next_pages_id++, ctx.result.pages_written),
+             "shared memory of pid " + std::to_string(pid));
+  }
+  LOG_INFO(ctx.session.log, "Dumped %llu pages of %d", (unsigned long long)ps.pages_written, pid);
+  return {};
+}
+
+// pagemap-<to>.img as a copy of pagemap-<from>.img: both processes map one mm, whose pages were
+// written once (CRIU-format readers expect a pagemap per live process).
+Status copy_pagemap(DumpContext& ctx, uint32_t from, uint32_t to) {
+  int dir = ctx.session.images_dir;
+  auto in = CR_TRY(image::Reader::open(dir, image::pagemap_file(from), image::kind(image::Type::pagemap)));
+  auto out = CR_TRY(image::Writer::create(dir, image::pagemap_file(to), image::kind(image::Type::pagemap)));
+  pagemap_head head;
+  if (!CR_TRY(in.read(head)))
+    return fail(make_error(Errc::internal, "dump", image::pagemap_file(from), "no pagemap head"));
+  CR_OK(out.write(head));
+  for (;;) {
+    pagemap_entry pe;
+    if (!CR_TRY(in.read(pe))) break;
+    CR_OK(out.write(pe));
+  }
+  return out.close();
+}
+
 }  // namespace
 
 uint32_t IdMap::by_kcmp(int kcmp_type, pid_t pid) {
@@ -359,7 +409,14 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   auto posix_timers = CR_TRY(proc::read_timers(pid));
 
   mm_entry mm;
-  auto as = CR_TRY(mem::collect_address_space(pid, smaps, ctx.files.table()));
+  auto as = CR_TRY(mem::collect_address_space(pid, smaps, ctx.files));
+  // Objects shared with a process dumped before (CLONE_VM, CLONE_FILES): their contents are written once.
+  auto ids = CR_TRY(task_ids(pid, ctx.ids));
+  auto& vm_owner = ctx.files.seen()["mm owner"];
+  auto shared_vm = vm_owner.find(ids.vm_id());
+  bool own_vm = shared_vm == vm_owner.end();
+  if (own_vm) vm_owner.emplace(ids.vm_id(), ctx.vpid(pid));
+  bool own_files = ctx.files.seen()["fd table owner"].emplace(ids.files_id(), ctx.vpid(pid)).second;
 
   // Remote syscalls: process-wide values from the leader, the rest from each thread.
   uint64_t insn = CR_TRY(kernel::find_syscall_insn(pid));
@@ -423,6 +480,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
       if (auto v = read_u32_file(proc::proc_dir(pid) + "/oom_score_adj", 10)) tc->set_oom_score_adj(int32_t(*v));
       tc->set_child_subreaper(subreaper);
     }
+    if (auto cg = ctx.cg_sets.find(pid); cg != ctx.cg_sets.end()) core.mutable_thread_core()->set_cg_set(cg->second);
     CR_OK(write_one(ctx, image::core_file(ctx.vpid(t.tid())), image::Type::core, core));
   }
 
@@ -454,39 +512,18 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   CR_OK(write_one(ctx, image::mm_file(ctx.vpid(pid)), image::Type::mm, mm));
 
   auto t0 = Clock::now();
-  auto pagemap_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/pagemap", O_RDONLY));
-  std::vector<mem::Range> pages;
-  for (const auto& r : as.private_ranges) {
-    auto found = CR_TRY(mem::private_pages(pagemap_fd.get(), r.start, r.end));
-    ctx.result.pages_scanned += r.pages();
-    pages.insert(pages.end(), found.begin(), found.end());
-  }
-  uint32_t pages_id = ctx.next_pages_id++;
-  auto pagemap = CR_TRY(image::Writer::create(ctx.session.images_dir, image::pagemap_file(ctx.vpid(pid)),
-                                              image::kind(image::Type::pagemap)));
-  pagemap_head head;
-  head.set_pages_id(pages_id);
-  CR_OK(pagemap.write(head));
-  auto pages_img = CR_TRY(image::Writer::create_raw(ctx.session.images_dir, image::pages_file(pages_id)));
-  mem::PageDumpStats ps;
-  CR_OK(mem::dump_pages(pid, pages, pages_img, pagemap, ps));
-  CR_OK(pages_img.close());
-  CR_OK(pagemap.close());
-  ctx.result.pages_written += ps.pages_written;
-  // Shared anonymous memory: each object once, whichever task maps it first.
-  for (const auto& v : as.shared_anon) {
-    auto& seen = ctx.files.seen()["shmem"];
-    if (!seen.emplace(v.inode, 1).second) continue;
-    CR_OK_IN(mem::dump_shmem(pid, v, ctx.session.images_dir, ctx.next_pages_id++, ctx.result.pages_written),
-             "shared memory of pid " + std::to_string(pid));
+  if (!own_vm) {
+    // The same mm as an earlier process: its pagemap names the same pages image (read once).
+    CR_OK_IN(copy_pagemap(ctx, shared_vm->second, ctx.vpid(pid)), "memory of pid " + std::to_string(pid));
+    LOG_INFO(log, "Process %d shares the address space of %u", pid, shared_vm->second);
+  } else {
+    CR_OK(dump_memory(pid, as, ctx));
   }
   ctx.result.memdump_us += micros_since(t0);
-  LOG_INFO(log, "Dumped %llu pages of %d", (unsigned long long)ps.pages_written, pid);
 
   // Files, cwd, root.
   auto fds = CR_TRY(files::dump_fds(pid, ctx.vpid(pid), ctx.files));
-  auto ids = CR_TRY(task_ids(pid, ctx.ids));
-  if (!fds.empty()) {
+  if (!fds.empty() && own_files) {
     auto w = CR_TRY(image::Writer::create(ctx.session.images_dir, image::fdinfo_file(ids.files_id()),
                                           image::kind(image::Type::fdinfo)));
     for (const auto& fe : fds) CR_OK(w.write(fe));

@@ -1,8 +1,6 @@
 #include "checkpoint/files/anon_common.h"
 
 #include <fcntl.h>
-#include <linux/kcmp.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace crshim::files::anon {
@@ -11,21 +9,14 @@ namespace {
 
 constexpr int kSettableFlags = O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK;
 
-uint64_t fd_key(pid_t pid, int fd) { return (uint64_t(uint32_t(pid)) << 32) | uint32_t(fd); }
-
 }  // namespace
 
 uint32_t shared_id(const OpenFd& f, DumpFiles& files, const std::string& kind) {
-  for (const auto& [key, id] : files.seen()[kind]) {
-    pid_t pid = pid_t(key >> 32);
-    int fd = int(uint32_t(key));
-    if (::syscall(SYS_kcmp, pid, f.pid, KCMP_FILE, fd, f.fd) == 0) return id;
-  }
-  return 0;
+  return files.open_files(kind).find(f.pid, f.fd);
 }
 
 void remember(const OpenFd& f, DumpFiles& files, const std::string& kind, uint32_t id) {
-  files.seen()[kind][fd_key(f.pid, f.fd)] = id;
+  files.open_files(kind).add(f.pid, f.fd, id);
 }
 
 Result<uint32_t> add_file(DumpFiles& files, file_entry fe, void (*set_id)(file_entry&, uint32_t)) {

@@ -86,7 +86,7 @@ Result<UniqueFd> open(const file_entry& fe, RestoreFiles& files) {
   // Held open read-write for the whole restore: opens with either access mode then never wait.
   auto& held = files.objects()[kKind];
   if (!held.count(fi.pipe_id())) {
-    UniqueFd rw = CR_TRY(sys::open(reg.name(), O_RDWR | O_NONBLOCK));
+    UniqueFd rw = CR_TRY(files.open_path(reg.name(), O_RDWR | O_NONBLOCK));
     struct stat st;
     if (::fstat(rw.get(), &st) < 0) return fail(sys_error("fstat", reg.name()));
     if (!S_ISFIFO(st.st_mode))

@@ -1,8 +1,6 @@
 #include "checkpoint/files/file_table.h"
 
-#include <linux/kcmp.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+#include <fcntl.h>
 
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
@@ -37,7 +35,10 @@ uint32_t FileTable::add_reg(const std::string& path, uint32_t flags, uint64_t po
   fown->set_pid(0);
   reg->set_name(path);
   if (mnt_id >= 0) reg->set_mnt_id(mnt_id);
-  if (S_ISREG(st.st_mode)) reg->set_size(uint64_t(st.st_size));
+  // Restore refuses a file whose size changed, except an append-only writer's (a log), which grows
+  // legitimately meanwhile; CRIU records no size for those either.
+  bool log_like = (flags & O_ACCMODE) == O_WRONLY && (flags & O_APPEND);
+  if (S_ISREG(st.st_mode) && !log_like) reg->set_size(uint64_t(st.st_size));
   reg->set_mode(st.st_mode);
   uint32_t id = add(std::move(fe));
   entries_.back().mutable_reg()->set_id(id);
@@ -48,11 +49,9 @@ uint32_t FileTable::add_reg(const std::string& path, uint32_t flags, uint64_t po
 uint32_t FileTable::add_open_reg(pid_t pid, int fd, const std::string& path, uint32_t flags, uint64_t pos,
                                  const struct stat& st, int mnt_id) {
   auto& seen = open_[{uint64_t(st.st_dev), uint64_t(st.st_ino)}];
-  for (const auto& ref : seen) {
-    if (::syscall(SYS_kcmp, ref.pid, pid, KCMP_FILE, ref.fd, fd) == 0) return ref.id;
-  }
+  if (uint32_t id = seen.find(pid, fd)) return id;
   uint32_t id = add_reg(path, flags, pos, st, mnt_id, false);
-  seen.push_back({pid, fd, id});
+  seen.add(pid, fd, id);
   return id;
 }
 

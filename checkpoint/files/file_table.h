@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "checkpoint/base/result.h"
+#include "checkpoint/files/open_files.h"
 #include "fdinfo.pb.h"
 
 namespace crshim::files {
@@ -36,12 +37,7 @@ class FileTable {
  private:
   std::vector<file_entry> entries_;
   std::map<std::tuple<std::string, uint32_t, uint64_t, uint64_t>, uint32_t> shared_;  // (path, flags, dev, ino)
-  struct OpenRef {
-    pid_t pid;
-    int fd;
-    uint32_t id;
-  };
-  std::map<std::pair<uint64_t, uint64_t>, std::vector<OpenRef>> open_;  // (dev, ino) -> fds seen
+  std::map<std::pair<uint64_t, uint64_t>, OpenFiles> open_;  // (dev, ino) -> open files seen
 };
 
 // Reads files.img into a map by id, checking that every payload's id matches its entry.

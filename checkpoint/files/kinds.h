@@ -15,6 +15,7 @@
 
 #include "checkpoint/base/result.h"
 #include "checkpoint/base/unique_fd.h"
+#include "checkpoint/base/sys.h"
 #include "checkpoint/files/file_table.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
@@ -55,10 +56,18 @@ class DumpFiles {
   void set_ghost_limit(uint64_t bytes) { ghost_limit_ = bytes; }
   void set_file_locks(bool on) { file_locks_ = on; }
   bool file_locks() const { return file_locks_; }
+  // --orphan-pts-master: a pty slave whose master is outside the tree is dumped anyway.
+  void set_orphan_pts_master(bool on) { orphan_pts_master_ = on; }
+  bool orphan_pts_master() const { return orphan_pts_master_; }
+  // Real pid/tid -> pid in the image for every task of the frozen tree (for kinds that look across it).
+  void set_tree_pids(const std::map<pid_t, pid_t>* vpids) { tree_pids_ = vpids; }
+  const std::map<pid_t, pid_t>* tree_pids() const { return tree_pids_; }
   uint64_t ghost_limit() const { return ghost_limit_; }
   bool is_external(const std::string& key) const;
   // Kind-specific memory of what was already dumped (pipe inodes whose data is saved, ...).
   std::map<std::string, std::map<uint64_t, uint32_t>>& seen() { return seen_; }
+  // Open files of one kind already given an id, to find fds that share them.
+  OpenFiles& open_files(const std::string& kind) { return open_files_[kind]; }
   Status finish();
 
  private:
@@ -68,8 +77,11 @@ class DumpFiles {
   std::vector<std::string> externals_;
   uint64_t ghost_limit_ = 1u << 20;
   bool file_locks_ = false;
+  bool orphan_pts_master_ = false;
+  const std::map<pid_t, pid_t>* tree_pids_ = nullptr;
   std::map<std::string, std::unique_ptr<image::Writer>> writers_;
   std::map<std::string, std::map<uint64_t, uint32_t>> seen_;
+  std::map<std::string, OpenFiles> open_files_;
 };
 
 // Restore-wide file state: every file object is opened once in crshim and handed to the tasks
@@ -80,6 +92,13 @@ class RestoreFiles {
       : files_(files), images_dir_(images_dir), shell_job_(shell_job) {}
   // --inherit-fd fd[N]:KEY: files whose key is KEY come from crshim's fd N instead of being recreated.
   void inherit(int fd, const std::string& key) { inherited_[key] = fd; }
+  // The restored tree's root (a directory fd) when it has a mount namespace of its own: the image's
+  // paths name files there, not in crshim's root.
+  void set_root(int root_fd) { root_fd_ = root_fd; }
+  // Opens a path of the image, inside the restored root when there is one.
+  Result<UniqueFd> open_path(const std::string& path, int flags, mode_t mode = 0) const {
+    return sys::open_in_root(root_fd_, path, flags, mode);
+  }
   // crshim's fd for file `id`, opened on first use.
   Result<int> fd_for(uint32_t id);
   const file_entry& entry(uint32_t id) const { return files_.at(id); }
@@ -97,6 +116,7 @@ class RestoreFiles {
   const std::map<uint32_t, file_entry>& files_;
   int images_dir_;
   bool shell_job_;
+  int root_fd_ = -1;
   std::map<std::string, int> inherited_;
   std::optional<std::map<uint32_t, uint32_t>> ghosts_;
   std::optional<std::vector<file_lock_entry>> locks_;  // orig file id -> ghost id, loaded on first use
@@ -124,7 +144,7 @@ std::span<const FileKind> file_kinds();
 const FileKind* kind_for_type(fd_types type);
 
 // Opens a path-named file as a reg_file_entry describes it (flags, position, size check).
-Result<UniqueFd> open_reg_file(const reg_file_entry& reg);
+Result<UniqueFd> open_reg_file(const reg_file_entry& reg, const RestoreFiles& files);
 // For --shell-job: the restoring shell's terminal in place of the recorded one; nullopt when `reg`
 // is not a terminal or crshim has none.
 std::optional<Result<UniqueFd>> open_shell_terminal(const reg_file_entry& reg);

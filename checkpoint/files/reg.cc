@@ -9,6 +9,7 @@
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/files/kinds.h"
+#include "checkpoint/files/reg_ghost.h"
 #include "checkpoint/image/catalog.h"
 #include "ghost-file.pb.h"
 #include "remap-file-path.pb.h"
@@ -38,26 +39,31 @@ std::string hex(uint32_t v) {
   return b;
 }
 
-Status write_ghost_image(const OpenFd& f, uint32_t ghost_id, DumpFiles& files);
+Status write_ghost_image(int fd, const struct stat& st, const std::string& what, uint32_t ghost_id,
+                         DumpFiles& files);
 
-// A deleted-but-open regular file: its contents go into ghost-file-<id>.img (data chunks only, so
-// holes stay holes) and remap-fpath.img points its REG entry at the ghost.
-Status dump_ghost(const OpenFd& f, uint32_t file_id, DumpFiles& files) {
+// A deleted regular file whose contents go into ghost-file-<id>.img (data chunks only, so holes stay
+// holes); remap-fpath.img points REG entry `file_id` at the ghost. `open_data` gives a readable fd of
+// the file and is only called for the first user of an inode.
+template <typename OpenData>
+Status add_ghost(const struct stat& st, const std::string& what, OpenData&& open_data, uint32_t file_id,
+                 DumpFiles& files) {
   // What is stored is the data, not the holes: that is what the limit bounds.
-  uint64_t bytes = std::min<uint64_t>(uint64_t(f.st.st_size), uint64_t(f.st.st_blocks) * 512);
+  uint64_t bytes = std::min<uint64_t>(uint64_t(st.st_size), uint64_t(st.st_blocks) * 512);
   if (bytes > files.ghost_limit())
-    return fail(make_error(Errc::unsupported, "dump", "deleted file " + f.link,
+    return fail(make_error(Errc::unsupported, "dump", what,
                            std::to_string(bytes) + " bytes of data, more than the ghost limit of " +
                                std::to_string(files.ghost_limit()))
                     .with_hint("raise --ghost-limit"));
-  // One ghost per inode: several open files of one deleted file share it.
+  // One ghost per inode: open files and mappings of one deleted file share it.
   auto& ghosts = files.seen()["ghost"];
-  uint64_t inode_key = uint64_t(f.st.st_ino) ^ (uint64_t(f.st.st_dev) << 44);
+  uint64_t inode_key = uint64_t(st.st_ino) ^ (uint64_t(st.st_dev) << 44);
   auto known = ghosts.find(inode_key);
   uint32_t ghost_id = known != ghosts.end() ? known->second : uint32_t(ghosts.size() + 1);
   if (known == ghosts.end()) {
     ghosts[inode_key] = ghost_id;
-    CR_OK(write_ghost_image(f, ghost_id, files));
+    UniqueFd data = CR_TRY(open_data());
+    CR_OK(write_ghost_image(data.get(), st, what, ghost_id, files));
   }
   auto remap = CR_TRY(files.writer(image::kRemapFpathFile, image::Type::remap_fpath));
   remap_file_path_entry r;
@@ -67,38 +73,43 @@ Status dump_ghost(const OpenFd& f, uint32_t file_id, DumpFiles& files) {
   return remap->write(r);
 }
 
-Status write_ghost_image(const OpenFd& f, uint32_t ghost_id, DumpFiles& files) {
-  auto own = CR_TRY(f.steal());
+// A deleted-but-open regular file.
+Status dump_ghost(const OpenFd& f, uint32_t file_id, DumpFiles& files) {
+  return add_ghost(f.st, "deleted file " + f.link, [&] { return f.steal(); }, file_id, files);
+}
+
+Status write_ghost_image(int fd, const struct stat& st, const std::string& what, uint32_t ghost_id,
+                         DumpFiles& files) {
   std::string name = "ghost-file-" + hex(ghost_id) + ".img";
   auto w = CR_TRY(image::Writer::create(files.images_dir(), name, image::kind(image::Type::ghost_file)));
   ghost_file_entry g;
-  g.set_uid(f.st.st_uid);
-  g.set_gid(f.st.st_gid);
-  g.set_mode(f.st.st_mode);
-  g.set_dev(uint32_t(f.st.st_dev));
-  g.set_ino(f.st.st_ino);
-  g.mutable_atim()->set_tv_sec(uint64_t(f.st.st_atim.tv_sec));
-  g.mutable_atim()->set_tv_usec(uint64_t(f.st.st_atim.tv_nsec / 1000));
-  g.mutable_mtim()->set_tv_sec(uint64_t(f.st.st_mtim.tv_sec));
-  g.mutable_mtim()->set_tv_usec(uint64_t(f.st.st_mtim.tv_nsec / 1000));
+  g.set_uid(st.st_uid);
+  g.set_gid(st.st_gid);
+  g.set_mode(st.st_mode);
+  g.set_dev(uint32_t(st.st_dev));
+  g.set_ino(st.st_ino);
+  g.mutable_atim()->set_tv_sec(uint64_t(st.st_atim.tv_sec));
+  g.mutable_atim()->set_tv_usec(uint64_t(st.st_atim.tv_nsec / 1000));
+  g.mutable_mtim()->set_tv_sec(uint64_t(st.st_mtim.tv_sec));
+  g.mutable_mtim()->set_tv_usec(uint64_t(st.st_mtim.tv_nsec / 1000));
   g.set_chunks(true);
-  g.set_size(uint64_t(f.st.st_size));
+  g.set_size(uint64_t(st.st_size));
   CR_OK(w.write(g));
   std::string buf;
-  for (off_t at = 0; at < f.st.st_size;) {
-    off_t data = ::lseek(own.get(), at, SEEK_DATA);
+  for (off_t at = 0; at < st.st_size;) {
+    off_t data = ::lseek(fd, at, SEEK_DATA);
     if (data < 0) {
       if (errno == ENXIO) break;
-      return fail(sys_error("lseek(SEEK_DATA)", f.name()));
+      return fail(sys_error("lseek(SEEK_DATA)", what));
     }
-    off_t hole = ::lseek(own.get(), data, SEEK_HOLE);
-    if (hole < 0) return fail(sys_error("lseek(SEEK_HOLE)", f.name()));
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return fail(sys_error("lseek(SEEK_HOLE)", what));
     ghost_chunk_entry c;
     c.set_off(uint64_t(data));
     c.set_len(uint64_t(hole - data));
     CR_OK(w.write(c));
     buf.resize(size_t(hole - data));
-    CR_OK(sys::pread_exact(own.get(), buf.data(), buf.size(), data, f.name()));
+    CR_OK(sys::pread_exact(fd, buf.data(), buf.size(), data, what));
     CR_OK(w.write_raw(buf));
     at = hole;
   }
@@ -135,15 +146,20 @@ Result<int> ghost_object(uint32_t ghost_id, const std::string& path, RestoreFile
   bool got = CR_TRY(r.read(g));
   if (!got || !S_ISREG(g.mode()))
     return fail(make_error(Errc::corrupt_image, "validate", name, "no regular-file ghost entry"));
-  std::string at = path;
-  int fd = ::open(at.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, g.mode() & 07777);
+  // Created through its directory, so the name is looked up inside the restored root.
+  auto slash = path.rfind('/');
+  std::string dir_path = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  std::string at = slash == std::string::npos ? path : path.substr(slash + 1);
+  auto dir = files.open_path(dir_path, O_PATH | O_DIRECTORY);
+  if (!dir) return fail(dir.error().within("deleted file re-created for the restore"));
+  int fd = ::openat(dir->get(), at.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, g.mode() & 07777);
   if (fd < 0 && errno == EEXIST) {
-    at = path + ".crshim-ghost-" + std::to_string(ghost_id) + "-" + std::to_string(getpid());
-    fd = ::open(at.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, g.mode() & 07777);
+    at += ".crshim-ghost-" + std::to_string(ghost_id) + "-" + std::to_string(getpid());
+    fd = ::openat(dir->get(), at.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, g.mode() & 07777);
   }
-  if (fd < 0) return fail(sys_error("create", at, "deleted file re-created for the restore"));
+  if (fd < 0) return fail(sys_error("create", dir_path + at, "deleted file re-created for the restore"));
   UniqueFd own(fd);
-  ::unlink(at.c_str());
+  ::unlinkat(dir->get(), at.c_str(), 0);
   if (g.has_size() && ::ftruncate(fd, off_t(g.size())) < 0) return fail(sys_error("ftruncate", at));
   if (g.chunks()) {
     for (;;) {
@@ -179,22 +195,71 @@ Result<UniqueFd> open(const file_entry& fe, RestoreFiles& files) {
     if (reg.pos() && ::lseek(fd->get(), off_t(reg.pos()), SEEK_SET) < 0) return fail(sys_error("lseek", reg.name()));
     return fd;
   }
-  return open_reg_file(fe.reg());
+  return open_reg_file(fe.reg(), files);
 }
 
 }  // namespace
 
-Result<UniqueFd> open_reg_file(const reg_file_entry& reg) {
-  int flags = int(reg.flags()) & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
-  auto fd = sys::open(reg.name(), flags);
-  if (!fd) return fail(fd.error().with_hint("the file must exist at restore as it did at dump"));
+// The file at restore must be the one that was dumped. reg_file_entry carries size and mode but no
+// mtime (nor a content checksum we write), so those two are what is compared (no size is recorded for
+// an append-only writer's file, which may grow meanwhile); like CRIU, the check has no option to turn
+// it off (--file-validation only picks how build-ids are used, and --skip-file-rwx-check concerns
+// access permissions, not whether the file changed).
+static Status validate_reg_file(const reg_file_entry& reg, int fd) {
+  if (reg.ext()) return {};  // an external file is whatever the caller hands in
   struct stat st;
-  if (reg.has_size() && fstat(fd->get(), &st) == 0 && S_ISREG(st.st_mode) && reg.pos() > uint64_t(st.st_size))
+  if (::fstat(fd, &st) < 0) return fail(sys_error("fstat", reg.name()));
+  if (reg.has_size() && S_ISREG(st.st_mode) && uint64_t(st.st_size) != reg.size())
     return fail(make_error(Errc::conflict, "restore", reg.name(),
-                           "the file shrank to " + std::to_string(st.st_size) + " bytes since the dump (" +
-                               std::to_string(reg.size()) + "), below the saved position " + std::to_string(reg.pos())));
+                           "the file changed since the dump: size " + std::to_string(reg.size()) +
+                               " bytes expected, " + std::to_string(st.st_size) + " found")
+                    .with_hint("put the file back as it was at dump time"));
+  if (reg.has_mode() && reg.mode() != st.st_mode) {
+    char buf[96];
+    snprintf(buf, sizeof buf, "the file changed since the dump: mode 0%o expected, 0%o found", reg.mode(),
+             unsigned(st.st_mode));
+    return fail(make_error(Errc::conflict, "restore", reg.name(), buf)
+                    .with_hint("put the file back as it was at dump time"));
+  }
+  return {};
+}
+
+Result<UniqueFd> open_reg_file(const reg_file_entry& reg, const RestoreFiles& files) {
+  int flags = int(reg.flags()) & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
+  auto fd = files.open_path(reg.name(), flags);
+  if (!fd) return fail(fd.error().with_hint("the file must exist at restore as it did at dump"));
+  CR_OK(validate_reg_file(reg, fd->get()));
   if (reg.pos() && ::lseek(fd->get(), off_t(reg.pos()), SEEK_SET) < 0) return fail(sys_error("lseek", reg.name()));
   return fd;
+}
+
+Result<uint32_t> add_mapped_file(const std::string& path, bool deleted, uint32_t flags, const struct stat& st,
+                                 const std::string& data_path, const std::string& what, DumpFiles& files) {
+  if (!deleted) return files.table().add_reg(path, flags, 0, st, -1, true);
+  if (!S_ISREG(st.st_mode))
+    return fail(make_error(Errc::unsupported, "dump", what, "mapping of a deleted non-regular file"));
+  size_t before = files.table().entries().size();
+  uint32_t id = files.table().add_reg(path, flags, 0, st, -1, true);
+  if (files.table().entries().size() > before) {  // a new file object: give it the inode's ghost
+    auto open_data = [&]() -> Result<UniqueFd> {
+      auto fd = sys::open(data_path, O_RDONLY);
+      if (!fd) return fail(fd.error().within(what));
+      return fd;
+    };
+    CR_OK(add_ghost(st, "deleted file " + path + " mapped at " + what, open_data, id, files));
+  }
+  return id;
+}
+
+Result<UniqueFd> open_mapped_file(const file_entry& fe, uint32_t flags, RestoreFiles& files) {
+  reg_file_entry reg = fe.reg();
+  reg.set_flags(flags);
+  reg.set_pos(0);
+  uint32_t ghost = CR_TRY(files.ghost_for(fe.id()));
+  if (!ghost) return open_reg_file(reg, files);
+  int obj = CR_TRY(ghost_object(ghost, reg.name(), files));
+  // Through /proc/self/fd: a new open file of the same (unlinked) inode, with the mapping's own flags.
+  return sys::open("/proc/self/fd/" + std::to_string(obj), int(flags) & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY));
 }
 
 extern const FileKind kRegKind{"regular file", REG, matches, unsupported, dump, open, nullptr};

@@ -14,6 +14,8 @@
 #include "fsnotify.pb.h"
 #include "ghost-file.pb.h"
 #include "inventory.pb.h"
+#include "ipc-sem.pb.h"
+#include "ipc-shm.pb.h"
 #include "ipc-var.pb.h"
 #include "memfd.pb.h"
 #include "mm.pb.h"
@@ -54,6 +56,14 @@ namespace {
 uint64_t pipe_payload(const google::protobuf::Message& m) {
   return static_cast<const pipe_data_entry&>(m).bytes();
 }
+// Raw shm contents only in images older than in_pagemaps; semaphore values padded to 8 bytes.
+uint64_t shm_payload(const google::protobuf::Message& m) {
+  const auto& e = static_cast<const ipc_shm_entry&>(m);
+  return e.in_pagemaps() ? 0 : (e.size() + 3) / 4 * 4;
+}
+uint64_t sem_payload(const google::protobuf::Message& m) {
+  return (uint64_t(static_cast<const ipc_sem_entry&>(m).nsems()) * 2 + 7) / 8 * 8;
+}
 uint64_t sk_packet_payload(const google::protobuf::Message& m) {
   return static_cast<const sk_packet_entry&>(m).length();
 }
@@ -93,9 +103,9 @@ const std::array kKinds = {
     Kind{"MNTS", 0x55563928, false, nullptr, proto<mnt_entry>(), nullptr},
     Kind{"UTSNS", 0x54473203, false, nullptr, proto<utsns_entry>(), nullptr},
     Kind{"IPC_VAR", 0x53115007, false, nullptr, proto<ipc_var_entry>(), nullptr},
-    Kind{"IPCNS_SHM", 0x46283044, false, nullptr, nullptr, nullptr},
+    Kind{"IPCNS_SHM", 0x46283044, false, nullptr, proto<ipc_shm_entry>(), shm_payload},
     Kind{"IPCNS_MSG", 0x55453737, false, nullptr, nullptr, nullptr},
-    Kind{"IPCNS_SEM", 0x59573019, false, nullptr, nullptr, nullptr},
+    Kind{"IPCNS_SEM", 0x59573019, false, nullptr, proto<ipc_sem_entry>(), sem_payload},
     Kind{"NETNS", 0x55933752, false, nullptr, proto<netns_entry>(), nullptr},
     Kind{"NETDEV", 0x57373951, false, nullptr, proto<net_device_entry>(), nullptr},
     Kind{"TIMENS", 0x43114433, false, nullptr, proto<timens_entry>(), nullptr},

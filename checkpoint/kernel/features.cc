@@ -24,34 +24,13 @@
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/base/unique_fd.h"
+#include "checkpoint/kernel/pagemap_scan.h"
 #include "checkpoint/kernel/proc.h"
 
 namespace crshim::kernel {
 namespace {
 
-// Kernel ABI the Debian 12 headers predate (include/uapi/linux/fs.h, 6.7+).
-struct PageRegion {
-  uint64_t start;
-  uint64_t end;
-  uint64_t categories;
-};
-struct PmScanArg {
-  uint64_t size;
-  uint64_t flags;
-  uint64_t start;
-  uint64_t end;
-  uint64_t walk_end;
-  uint64_t vec;
-  uint64_t vec_len;
-  uint64_t max_pages;
-  uint64_t category_inverted;
-  uint64_t category_mask;
-  uint64_t category_anyof_mask;
-  uint64_t return_mask;
-};
-static_assert(sizeof(PmScanArg) == 96);
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
-constexpr uint64_t kPageIsPresent = 1u << 3;
+namespace scan = pagemap_scan;
 
 // include/uapi/linux/userfaultfd.h, 6.7+.
 constexpr uint64_t kUffdFeatureWpAsync = 1ull << 15;
@@ -216,17 +195,17 @@ void probe_pagemap(Features& f) {
     note(f, Need::optional, "pagemap_scan", "cannot open /proc/self/pagemap: " + errno_text(errno));
   } else {
     UniqueFd pm(fd);
-    PageRegion region{};
-    PmScanArg arg{};
+    scan::PageRegion region{};
+    scan::Arg arg{};
     arg.size = sizeof arg;
     arg.start = uintptr_t(mem);
     arg.end = uintptr_t(mem) + page;
     arg.vec = uintptr_t(&region);
     arg.vec_len = 1;
-    arg.category_mask = kPageIsPresent;
-    arg.return_mask = kPageIsPresent;
-    long r = ::ioctl(pm.get(), kPagemapScan, &arg);
-    if (r == 1 && region.start == uintptr_t(mem) && (region.categories & kPageIsPresent)) {
+    arg.category_mask = scan::kPresent;
+    arg.return_mask = scan::kPresent;
+    long r = ::ioctl(pm.get(), scan::kIoctl, &arg);
+    if (r == 1 && region.start == uintptr_t(mem) && (region.categories & scan::kPresent)) {
       f.pagemap_scan = true;
     } else {
       note(f, Need::optional, "pagemap_scan",

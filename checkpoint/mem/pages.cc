@@ -12,22 +12,14 @@
 
 #include "checkpoint/base/fault.h"
 #include "checkpoint/base/sys.h"
+#include "checkpoint/kernel/pagemap_scan.h"
 #include "pagemap.pb.h"
 
 namespace crshim::mem {
 
 namespace {
 
-// PAGEMAP_SCAN (Linux 6.7); Debian 12's headers predate it.
-struct PageRegion {
-  uint64_t start, end, categories;
-};
-struct PmScanArg {
-  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask,
-      category_anyof_mask, return_mask;
-};
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
-constexpr uint64_t kPageIsFile = 1 << 2, kPageIsPresent = 1 << 3, kPageIsSwapped = 1 << 4, kPageIsPfnZero = 1 << 5;
+namespace scan = kernel::pagemap_scan;
 
 void append(std::vector<Range>& out, uint64_t start, uint64_t end) {
   if (!out.empty() && out.back().end == start)
@@ -38,21 +30,21 @@ void append(std::vector<Range>& out, uint64_t start, uint64_t end) {
 
 Result<std::vector<Range>> scan_ioctl(int fd, uint64_t start, uint64_t end, bool& unsupported) {
   std::vector<Range> out;
-  std::vector<PageRegion> regions(512);
+  std::vector<scan::PageRegion> regions(512);
   uint64_t at = start;
   while (at < end) {
-    PmScanArg arg{};
+    scan::Arg arg{};
     arg.size = sizeof arg;
     arg.start = at;
     arg.end = end;
     arg.vec = reinterpret_cast<uint64_t>(regions.data());
     arg.vec_len = regions.size();
     // Not a page-cache page and not the zero page, and either present or swapped.
-    arg.category_inverted = kPageIsFile | kPageIsPfnZero;
-    arg.category_mask = kPageIsFile | kPageIsPfnZero;
-    arg.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
-    arg.return_mask = kPageIsPresent | kPageIsSwapped;
-    long n = ::ioctl(fd, kPagemapScan, &arg);
+    arg.category_inverted = scan::kFile | scan::kPfnZero;
+    arg.category_mask = scan::kFile | scan::kPfnZero;
+    arg.category_anyof_mask = scan::kPresent | scan::kSwapped;
+    arg.return_mask = scan::kPresent | scan::kSwapped;
+    long n = ::ioctl(fd, scan::kIoctl, &arg);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOTTY || errno == EINVAL) {

@@ -1,5 +1,6 @@
 #include "checkpoint/mem/vmas.h"
 
+#include "checkpoint/files/reg_ghost.h"
 #include "checkpoint/mem/shmem.h"
 
 #include <fcntl.h>
@@ -26,6 +27,25 @@ uint64_t madv_bits(const proc::SmapsEntry& s) {
   return bits;
 }
 
+Status check_sysv_attachment(pid_t pid, const proc::Vma& v) {
+  struct stat mine, its, seg;
+  if (::stat("/proc/self/ns/ipc", &mine) < 0 || ::stat((proc::proc_dir(pid) + "/ns/ipc").c_str(), &its) < 0)
+    return fail(sys_error("stat", "IPC namespace of pid " + std::to_string(pid)));
+  if (mine.st_ino == its.st_ino)
+    return fail(make_error(Errc::unsupported, "dump", area_name(pid, v),
+                           "SysV shared memory of the dumper's own IPC namespace is not dumped")
+                    .with_hint("run the tree in an IPC namespace of its own"));
+  char range[64];
+  snprintf(range, sizeof range, "%llx-%llx", (unsigned long long)v.start, (unsigned long long)v.end);
+  std::string map_file = proc::proc_dir(pid) + "/map_files/" + range;
+  if (::stat(map_file.c_str(), &seg) < 0) return fail(sys_error("stat", map_file));
+  uint64_t whole = (uint64_t(seg.st_size) + 4095) / 4096 * 4096;
+  if (v.pgoff != 0 || v.end - v.start != whole)
+    return fail(make_error(Errc::unsupported, "dump", area_name(pid, v),
+                           "a SysV segment attached in part (split or partly unmapped) is not supported yet"));
+  return {};
+}
+
 }  // namespace
 
 std::vector<int> madvices(const vma_entry& vma) {
@@ -36,7 +56,7 @@ std::vector<int> madvices(const vma_entry& vma) {
 }
 
 Result<AddressSpace> collect_address_space(pid_t pid, const std::vector<proc::SmapsEntry>& smaps,
-                                           files::FileTable& files) {
+                                           files::DumpFiles& files) {
   AddressSpace as;
   for (const auto& s : smaps) {
     const proc::Vma& v = s.vma;
@@ -82,24 +102,34 @@ Result<AddressSpace> collect_address_space(pid_t pid, const std::vector<proc::Sm
     } else if (v.is_special()) {
       return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "unknown special mapping"));
     } else if (v.path.rfind("/SYSV", 0) == 0) {
-      return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "SysV shared memory is not supported yet"));
+      // An attached SysV segment (inode = its id): the segment is dumped with the tree's IPC namespace
+      // and attached again whole at restore, so only whole attachments of the tree's own segments go.
+      CR_OK(check_sysv_attachment(pid, v));
+      e.set_shmid(v.inode);
+      flags = MAP_SHARED;
+      status = kVmaRegular | kVmaSysvipc;
     } else {
-      // A file mapping: reopen the same file at restore, through map_files where the path is gone.
-      if (v.deleted)
-        return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "mapping of a deleted file is not supported yet"));
+      // A file mapping: reopen the same file at restore; a deleted one comes back from a ghost image.
+      if (v.deleted && v.path.rfind("/memfd:", 0) == 0)
+        return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "memfd mappings are not supported yet"));
       struct stat st;
       std::string map_file = proc::proc_dir(pid) + "/map_files/" + [&] {
         char b[64];
         snprintf(b, sizeof b, "%llx-%llx", (unsigned long long)v.start, (unsigned long long)v.end);
         return std::string(b);
       }();
-      if (::stat(map_file.c_str(), &st) < 0 && ::stat(v.path.c_str(), &st) < 0)
-        return fail(sys_error("stat", v.path, "file mapped at " + area_name(pid, v)));
+      if (::stat(map_file.c_str(), &st) < 0 && (v.deleted || ::stat(v.path.c_str(), &st) < 0))
+        return fail(sys_error("stat", v.deleted ? map_file : v.path, "file mapped at " + area_name(pid, v)));
       if (st.st_ino != v.inode)
         return fail(make_error(Errc::unsupported, "dump", area_name(pid, v),
                                "the mapped file was replaced on disk (inode differs from the mapping's)"));
+      // Unlinked under this name but linked elsewhere: neither the path nor a private copy is that file.
+      if (v.deleted && st.st_nlink != 0)
+        return fail(make_error(Errc::unsupported, "dump", area_name(pid, v),
+                               "the mapped file was unlinked but still has other hard links"));
       uint32_t fdflags = (v.shared && (v.prot & PROT_WRITE)) ? O_RDWR : O_RDONLY;
-      uint32_t id = files.add_reg(v.path, fdflags, 0, st, -1, true);
+      uint32_t id = CR_TRY(files::add_mapped_file(v.path, v.deleted, fdflags, st, map_file,
+                                                  area_name(pid, v), files));
       e.set_shmid(id);
       e.set_pgoff(v.pgoff);
       e.set_fdflags(fdflags);

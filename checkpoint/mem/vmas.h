@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "checkpoint/base/result.h"
-#include "checkpoint/files/file_table.h"
+#include "checkpoint/files/kinds.h"
 #include "checkpoint/kernel/proc.h"
 #include "checkpoint/mem/pages.h"
 #include "vma.pb.h"
@@ -33,10 +33,10 @@ struct AddressSpace {
   std::vector<proc::Vma> shared_anon;  // MAP_SHARED|MAP_ANONYMOUS areas (contents dumped per object)
 };
 
-// Builds the VMA list; file-backed areas get REG entries in `files`. Areas we cannot restore yet
-// (device mappings, SysV shm) are errors naming the area.
+// Builds the VMA list; file-backed areas get REG entries in `files` (deleted files a ghost image).
+// Areas we cannot restore yet (device mappings, partial SysV attachments) are errors naming the area.
 Result<AddressSpace> collect_address_space(pid_t pid, const std::vector<proc::SmapsEntry>& smaps,
-                                           files::FileTable& files);
+                                           files::DumpFiles& files);
 
 // madvise() advices encoded in vma_entry.madv (bit N = advice N).
 std::vector<int> madvices(const vma_entry& vma);

@@ -13,6 +13,7 @@
 #include "checkpoint/base/sys.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
+#include "checkpoint/ns/ipc_objects.h"
 #include "ipc-var.pb.h"
 #include "utsns.pb.h"
 
@@ -126,12 +127,7 @@ Status dump_namespaces(pid_t pid, const task_kobj_ids_entry& task, const task_ko
   }
   if (flags & CLONE_NEWIPC) {
     auto v = CR_TRY(read_in_namespace(pid, "ipc", CLONE_NEWIPC, kIpcFiles, kIpcFileCount));
-    for (size_t i = kIpcFileCount - 3; i < kIpcFileCount; i++) {
-      auto lines = sys::split(v[i], '\n');
-      if (lines.size() > 1)
-        return fail(make_error(Errc::unsupported, "dump", who, std::string("its IPC namespace holds SysV objects (") +
-                                                                   kIpcFiles[i] + "); those are not supported yet"));
-    }
+    CR_OK_IN(dump_ipc_objects(pid, task.ipc_ns_id(), dir), "IPC namespace of " + who);
     ipc_var_entry e;
     for (auto part : sys::split(sys::trim(v[0]), '\t')) e.add_sem_ctls(uint32_t(number(std::string(sys::trim(part)))));
     e.set_msg_ctlmax(uint32_t(number(v[1])));
@@ -190,6 +186,8 @@ Status restore_namespaces(kernel::Remote& r, int flags, const task_kobj_ids_entr
     if (e.has_mq_msg_default()) CR_OK(remote_write_file(r, "/proc/sys/fs/mqueue/msg_default", std::to_string(e.mq_msg_default())));
     if (e.has_mq_msgsize_default())
       CR_OK(remote_write_file(r, "/proc/sys/fs/mqueue/msgsize_default", std::to_string(e.mq_msgsize_default())));
+    // The objects after the limits they must fit in.
+    CR_OK_IN(restore_ipc_objects(r.pid(), task.ipc_ns_id(), dir), "IPC namespace");
   }
   return {};
 }

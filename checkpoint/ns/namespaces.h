@@ -16,7 +16,7 @@ namespace crshim::ns {
 int owned_namespaces(const task_kobj_ids_entry& task, const task_kobj_ids_entry& dumper);
 
 // Writes the images of every namespace of `pid` that differs from the dumper's. Namespaces we cannot
-// dump yet (mount, net, user, cgroup, time; SysV objects in an IPC namespace) are errors naming them.
+// dump yet (mount, net, user, cgroup, time) are errors naming them; SysV objects go to ipc_objects.h.
 Status dump_namespaces(pid_t pid, const task_kobj_ids_entry& task, const task_kobj_ids_entry& dumper, int images_dir);
 
 // In the root task, just created with `flags` (CLONE_NEWUTS/CLONE_NEWIPC): hostname, domain name and

@@ -7,15 +7,20 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "checkpoint/base/fault.h"
 #include "checkpoint/base/sys.h"
+#include "checkpoint/cgroup/cgroup.h"
 #include "checkpoint/engine.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
+#include "checkpoint/mnt/mnt_ns.h"
+#include "checkpoint/net/netns.h"
 #include "checkpoint/ns/namespaces.h"
 #include "checkpoint/restore/images.h"
 #include "checkpoint/restore/task.h"
+#include "checkpoint/tty/pty_restore.h"
 #include "stats.pb.h"
 
 namespace crshim {
@@ -26,6 +31,43 @@ using Clock = std::chrono::steady_clock;
 
 uint32_t micros(Clock::duration d) {
   return uint32_t(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+}
+
+// Objects shared between processes (CLONE_VM/FILES/FS/SIGHAND) can only be recreated by the
+// parent's clone3 handing its own object to the child. Sharing between tasks that did not get it
+// that way (siblings that share a table their parent does not, or a task that shares with a
+// grandparent through a parent that does not) has no clone to express it, nor any later syscall
+// that could join an existing fd table, fs state or mm: refused.
+Status check_sharing(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
+  const restorer::ProcessImage* parent = nullptr;
+  for (const auto& q : set.processes)
+    if (q.pid() == p.pstree.ppid()) parent = &q;
+  struct Kind {
+    uint32_t (task_kobj_ids_entry::*id)() const;
+    const char* what;
+  };
+  const Kind kinds[] = {{&task_kobj_ids_entry::vm_id, "address space (CLONE_VM)"},
+                        {&task_kobj_ids_entry::files_id, "fd table (CLONE_FILES)"},
+                        {&task_kobj_ids_entry::fs_id, "fs state (CLONE_FS)"},
+                        {&task_kobj_ids_entry::sighand_id, "signal handlers (CLONE_SIGHAND)"}};
+  for (const auto& k : kinds) {
+    uint32_t mine = (p.ids.*k.id)();
+    bool with_parent = parent && parent->alive() && (parent->ids.*k.id)() == mine;
+    for (const auto& q : set.processes) {
+      if (&q == &p) break;
+      if (!q.alive() || (q.ids.*k.id)() != mine || with_parent) continue;
+      return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
+                             "tasks " + std::to_string(q.pid()) + " and " + std::to_string(p.pid()) + " share their " +
+                                 k.what + " but " + std::to_string(p.pid()) +
+                                 " does not share it with its parent; only sharing inherited from the parent "
+                                 "can be restored"));
+    }
+  }
+  // The kernel shares signal handlers only along with the address space.
+  if (parent && parent->alive() && parent->ids.sighand_id() == p.ids.sighand_id() && parent->ids.vm_id() != p.ids.vm_id())
+    return fail(make_error(Errc::corrupt_image, "restore", image::ids_file(p.pid()),
+                           "signal handlers shared without the address space"));
+  return {};
 }
 
 // What this engine can restore so far; refused before any task exists.
@@ -40,22 +82,22 @@ Status check_supported(const restorer::ImageSet& set) {
     if ((a.pid_ns_id() != root.ids.pid_ns_id()) != (p.ns_depth() > 0))
       return fail(make_error(Errc::corrupt_image, "restore", image::ids_file(p.pid()),
                              "the pid namespace does not match the task's nested pids"));
-    if (a.net_ns_id() != b.net_ns_id() || a.mnt_ns_id() != b.mnt_ns_id() || a.user_ns_id() != b.user_ns_id() ||
-        a.cgroup_ns_id() != b.cgroup_ns_id() || (a.has_time_ns_id() && a.time_ns_id() != b.time_ns_id()))
+    if (a.net_ns_id() != root.ids.net_ns_id())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
-                             "the task lived in its own mount, network, user, cgroup or time namespace; "
+                             "tasks in different network namespaces are not supported yet"));
+    // The root's own mount namespace is rebuilt from mountpoints-<ns>.img (mnt::TreeBuilder).
+    if (a.mnt_ns_id() != root.ids.mnt_ns_id())
+      return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
+                             "tasks in different mount namespaces are not supported yet"));
+    if (a.user_ns_id() != b.user_ns_id() || a.cgroup_ns_id() != b.cgroup_ns_id() ||
+        (a.has_time_ns_id() && a.time_ns_id() != b.time_ns_id()))
+      return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
+                             "the task lived in its own user, cgroup or time namespace; "
                              "restoring those is not supported yet"));
     if (a.uts_ns_id() != root.ids.uts_ns_id() || a.ipc_ns_id() != root.ids.ipc_ns_id())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
                              "tasks in different UTS or IPC namespaces are not supported yet"));
-    for (const auto& q : set.processes) {
-      if (&q == &p) break;
-      if (q.alive() && (q.ids.vm_id() == a.vm_id() || q.ids.files_id() == a.files_id() || q.ids.fs_id() == a.fs_id() ||
-                        q.ids.sighand_id() == a.sighand_id()))
-        return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
-                               "tasks " + std::to_string(q.pid()) + " and " + std::to_string(p.pid()) +
-                                   " share kernel objects (CLONE_VM/FILES/FS/SIGHAND); not supported yet"));
-    }
+    CR_OK(check_sharing(set, p));
   }
   for (const auto& p : set.processes)
     if (!p.alive() && p.cores[0].tc().task_state() != 2)
@@ -68,31 +110,43 @@ Status check_supported(const restorer::ImageSet& set) {
 // zombies made; then each live task rebuilt. Tasks are killed if the tree is dropped unresumed.
 class RestoredTree {
  public:
-  Status create(const restorer::ImageSet& set, const RestoreRequest& req, int images_dir, Logger& log) {
+  Status create(const restorer::ImageSet& set, const RestoreRequest& req, int images_dir, Logger& log,
+                const net::RestorePlan& net, cgroup::Placement& cgroups, const tty::RestoredPtys& ptys,
+                mnt::TreeBuilder* mounts) {
     bool shell_job = req.shell_job, sibling = req.sibling;
     images_dir_ = images_dir;
     CR_OK(open_join_ns(req.join_ns));
+    if (net.join_fd >= 0) join_fds_.push_back({net.join_fd, net.what});
     // Every task inherits this at creation: its way back to crshim's files.
     self_pidfd_ = UniqueFd(sys::pidfd_open(getpid()));
     if (!self_pidfd_) return fail(sys_error("pidfd_open", "crshim itself"));
     bool new_pidns = set.processes[0].ids.pid_ns_id() != set.inventory.root_ids().pid_ns_id();
     int ns_flags = ns::owned_namespaces(set.processes[0].ids, set.inventory.root_ids()) & (CLONE_NEWUTS | CLONE_NEWIPC);
+    ns_flags |= net.clone_flags;  // CLONE_NEWNET: an empty network namespace
     std::map<uint32_t, restorer::RestoredTask*> by_pid;
     for (const auto& img : set.processes) {
       std::unique_ptr<restorer::RestoredTask> task;
       if (img.pstree.ppid() == 0) {
-        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, sibling, new_pidns, ns_flags, log)));
+        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, sibling, new_pidns, ns_flags | (mounts ? CLONE_NEWNS : 0), log)));
       } else {
         auto* parent = by_pid.at(img.pstree.ppid());
         task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::fork_child(*parent, img, log)));
       }
+      // Into its cgroups before it creates children (they inherit them) or gets its memory (charged there).
+      const auto& tcore = img.cores[0].thread_core();
+      uint32_t cg_set = tcore.has_cg_set() ? tcore.cg_set() : img.cores[0].tc().cg_set();
+      CR_OK(cgroups.place(task->pid(), img.pid(), img.pstree.ppid(), cg_set));
       // A session leader starts its session before creating the tasks that belong to it.
       bool root_outside = img.pstree.ppid() == 0 && shell_job;
       if (img.pstree.ppid() == 0) {
         CR_OK(restorer::setup_namespaces(*task, ns_flags, img.ids, images_dir_));
         CR_OK(restorer::join_namespaces(*task, join_fds_));
+        if (mounts) CR_OK(mounts->build(task->pid(), log));
       }
-      if (img.pstree.sid() == img.pid() && !root_outside) CR_OK(restorer::set_session(*task));
+      if (img.pstree.sid() == img.pid() && !root_outside) {
+        CR_OK(restorer::set_session(*task));
+        CR_OK(tty::take_ctty(*task, img.pid(), ptys, log));
+      }
       by_pid[img.pid()] = task.get();
       tasks_.push_back(std::move(task));
     }
@@ -111,6 +165,10 @@ class RestoredTree {
         if (leader_img->ns_depth() != task_img.ns_depth()) continue;  // invisible from there: inherited
         CR_OK(restorer::set_process_group(*tasks_[i], leader_img->own_tid(0)));
       }
+    CR_OK(tty::set_foreground_groups(ptys, set, [&](uint32_t vpid) -> restorer::RestoredTask* {
+      auto it = by_pid.find(vpid);
+      return it == by_pid.end() ? nullptr : it->second;
+    }, log));
     // Zombies last, once nobody needs them as a parent or group leader any more.
     for (size_t i = 0; i < set.processes.size(); i++)
       if (!set.processes[i].alive()) CR_OK(restorer::make_zombie(*tasks_[i], int(set.processes[i].cores[0].tc().exit_code())));
@@ -153,6 +211,26 @@ class RestoredTree {
   std::vector<std::pair<int, std::string>> join_fds_;
 };
 
+// What task `i` shares with live tasks rebuilt before it (its ancestors, check_sharing() made sure),
+// and whether a later one shares its fd table.
+restorer::TaskSharing sharing_of(const restorer::ImageSet& set, size_t i) {
+  const auto& me = set.processes[i].ids;
+  restorer::TaskSharing share;
+  for (size_t j = 0; j < set.processes.size(); j++) {
+    const auto& q = set.processes[j];
+    if (j == i || !q.alive()) continue;
+    if (j < i) {
+      share.own_vm &= q.ids.vm_id() != me.vm_id();
+      share.own_files &= q.ids.files_id() != me.files_id();
+      share.own_fs &= q.ids.fs_id() != me.fs_id();
+      share.own_sighand &= q.ids.sighand_id() != me.sighand_id();
+    } else {
+      share.keep_holder |= q.ids.files_id() == me.files_id();
+    }
+  }
+  return share;
+}
+
 Status write_stats(Session& s, Clock::duration forking, Clock::duration total, uint64_t pages) {
   stats_entry st;
   restore_stats_entry* r = st.mutable_restore();
@@ -190,7 +268,8 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
     if (it == ids.end())
       return fail(make_error(Errc::invalid_argument, "restore", "--join-ns " + j.ns + ":" + j.target,
                              "only ipc, net, time, user and uts namespaces can be joined"));
-    if ((set.processes[0].ids.*(it->second))() != (set.inventory.root_ids().*(it->second))())
+    // A network namespace in the image is never dumped in full: joining one replaces making it.
+    if (j.ns != "net" && (set.processes[0].ids.*(it->second))() != (set.inventory.root_ids().*(it->second))())
       return fail(make_error(Errc::conflict, "restore", "--join-ns " + j.ns + ":" + j.target,
                              "the image holds this " + j.ns + " namespace; it cannot be both restored and joined"));
   }
@@ -198,28 +277,52 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
     if (::fcntl(in.fd, F_GETFD) < 0)
       return fail(sys_error("fcntl", "--inherit-fd fd[" + std::to_string(in.fd) + "]:" + in.key)
                       .with_hint("the fd must be open in crshim when it starts"));
+  auto netns = CR_TRY(net::plan_restore(set, req, session.images_dir, log));
+  // Declared before the tree: on failure the tasks are gone before the cgroups made for them are removed.
+  auto cgroups = CR_TRY(cgroup::Placement::prepare(session.images_dir, set.inventory.root_cg_set(), req.manage_cgroups,
+                                                   req.cgroup_roots, log));
+  // Declared before the tree: the mounts live in the root task's namespace and go with it.
+  std::optional<mnt::TreeBuilder> mounts;
+  if (set.processes[0].ids.mnt_ns_id() != set.inventory.root_ids().mnt_ns_id())
+    mounts.emplace(CR_TRY(mnt::TreeBuilder::prepare(session.images_dir, set.processes[0].ids.mnt_ns_id(), req)));
+  else if (!req.root.empty())
+    LOG_WARN(log, "--root %s: the image has no mount namespace; restoring in crshim's", req.root.c_str());
   raise_nofile_limit();
 
   CR_OK(hooks.fire(HookPoint::pre_restore, 0));
+  files::RestoreFiles files(set.files, session.images_dir, req.shell_job);
+  for (const auto& in : req.inherit_fds) files.inherit(in.fd, in.key);
+  // Before any task exists: tasks inherit the ptys, and session leaders take theirs as they are created.
+  auto ptys = CR_TRY(tty::restore_ptys(files, set, req.orphan_pts_master, log));
   RestoredTree tree;
-  CR_OK(tree.create(set, req, session.images_dir, log));
+  CR_OK(tree.create(set, req, session.images_dir, log, netns, cgroups, ptys, mounts ? &*mounts : nullptr));
+  if (mounts) CR_OK(fault_point("restore:mounts"));
+  // From here on the image's paths name files in the restored root, not in crshim's.
+  UniqueFd restored_root;
+  if (mounts) {
+    restored_root = CR_TRY(sys::open("/proc/" + std::to_string(tree.root_pid()) + "/root", O_PATH | O_DIRECTORY));
+    files.set_root(restored_root.get());
+  }
+  if (netns.clone_flags & CLONE_NEWNET) CR_OK(net::bring_up_loopback(tree.root_pid()));
+  CR_OK(fault_point("restore:cgroups"));
   auto forked = Clock::now();
   // From here on every failure kills the tasks (RestoredTree's destructor) before returning.
   CR_OK(fault_point("restore:task-created"));
   CR_OK(hooks.fire(HookPoint::setup_namespaces, tree.root_pid()));
   CR_OK(hooks.fire(HookPoint::post_setup_namespaces, 0));
+  for (const auto& o : ptys.orphans) CR_OK(hooks.fire_fd(HookPoint::orphan_pts_master, 0, o.master));
   mem::SharedMemory shmem(session.images_dir);
   restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout(), tree.self_pidfd(), &shmem};
-  files::RestoreFiles files(set.files, session.images_dir, req.shell_job);
-  for (const auto& in : req.inherit_fds) files.inherit(in.fd, in.key);
   uint64_t pages = 0;
   for (size_t i = 0; i < set.processes.size(); i++) {
     const auto& img = set.processes[i];
     if (!img.alive()) continue;
-    CR_OK_IN(restorer::rebuild_task(tree.task(i), set, img, session.images_dir, files, topts, log),
+    restorer::TaskSharing share = sharing_of(set, i);
+    CR_OK_IN(restorer::rebuild_task(tree.task(i), set, img, session.images_dir, files, topts, share, log),
              "restore pid " + std::to_string(img.pid()));
-    for (const auto& pe : img.pagemap)
-      if (pe.flags() & 4) pages += pe.nr_pages();
+    if (share.own_vm)
+      for (const auto& pe : img.pagemap)
+        if (pe.flags() & 4) pages += pe.nr_pages();
   }
   CR_OK(hooks.fire(HookPoint::post_restore, tree.root_pid()));
   // After this point the tree is complete: hook failures are reported, not fatal (as CRIU).
@@ -228,6 +331,7 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
   CR_OK(fault_point("restore:before-resume"));
   if (!req.pidfile.empty()) CR_OK(sys::write_file(req.pidfile, std::to_string(tree.root_pid()) + "\n"));
   CR_OK(tree.resume(set));
+  cgroups.commit();
 
   RestoreResult result;
   result.root_pid = tree.root_pid();

@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -26,6 +27,7 @@
 #include "checkpoint/base/sys.h"
 #include "checkpoint/files/kinds.h"
 #include "checkpoint/files/locks.h"
+#include "checkpoint/files/reg_ghost.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/kernel/proc.h"
 #include "checkpoint/kernel/remote.h"
@@ -127,7 +129,7 @@ struct FdPusher {
   Result<int> push(int local) { return int(CR_TRY(r.call(SYS_pidfd_getfd, pidfd_in_target, local, 0))); }
 };
 
-Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageSet& set,
+Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageSet& set, files::RestoreFiles& files,
                 std::map<uint32_t, UniqueFd>& opened, std::vector<bool>& add_write, mem::SharedMemory& shmem) {
   const auto& vmas = img.mm.vmas();
   for (int i = 0; i < vmas.size(); i++) {
@@ -139,13 +141,8 @@ Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageS
     long len = long(v.end() - v.start());
     if (v.status() & (mem::kVmaFilePrivate | mem::kVmaFileShared)) {
       uint32_t id = uint32_t(v.shmid());
-      if (!opened.count(id)) {
-        const file_entry& fe = set.files.at(id);
-        file_entry mapping = fe;
-        mapping.mutable_reg()->set_flags(v.fdflags());
-        mapping.mutable_reg()->set_pos(0);
-        opened[id] = CR_TRY(files::open_reg_file(mapping.reg()));
-      }
+      // Deleted files come back from their ghost (the same inode the fds get), others by path.
+      if (!opened.count(id)) opened[id] = CR_TRY(files::open_mapped_file(set.files.at(id), v.fdflags(), files));
       int tfd = CR_TRY(push.push(opened[id].get()));
       CR_OK(r.call(SYS_mmap, long(v.start()), len, long(prot), flags & ~long(MAP_ANONYMOUS), tfd, long(v.pgoff())));
       CR_OK(r.call(SYS_close, tfd));
@@ -156,6 +153,15 @@ Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageS
       CR_OK(r.call(SYS_close, tfd));
     } else if (v.status() & mem::kVmaAnonPrivate) {
       CR_OK(r.call(SYS_mmap, long(v.start()), len, long(prot), flags | MAP_ANONYMOUS, -1, 0));
+    } else if (v.status() & mem::kVmaSysvipc) {
+      // The segment came back with the IPC namespace; attach it whole at its old address again.
+      long shmflg = ((v.prot() & PROT_WRITE) ? 0 : SHM_RDONLY) | ((v.prot() & PROT_EXEC) ? SHM_EXEC : 0);
+      long at = CR_TRY(r.call(SYS_shmat, long(v.shmid()), long(v.start()), shmflg));
+      if (uint64_t(at) != v.start())
+        return fail(make_error(Errc::conflict, "restore", "SysV segment " + std::to_string(v.shmid()),
+                               "attached at another address"));
+      uint32_t got = PROT_READ | ((shmflg & SHM_RDONLY) ? 0 : PROT_WRITE) | ((shmflg & SHM_EXEC) ? PROT_EXEC : 0);
+      if (got != v.prot()) CR_OK(r.call(SYS_mprotect, long(v.start()), len, long(v.prot())));
     } else {
       return fail(make_error(Errc::unsupported, "restore", image::mm_file(img.pid()),
                              "VMA kind " + std::to_string(v.status()) + " is not supported yet"));
@@ -200,9 +206,10 @@ Status restore_sigactions(Remote& r, const task_core_entry& tc) {
   return {};
 }
 
-Status restore_mm(Remote& r, FdPusher& push, const ProcessImage& img, const ImageSet& set) {
+Status restore_mm(Remote& r, FdPusher& push, const ProcessImage& img, const ImageSet& set,
+                  const files::RestoreFiles& files) {
   const mm_entry& mm = img.mm;
-  auto exe = CR_TRY(sys::open(set.files.at(mm.exe_file_id()).reg().name(), O_RDONLY));
+  auto exe = CR_TRY(files.open_path(set.files.at(mm.exe_file_id()).reg().name(), O_RDONLY));
   int exe_fd = CR_TRY(push.push(exe.get()));
   // Up to and including the AT_NULL pair.
   std::vector<uint64_t> auxv(mm.mm_saved_auxv().begin(), mm.mm_saved_auxv().end());
@@ -221,6 +228,61 @@ Status restore_mm(Remote& r, FdPusher& push, const ProcessImage& img, const Imag
   CR_OK(r.call(SYS_close, exe_fd));
   if (mm.has_dumpable()) CR_OK(r.call(SYS_prctl, PR_SET_DUMPABLE, mm.dumpable()));
   if (mm.thp_disabled()) CR_OK(r.call(SYS_prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0));
+  return {};
+}
+
+// Maps every area of the image (writable while pages go in), writes the pages, sets final protections.
+Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& img, const ImageSet& set,
+                      files::RestoreFiles& files, int images_dir, mem::SharedMemory& shmem, Logger& log) {
+  const auto& vmas = img.mm.vmas();
+  constexpr uint32_t kVmaMemfd = 1u << 14;  // VMA_AREA_MEMFD: CRIU's memfd route for mapped memfds and shmem
+  for (const auto& v : vmas)
+    if (v.status() & kVmaMemfd)
+      return fail(make_error(Errc::unsupported, "restore", image::mm_file(img.pid()),
+                             "memfd-backed mappings (VMA_AREA_MEMFD) are not supported yet"));
+  std::vector<bool> add_write(size_t(vmas.size()), false);
+  {
+    // An entry may span adjacent VMAs (CRIU merges them): every VMA it touches takes pages.
+    size_t v = 0;
+    for (const auto& pe : img.pagemap) {
+      uint64_t end = pe.vaddr() + pe.nr_pages() * mem::kPageSize;
+      while (v < size_t(vmas.size()) && vmas[int(v)].end() <= pe.vaddr()) v++;
+      for (size_t w = v; w < size_t(vmas.size()) && vmas[int(w)].start() < end; w++)
+        if (!(vmas[int(w)].prot() & PROT_WRITE)) add_write[w] = true;
+    }
+  }
+  std::map<uint32_t, UniqueFd> opened;
+  CR_OK_IN(map_vmas(r, push, img, set, files, opened, add_write, shmem), "memory");
+  opened.clear();
+  {
+    bool any = false;
+    for (const auto& pe : img.pagemap) any |= (pe.flags() & 4) != 0;
+    auto mem_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/mem", O_RDWR));
+    auto pages = any ? CR_TRY(mem::PageSource::open(images_dir, image::pages_file(img.pages_id))) : mem::PageSource::empty();
+    uint64_t restored = 0;
+    std::vector<std::pair<uint64_t, uint64_t>> batch;
+    uint64_t batch_pages = 0;
+    auto flush = [&]() -> Status {
+      if (batch.empty()) return {};
+      CR_OK_IN(pages.restore_batch(pid, mem_fd.get(), batch), "memory");
+      batch.clear();
+      batch_pages = 0;
+      return {};
+    };
+    for (const auto& pe : img.pagemap) {
+      if (!(pe.flags() & 4)) continue;
+      batch.push_back({pe.vaddr(), pe.nr_pages()});
+      batch_pages += pe.nr_pages();
+      restored += pe.nr_pages();
+      if (batch.size() == 1024 || batch_pages >= 16384) CR_OK(flush());
+    }
+    CR_OK(flush());
+    LOG_INFO(log, "Restored %llu pages of %d", (unsigned long long)restored, pid);
+  }
+  CR_OK(fault_point("restore:memory"));
+  for (int i = 0; i < vmas.size(); i++)
+    if (add_write[size_t(i)]) CR_OK(r.call(SYS_mprotect, long(vmas[i].start()), long(vmas[i].end() - vmas[i].start()), long(vmas[i].prot())));
+
   return {};
 }
 
@@ -558,8 +620,19 @@ Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new
   return task;
 }
 
+uint64_t shared_clone_flags(const task_kobj_ids_entry& parent, const task_kobj_ids_entry& child) {
+  uint64_t flags = 0;
+  if (child.vm_id() == parent.vm_id()) flags |= CLONE_VM;
+  // The kernel refuses CLONE_SIGHAND without CLONE_VM; check_supported() refuses such images.
+  if (child.sighand_id() == parent.sighand_id() && (flags & CLONE_VM)) flags |= CLONE_SIGHAND;
+  if (child.files_id() == parent.files_id()) flags |= CLONE_FILES;
+  if (child.fs_id() == parent.fs_id()) flags |= CLONE_FS;
+  return flags;
+}
+
 Result<RestoredTask> fork_child(RestoredTask& parent, const ProcessImage& img, Logger& log) {
   pid_t want = pid_t(img.pid());
+  uint64_t share = img.alive() && parent.image_->alive() ? shared_clone_flags(parent.image_->ids, img.ids) : 0;
   // A task deeper in the pid namespaces than its parent started a new one (as its pid 1).
   bool new_pidns = img.ns_depth() > parent.image_->ns_depth();
   std::vector<pid_t> set_tid = img.set_tid(0);
@@ -572,7 +645,9 @@ Result<RestoredTask> fork_child(RestoredTask& parent, const ProcessImage& img, L
     int clone_err = 0;
     CR_OK(with_early_window(parent.threads_[0], [&](Remote& r, PtraceSyscall& rs) -> Status {
       clone_args ca{};
-      ca.flags = new_pidns ? CLONE_NEWPID : 0;
+      // Without CLONE_SETTLS or a stack the child runs on the parent's: it is stopped before it
+      // returns to user space and never runs crshim's code there, so sharing the mm is safe.
+      ca.flags = (new_pidns ? CLONE_NEWPID : 0) | share;
       ca.exit_signal = SIGCHLD;
       uint64_t tid_addr = CR_TRY(r.put(set_tid.data(), set_tid.size() * sizeof(pid_t)));
       ca.set_tid = tid_addr;
@@ -590,7 +665,7 @@ Result<RestoredTask> fork_child(RestoredTask& parent, const ProcessImage& img, L
     if (child > 0) break;
     CR_OK(waiter.wait(clone_err, "remote clone3 in pid " + std::to_string(parent.pid())));
   }
-  LOG_INFO(log, "Created task %d (child of %d)", child, parent.pid());
+  LOG_INFO(log, "Created task %d (child of %d, sharing flags %#llx)", child, parent.pid(), (unsigned long long)share);
   RestoredTask task;
   task.pid_ = child;
   task.image_ = &img;
@@ -601,6 +676,10 @@ Result<RestoredTask> fork_child(RestoredTask& parent, const ProcessImage& img, L
   }
   task.threads_.push_back(std::move(*t));
   return task;
+}
+
+Status run_early(RestoredTask& task, const std::function<Status(kernel::Remote&)>& fn) {
+  return with_early_window(task.threads_[0], [&](Remote& r, PtraceSyscall&) -> Status { return fn(r); });
 }
 
 Status set_session(RestoredTask& task) {
@@ -659,7 +738,7 @@ Status make_zombie(RestoredTask& task, int status) {
 }
 
 Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage& img, int images_dir,
-                    files::RestoreFiles& files, const TaskOptions& opts, Logger& log) {
+                    files::RestoreFiles& files, const TaskOptions& opts, const TaskSharing& share, Logger& log) {
   pid_t pid = task.pid();
   task.xsave_ = opts.xsave;
   const task_core_entry& tc = img.cores[0].tc();
@@ -697,81 +776,52 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     return fail(sys_error("ptrace(PTRACE_GET_RSEQ_CONFIGURATION)", task_name(pid)));
   if (rc.rseq_abi_pointer)
     CR_OK(r.call(SYS_rseq, long(rc.rseq_abi_pointer), rc.rseq_abi_size, 1 /* RSEQ_FLAG_UNREGISTER */, rc.signature));
-  for (const auto& v : now) {
-    if (v.is_vdso() || v.is_vvar() || v.is_vvar_vclock() || v.is_vsyscall()) continue;
-    CR_OK(r.call(SYS_munmap, long(v.start), long(v.size())));
+  // A shared mm was rebuilt by the task that owns it (this task's trampoline lives in it meanwhile).
+  if (share.own_vm) {
+    for (const auto& v : now) {
+      if (v.is_vdso() || v.is_vvar() || v.is_vvar_vclock() || v.is_vsyscall()) continue;
+      CR_OK(r.call(SYS_munmap, long(v.start), long(v.size())));
+    }
+    uint64_t temp = CR_TRY(find_free_range(now, img.mm, 1ull << 30, tramp));
+    CR_OK_IN(move_vdso(r, now, img.mm, temp), "vDSO");
   }
-  uint64_t temp = CR_TRY(find_free_range(now, img.mm, 1ull << 30, tramp));
-  CR_OK_IN(move_vdso(r, now, img.mm, temp), "vDSO");
   // A pidfd of crshim, inherited at creation (crshim may be invisible from the task's pid namespace),
   // lends the task our open files. Moved above every fd the image uses; everything else is closed.
+  // In a shared fd table the owner left it at that number for the tasks sharing the table.
   int max_fd = 0;
   for (const auto& fe : img.fds) max_fd = std::max(max_fd, int(fe.fd()));
   long holder = max_fd + 1;
-  if (opts.inherited_pidfd != holder) CR_OK(r.call(SYS_dup3, opts.inherited_pidfd, holder, O_CLOEXEC));
-  CR_OK(r.call(SYS_close_range, 0, holder - 1, 0));
-  CR_OK(r.call(SYS_close_range, holder + 1, ~0u, 0));
+  if (share.own_files) {
+    if (opts.inherited_pidfd != holder) CR_OK(r.call(SYS_dup3, opts.inherited_pidfd, holder, O_CLOEXEC));
+    CR_OK(r.call(SYS_close_range, 0, holder - 1, 0));
+    CR_OK(r.call(SYS_close_range, holder + 1, ~0u, 0));
+  }
   FdPusher push{r, int(holder)};
 
   // 3. Memory: map every area (writable while pages go in), write the pages, set final protections.
-  const auto& vmas = img.mm.vmas();
-  std::vector<bool> add_write(size_t(vmas.size()), false);
-  {
-    // An entry may span adjacent VMAs (CRIU merges them): every VMA it touches takes pages.
-    size_t v = 0;
-    for (const auto& pe : img.pagemap) {
-      uint64_t end = pe.vaddr() + pe.nr_pages() * mem::kPageSize;
-      while (v < size_t(vmas.size()) && vmas[int(v)].end() <= pe.vaddr()) v++;
-      for (size_t w = v; w < size_t(vmas.size()) && vmas[int(w)].start() < end; w++)
-        if (!(vmas[int(w)].prot() & PROT_WRITE)) add_write[w] = true;
-    }
-  }
-  std::map<uint32_t, UniqueFd> opened;
-  CR_OK_IN(map_vmas(r, push, img, set, opened, add_write, *opts.shmem), "memory");
-  opened.clear();
-  {
-    bool any = false;
-    for (const auto& pe : img.pagemap) any |= (pe.flags() & 4) != 0;
-    auto mem_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/mem", O_RDWR));
-    auto pages = any ? CR_TRY(mem::PageSource::open(images_dir, image::pages_file(img.pages_id))) : mem::PageSource::empty();
-    uint64_t restored = 0;
-    std::vector<std::pair<uint64_t, uint64_t>> batch;
-    uint64_t batch_pages = 0;
-    auto flush = [&]() -> Status {
-      if (batch.empty()) return {};
-      CR_OK_IN(pages.restore_batch(pid, mem_fd.get(), batch), "memory");
-      batch.clear();
-      batch_pages = 0;
-      return {};
-    };
-    for (const auto& pe : img.pagemap) {
-      if (!(pe.flags() & 4)) continue;
-      batch.push_back({pe.vaddr(), pe.nr_pages()});
-      batch_pages += pe.nr_pages();
-      restored += pe.nr_pages();
-      if (batch.size() == 1024 || batch_pages >= 16384) CR_OK(flush());
-    }
-    CR_OK(flush());
-    LOG_INFO(log, "Restored %llu pages of %d", (unsigned long long)restored, pid);
-  }
-  CR_OK(fault_point("restore:memory"));
-  for (int i = 0; i < vmas.size(); i++)
-    if (add_write[size_t(i)]) CR_OK(r.call(SYS_mprotect, long(vmas[i].start()), long(vmas[i].end() - vmas[i].start()), long(vmas[i].prot())));
+  if (share.own_vm) CR_OK(restore_memory(r, push, pid, img, set, files, images_dir, *opts.shmem, log));
 
-  // 4. Files, mm fields, signal handlers, fs.
+  // 4. Files, mm fields, signal handlers, fs: each shared object by its owner only.
   LOG_DEBUG(log, "Restoring %d: %s", pid, "files");
-  CR_OK_IN(push_fds(r, push, img, files), "files");
-  CR_OK_IN(restore_mm(r, push, img, set), "mm");
-  CR_OK(r.call(SYS_close, holder));
-  CR_OK_IN(restore_sigactions(r, tc), "signal handlers");
-  if (img.fs.has_umask()) CR_OK(r.call(SYS_umask, long(img.fs.umask())));
-  const std::string& root = set.files.at(img.fs.root_id()).reg().name();
-  if (root != "/") {
-    uint64_t addr = CR_TRY(r.put_string(root));
-    CR_OK(r.call(SYS_chroot, long(addr)));
+  if (share.own_files) {
+    CR_OK_IN(push_fds(r, push, img, files), "files");
+  } else {
+    auto locks = CR_TRY(files.locks_of(img.pid()));
+    CR_OK_IN(files::restore_locks(r, locks), "files");
   }
-  uint64_t cwd = CR_TRY(r.put_string(set.files.at(img.fs.cwd_id()).reg().name()));
-  CR_OK_IN(r.call(SYS_chdir, long(cwd)), "cwd");
+  if (share.own_vm) CR_OK_IN(restore_mm(r, push, img, set, files), "mm");
+  if (!share.keep_holder) CR_OK(r.call(SYS_close, holder));
+  if (share.own_sighand) CR_OK_IN(restore_sigactions(r, tc), "signal handlers");
+  if (share.own_fs) {
+    if (img.fs.has_umask()) CR_OK(r.call(SYS_umask, long(img.fs.umask())));
+    const std::string& root = set.files.at(img.fs.root_id()).reg().name();
+    if (root != "/") {
+      uint64_t addr = CR_TRY(r.put_string(root));
+      CR_OK(r.call(SYS_chroot, long(addr)));
+    }
+    uint64_t cwd = CR_TRY(r.put_string(set.files.at(img.fs.cwd_id()).reg().name()));
+    CR_OK_IN(r.call(SYS_chdir, long(cwd)), "cwd");
+  }
 
   // 5. Threads, created by the leader with their original tids.
   LOG_DEBUG(log, "Restoring %d: %s", pid, "threads");

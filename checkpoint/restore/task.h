@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -12,6 +13,7 @@
 #include "checkpoint/base/log.h"
 #include "checkpoint/files/kinds.h"
 #include "checkpoint/kernel/features.h"
+#include "checkpoint/kernel/remote.h"
 #include "checkpoint/kernel/tracee.h"
 #include "checkpoint/mem/shmem.h"
 #include "checkpoint/restore/images.h"
@@ -25,6 +27,19 @@ struct TaskOptions {
   int inherited_pidfd = -1;  // fd number of crshim's own pidfd, inherited by every created task
   mem::SharedMemory* shmem = nullptr;  // shared anonymous memory objects of the whole tree
 };
+
+// Which kernel objects a task shares with tasks restored before it (CLONE_VM/FILES/FS/SIGHAND from its
+// parent): only the first task of each object rebuilds it; the others find it in place.
+struct TaskSharing {
+  bool own_vm = true;       // rebuild the address space (memory, vDSO, mm fields)
+  bool own_files = true;    // rebuild the fd table
+  bool own_fs = true;       // set cwd, root and umask
+  bool own_sighand = true;  // set the signal handlers
+  bool keep_holder = false;  // a later task shares the fd table: leave crshim's pidfd in it for that task
+};
+
+// The clone flags that make a child of `parent` share what the images say it shares with it.
+uint64_t shared_clone_flags(const task_kobj_ids_entry& parent, const task_kobj_ids_entry& child);
 
 // A restored process held stopped under ptrace until resume(); destroying it unresumed kills it.
 class RestoredTask {
@@ -44,11 +59,12 @@ class RestoredTask {
   friend Status setup_namespaces(RestoredTask&, int, const task_kobj_ids_entry&, int);
   friend Result<RestoredTask> fork_child(RestoredTask&, const ProcessImage&, Logger&);
   friend Status set_session(RestoredTask&);
+  friend Status run_early(RestoredTask&, const std::function<Status(kernel::Remote&)>&);
   friend Status set_process_group(RestoredTask&, pid_t);
   friend Status make_zombie(RestoredTask&, int);
   friend Status join_namespaces(RestoredTask&, const std::vector<std::pair<int, std::string>>&);
   friend Status rebuild_task(RestoredTask&, const ImageSet&, const ProcessImage&, int, files::RestoreFiles&,
-                             const TaskOptions&, Logger&);
+                             const TaskOptions&, const TaskSharing&, Logger&);
   RestoredTask() = default;
 
   pid_t pid_ = 0;
@@ -67,10 +83,14 @@ Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new
 Status setup_namespaces(RestoredTask& task, int ns_flags, const task_kobj_ids_entry& ids, int images_dir);
 
 // Creates a child of `parent` (a task still running crshim's code) with the image's pid, by making
-// the parent run clone3 itself, so the child has the right parent.
+// the parent run clone3 itself, so the child has the right parent. The child shares the parent's
+// mm, fd table, fs state and signal handlers where the images say so (shared_clone_flags).
 Result<RestoredTask> fork_child(RestoredTask& parent, const ProcessImage& img, Logger& log);
 // setsid() in the task (before it creates the members of its session).
 Status set_session(RestoredTask& task);
+// Runs `fn` in the task while it still runs crshim's code (it holds the fds crshim had when the
+// root task was created): for work between creation and rebuild, such as taking a controlling tty.
+Status run_early(RestoredTask& task, const std::function<Status(kernel::Remote&)>& fn);
 // setpgid(0, pgid) in the task.
 Status set_process_group(RestoredTask& task, pid_t pgid);
 // setns(fd, 0) in the task for each fd (fds the task inherited from crshim at creation).
@@ -79,7 +99,8 @@ Status join_namespaces(RestoredTask& task, const std::vector<std::pair<int, std:
 Status make_zombie(RestoredTask& task, int status);
 
 // Replaces the task's whole state with the image's: memory, files, signals, threads, credentials.
+// Objects the task shares with an earlier task (`share`) are left as that task rebuilt them.
 Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage& img, int images_dir,
-                    files::RestoreFiles& files, const TaskOptions& opts, Logger& log);
+                    files::RestoreFiles& files, const TaskOptions& opts, const TaskSharing& share, Logger& log);
 
 }  // namespace crshim::restorer

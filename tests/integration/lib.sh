@@ -55,7 +55,7 @@ start_program() {
   RESULT=$WORK/$name.result
   rm -f "$READY" "$RESULT"
   # In its own session, as a daemon would be (a background job of this script keeps its pid under setsid).
-  setsid "$PROGRAMS/$name" "$READY" "$RESULT" "$@" </dev/null >"$WORK/$name.out" 2>&1 &
+  setsid "$PROGRAMS/$name" "$READY" "$RESULT" "$@" </dev/null >>"$WORK/$name.out" 2>&1 &
   TARGET_PID=$!
   wait_for_file "$READY"
 }

@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 command -v unshare >/dev/null || fail "unshare(1) is needed (package util-linux)"
 
 READY=$WORK/ready RESULT=$WORK/result
-setsid unshare --pid --fork setsid "$PROGRAMS/tp_tree" "$READY" "$RESULT" </dev/null >"$WORK/tree.out" 2>&1 &
+setsid unshare --pid --fork setsid "$PROGRAMS/tp_tree" "$READY" "$RESULT" </dev/null >>"$WORK/tree.out" 2>&1 &
 UNSHARE=$!
 wait_for_file "$READY"
 TARGET_PID=$(pgrep -P "$UNSHARE")

@@ -1,0 +1,112 @@
+#include "checkpoint/mem/write_tracking.h"
+
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include <string>
+
+#include "checkpoint/base/sys.h"
+#include "checkpoint/kernel/pagemap_scan.h"
+
+namespace crshim::mem {
+
+namespace {
+
+namespace scan = kernel::pagemap_scan;
+
+// UFFD_FEATURE_* of Linux 6.7; Debian 12's headers predate them.
+constexpr uint64_t kFeatureWpUnpopulated = 1 << 13, kFeatureWpAsync = 1 << 15;
+constexpr int kUserModeOnly = 1;  // UFFD_USER_MODE_ONLY: enough for tracking, allowed without privilege
+
+bool trackable(const proc::Vma& v) {
+  return !v.shared && !v.is_vdso() && !v.is_vvar() && !v.is_vvar_vclock() && !v.is_vsyscall();
+}
+
+// Write-protects the written pages of [start, end) and returns them; EPERM: range not tracked.
+Result<std::optional<std::vector<Range>>> scan_and_protect(int pagemap_fd, uint64_t start, uint64_t end) {
+  std::vector<Range> out;
+  std::vector<scan::PageRegion> regions(512);
+  for (uint64_t at = start; at < end;) {
+    scan::Arg arg{};
+    arg.size = sizeof arg;
+    arg.flags = scan::kWpMatching | scan::kCheckWpAsync;
+    arg.start = at;
+    arg.end = end;
+    arg.vec = reinterpret_cast<uint64_t>(regions.data());
+    arg.vec_len = regions.size();
+    arg.category_mask = scan::kWritten;
+    arg.return_mask = scan::kWritten;
+    long n = ::ioctl(pagemap_fd, scan::kIoctl, &arg);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPERM) return std::optional<std::vector<Range>>();
+      return fail(sys_error("ioctl(PAGEMAP_SCAN, WP_MATCHING)", "pagemap"));
+    }
+    for (long i = 0; i < n; i++) {
+      const auto& g = regions[size_t(i)];
+      if (!out.empty() && out.back().end == g.start)
+        out.back().end = g.end;
+      else
+        out.push_back({g.start, g.end});
+    }
+    if (arg.walk_end <= at) break;
+    at = arg.walk_end;
+  }
+  return std::optional<std::vector<Range>>(std::move(out));
+}
+
+}  // namespace
+
+Result<WriteTracking> arm_write_tracking(kernel::Remote& r, const std::vector<proc::Vma>& vmas) {
+  const std::string what = "write tracking of pid " + std::to_string(r.pid());
+  long fd = CR_TRY(r.call(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | kUserModeOnly));
+  WriteTracking t;
+  t.target_fd = int(fd);
+  auto give_up = [&](Error e) {
+    (void)r.call(SYS_close, fd);
+    return fail(e.within(what));
+  };
+  UniqueFd pidfd(sys::pidfd_open(r.pid()));
+  if (!pidfd) return give_up(sys_error("pidfd_open", "pid " + std::to_string(r.pid())));
+  UniqueFd uffd(sys::pidfd_getfd(pidfd.get(), int(fd)));
+  if (!uffd) return give_up(sys_error("pidfd_getfd", "userfaultfd"));
+  struct stat st;
+  if (::fstat(uffd.get(), &st) < 0) return give_up(sys_error("fstat", "userfaultfd"));
+  t.inode = st.st_ino;
+  // The uffd operates on its creator's address space, so the ioctls can come from here.
+  uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = kFeatureWpAsync | kFeatureWpUnpopulated;
+  if (::ioctl(uffd.get(), UFFDIO_API, &api) < 0)
+    return give_up(sys_error("ioctl(UFFDIO_API, WP_ASYNC)", "userfaultfd")
+                       .with_hint("asynchronous write-protection needs Linux 6.7 or later"));
+  UniqueFd pagemap = CR_TRY(sys::open("/proc/" + std::to_string(r.pid()) + "/pagemap", O_RDONLY));
+  for (const auto& v : vmas) {
+    if (!trackable(v)) continue;
+    uffdio_register reg{};
+    reg.range.start = v.start;
+    reg.range.len = v.size();
+    reg.mode = UFFDIO_REGISTER_MODE_WP;
+    if (::ioctl(uffd.get(), UFFDIO_REGISTER, &reg) < 0) continue;  // stays untracked: dumped in full
+    // The first pass protects every page; what it reports is dumped anyway.
+    if (auto first = scan_and_protect(pagemap.get(), v.start, v.end); !first) return give_up(first.error());
+  }
+  return t;
+}
+
+Result<std::optional<std::vector<Range>>> written_pages(int pagemap_fd, const proc::Vma& vma) {
+  if (!trackable(vma)) return std::optional<std::vector<Range>>();
+  return scan_and_protect(pagemap_fd, vma.start, vma.end);
+}
+
+bool is_tracking_fd(pid_t pid, int fd, const WriteTracking& t) {
+  struct stat st;
+  std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+  auto link = sys::read_link(path);
+  return link && *link == "anon_inode:[userfaultfd]" && ::stat(path.c_str(), &st) == 0 && st.st_ino == t.inode;
+}
+
+}  // namespace crshim::mem

@@ -1,0 +1,47 @@
+// The network namespace of a dumped tree: external (--external net[INO]:KEY, joined again at restore
+// through --inherit-fd fd[N]:KEY) or empty (--empty-ns net, a fresh one with lo up at restore).
+// Dumping its links, addresses and routes is not supported and refused before anything is frozen.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "checkpoint/base/log.h"
+#include "checkpoint/base/result.h"
+#include "checkpoint/engine.h"
+#include "checkpoint/restore/images.h"
+#include "inventory.pb.h"
+
+namespace crshim::net {
+
+std::string netns_file(uint32_t ns_id);
+
+// The KEY of an --external net[INO]:KEY entry for nsfs inode `ino`, if there is one.
+std::optional<std::string> external_key(const std::vector<std::string>& external, uint64_t ino);
+
+// Why the tree rooted at `pid` cannot be dumped with these options because of its network
+// namespace, or "" when it can (same netns as crshim, external, or --empty-ns net).
+std::string preflight_problem(pid_t pid, const DumpRequest& req);
+
+// Records the tree's own network namespace: netns-ID.img with the key when external, nothing when
+// empty. Every task must share the root's (`ids`: root first). A no-op when the tree uses ours.
+Status dump_netns(const DumpRequest& req, const std::vector<std::pair<pid_t, task_kobj_ids_entry>>& ids,
+                  const task_kobj_ids_entry& dumper, int images_dir, Logger& log);
+
+// What restore does about the network namespace.
+struct RestorePlan {
+  int clone_flags = 0;      // CLONE_NEWNET: the root task gets a fresh one (bring lo up after)
+  int join_fd = -1;         // an inherited nsfs fd (in crshim's table) the root task setns()es into
+  std::string what;         // for messages: "network namespace extRootNetNS (fd 4)"
+};
+Result<RestorePlan> plan_restore(const restorer::ImageSet& set, const RestoreRequest& req, int images_dir, Logger& log);
+
+// Sets IFF_UP on `lo` inside the network namespace of `pid` (from a helper that joins it).
+Status bring_up_loopback(pid_t pid);
+
+}  // namespace crshim::net
