@@ -73,6 +73,20 @@ static void tp_wait_for_term(void (*tick)(void)) {
   }
 }
 
+/* The controlling terminal of this process as /proc/self/stat encodes it (tty_nr), or -1. */
+static inline int tp_tty_nr(void) {
+  char buf[1024];
+  int fd = open("/proc/self/stat", O_RDONLY);
+  ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+  if (fd >= 0) close(fd);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  char* p = strrchr(buf, ')');
+  int tty_nr = -1;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %d", &tty_nr) != 1) return -1;
+  return tty_nr;
+}
+
 static void tp_pass(void) {
   if (tp_result_path) tp_write_file(tp_result_path, "PASS\n");
   exit(0);

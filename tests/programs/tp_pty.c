@@ -48,19 +48,6 @@ static void child_fail(const char* fmt, ...) {
   _exit(1);
 }
 
-static int stat_tty_nr(void) {
-  char buf[1024];
-  int fd = open("/proc/self/stat", O_RDONLY);
-  ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
-  if (fd >= 0) close(fd);
-  if (n <= 0) return -1;
-  buf[n] = 0;
-  char* p = strrchr(buf, ')');
-  int tty_nr = -1;
-  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %d", &tty_nr) != 1) return -1;
-  return tty_nr;
-}
-
 static int encode_tty_nr(dev_t d) {
   unsigned ma = major(d), mi = minor(d);
   return (int)((mi & 0xff) | (ma << 8) | ((mi & ~0xffu) << 12));
@@ -77,7 +64,7 @@ static void check_session_member(int s, const char* who, pid_t leader, pid_t fg)
   struct stat st;
   if (!isatty(s)) child_fail("%s: the slave is no tty after restore", who);
   if (fstat(s, &st) < 0) child_fail("%s: fstat slave: %s", who, strerror(errno));
-  int nr = stat_tty_nr();
+  int nr = tp_tty_nr();
   if (nr != encode_tty_nr(st.st_rdev))
     child_fail("%s: controlling tty_nr %#x is not the slave's %#x", who, nr, encode_tty_nr(st.st_rdev));
   if (getsid(0) != leader) child_fail("%s: session %d, expected %d", who, getsid(0), leader);
@@ -203,7 +190,7 @@ int main(int argc, char** argv) {
   struct stat sst, pst;
   if (fstat(s, &sst) < 0 || stat(ptsname(m), &pst) < 0 || sst.st_rdev != pst.st_rdev)
     pty_fail("the slave fd is not the slave of the master fd (%s)", ptsname(m));
-  if (stat_tty_nr() != 0) pty_fail("this process got a controlling terminal: tty_nr %#x", stat_tty_nr());
+  if (tp_tty_nr() != 0) pty_fail("this process got a controlling terminal: tty_nr %#x", tp_tty_nr());
 
   int pkt = 0, excl = 0;
   if (ioctl(m, TIOCGPKT, &pkt) < 0 || !pkt) pty_fail("packet mode of the master lost (%d)", pkt);

@@ -8,19 +8,6 @@
 #include <sys/sysmacros.h>
 #include <termios.h>
 
-static int stat_tty_nr(void) {
-  char buf[1024];
-  int fd = open("/proc/self/stat", O_RDONLY);
-  ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
-  if (fd >= 0) close(fd);
-  if (n <= 0) return -1;
-  buf[n] = 0;
-  char* p = strrchr(buf, ')');
-  int tty_nr = -1;
-  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %d", &tty_nr) != 1) return -1;
-  return tty_nr;
-}
-
 int main(int argc, char** argv) {
   tp_init(argc, argv);
   (void)tp_wait_for_term; /* it ends on its line, not on SIGTERM */
@@ -42,7 +29,7 @@ int main(int argc, char** argv) {
   struct stat st;
   if (fstat(0, &st) < 0) tp_fail("fstat stdin: %s", strerror(errno));
   int want = (int)((minor(st.st_rdev) & 0xff) | (major(st.st_rdev) << 8) | ((minor(st.st_rdev) & ~0xffu) << 12));
-  if (stat_tty_nr() != want) tp_fail("controlling tty_nr %#x is not stdin's %#x", stat_tty_nr(), want);
+  if (tp_tty_nr() != want) tp_fail("controlling tty_nr %#x is not stdin's %#x", tp_tty_nr(), want);
   if (getsid(0) != getpid() || tcgetpgrp(0) != getpgrp()) tp_fail("session or foreground group lost");
   printf("pong %s\n", line);
   fflush(stdout);
