@@ -40,11 +40,18 @@ struct DumpRequest {
   uint64_t ghost_limit = 1u << 20;    // largest deleted-but-open file carried in the image
   bool file_locks = false;            // --file-locks: dump the locks tasks hold (else they are an error)
   bool orphan_pts_master = false;     // a pty slave whose master is outside the tree is dumped (else refused)
+  bool tcp_established = false;       // --tcp-established: established TCP connections are dumped (else refused)
   // --ext-mount-map KEY:VAL and RPC ext_mnt (besides --external mnt[KEY]:VAL in `external`): the
   // mount at mount point KEY of the tree's mount namespace comes from outside; the image names it VAL.
   std::vector<std::pair<std::string, std::string>> ext_mounts;
   uint32_t empty_ns = 0;      // CLONE_NEWNET (--empty-ns net): the tree's own netns is not dumped
   std::string freeze_cgroup;  // --freeze-cgroup PATH: noted; the tree is frozen with ptrace
+  // Incremental dumps. A pre-dump writes memory only and leaves the tree running; with track_mem
+  // the kernel records what the tree writes afterwards, so a dump with parent_img = that pre-dump's
+  // images writes only the pages written since and refers to the parent for the rest.
+  bool pre_dump = false;
+  bool track_mem = false;   // --track-mem (always on for a pre-dump)
+  std::string parent_img;   // --prev-images-dir: the previous dump's images, relative to the images dir
 };
 
 struct DumpResult {
@@ -53,6 +60,7 @@ struct DumpResult {
   uint64_t memwrite_us = 0;
   uint64_t pages_scanned = 0;
   uint64_t pages_written = 0;
+  uint64_t pages_skipped_parent = 0;  // unchanged since the parent dump: left to its images
   uint64_t total_us = 0;
 };
 

@@ -3,7 +3,10 @@
 
 #include <sys/types.h>
 
+#include <string>
+
 #include "checkpoint/base/result.h"
+#include "checkpoint/base/unique_fd.h"
 
 namespace crshim {
 
@@ -39,6 +42,13 @@ class Hooks {
   virtual Status fire_fd(HookPoint point, pid_t pid, int fd) {
     (void)fd;
     return fire(point, pid);
+  }
+  // Asks the caller for the file an --inherit-fd entry names by key but did not pass (an RPC client's
+  // "req-inherit-fd"); sinks that cannot ask fail.
+  virtual bool can_request_fd() const { return false; }
+  virtual Result<UniqueFd> request_fd(const std::string& key) {
+    return fail(make_error(Errc::invalid_argument, "inherit-fd", key, "the fd for this key is not open in crshim")
+                    .with_hint("the fd must be open in crshim when it starts"));
   }
 };
 

@@ -12,4 +12,16 @@ Status HookChain::fire_fd(HookPoint point, pid_t pid, int fd) {
   return {};
 }
 
+bool HookChain::can_request_fd() const {
+  for (const Hooks* sink : sinks_)
+    if (sink->can_request_fd()) return true;
+  return false;
+}
+
+Result<UniqueFd> HookChain::request_fd(const std::string& key) {
+  for (Hooks* sink : sinks_)
+    if (sink->can_request_fd()) return sink->request_fd(key);
+  return Hooks::request_fd(key);
+}
+
 }  // namespace crshim

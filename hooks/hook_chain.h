@@ -22,6 +22,9 @@ class HookChain final : public Hooks {
 
   Status fire(HookPoint point, pid_t pid) override;
   Status fire_fd(HookPoint point, pid_t pid, int fd) override;
+  // The first sink that can ask answers.
+  bool can_request_fd() const override;
+  Result<UniqueFd> request_fd(const std::string& key) override;
 
  private:
   std::vector<Hooks*> sinks_;

@@ -2,6 +2,9 @@
 
 #include <sys/socket.h>
 
+#include <cstring>
+#include <vector>
+
 #include <cerrno>
 
 namespace crshim::rpcio {
@@ -52,6 +55,38 @@ Result<bool> recv_message(int sock, google::protobuf::MessageLite& msg) {
   if (!msg.ParseFromString(*dgram))
     return fail(make_error(Errc::invalid_argument, "parse", msg.GetTypeName(),
                            "malformed message of " + std::to_string(dgram->size()) + " bytes"));
+  return true;
+}
+
+Result<bool> recv_message_with_fd(int sock, google::protobuf::MessageLite& msg, UniqueFd& fd) {
+  std::string buf(kMaxMessage > 65536 ? 65536 : kMaxMessage, '\0');  // acks are a few bytes
+  iovec iov{buf.data(), buf.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return fail(sys_error("recvmsg", "RPC socket"));
+  // Every fd that arrived is owned here, so none leaks whatever the answer says.
+  std::vector<UniqueFd> fds;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+        int one;
+        memcpy(&one, CMSG_DATA(c) + i * sizeof(int), sizeof one);
+        fds.emplace_back(one);
+      }
+  if (n == 0) return false;
+  if (mh.msg_flags & MSG_TRUNC) return fail(make_error(Errc::invalid_argument, "recvmsg", "RPC socket", "answer too large"));
+  if (fds.size() > 1) return fail(make_error(Errc::invalid_argument, "recvmsg", "RPC socket", "more than one fd in an answer"));
+  if (!msg.ParseFromArray(buf.data(), int(n)))
+    return fail(make_error(Errc::invalid_argument, "parse", msg.GetTypeName(), "malformed message of " + std::to_string(n) + " bytes"));
+  if (!fds.empty()) fd = std::move(fds[0]);
   return true;
 }
 

@@ -7,6 +7,7 @@
 #include <google/protobuf/message_lite.h>
 
 #include "checkpoint/base/result.h"
+#include "checkpoint/base/unique_fd.h"
 
 namespace crshim::rpcio {
 
@@ -22,5 +23,7 @@ Result<std::optional<std::string>> recv_datagram(int sock);
 // Receives and parses one datagram into `msg`; false when the peer closed the connection.
 // A datagram that does not parse is an Errc::invalid_argument error.
 Result<bool> recv_message(int sock, google::protobuf::MessageLite& msg);
+// The same, also taking the one fd the datagram may carry as SCM_RIGHTS (else `fd` stays empty).
+Result<bool> recv_message_with_fd(int sock, google::protobuf::MessageLite& msg, UniqueFd& fd);
 
 }  // namespace crshim::rpcio

@@ -42,6 +42,27 @@ Status send_with_fd(int sock, const criu_resp& msg, int fd) {
 
 Status RpcNotifyHooks::fire(HookPoint point, pid_t pid) { return notify(point, pid, -1); }
 
+Result<UniqueFd> RpcNotifyHooks::request_fd(const std::string& key) {
+  constexpr const char* kAction = "req-inherit-fd";
+  criu_resp msg;
+  msg.set_type(::NOTIFY);
+  msg.set_success(true);
+  msg.mutable_notify()->set_script(kAction);
+  msg.mutable_notify()->set_crshim_inherit_fd_key(key);
+  LOG_INFO(log_, "Asking the RPC client for the file of %s", key.c_str());
+  CR_OK_IN(rpcio::send_message(sock_, msg), std::string("notify ") + kAction);
+  criu_req ack;
+  UniqueFd fd;
+  bool got = CR_TRY(rpcio::recv_message_with_fd(sock_, ack, fd));
+  if (!got) return fail(make_error(Errc::aborted, "notify", kAction, "the RPC client closed the connection instead of answering"));
+  if (ack.type() != ::NOTIFY || !ack.notify_success())
+    return fail(make_error(Errc::aborted, "inherit-fd", key, "the RPC client declined to pass this file"));
+  if (!fd)
+    return fail(make_error(Errc::invalid_argument, "inherit-fd", key, "the RPC client's answer carried no file")
+                    .with_hint("attach the fd to the NOTIFY answer as SCM_RIGHTS"));
+  return fd;
+}
+
 Status RpcNotifyHooks::fire_fd(HookPoint point, pid_t pid, int fd) { return notify(point, pid, fd); }
 
 Status RpcNotifyHooks::notify(HookPoint point, pid_t pid, int fd) {

@@ -23,6 +23,11 @@ class RpcNotifyHooks final : public Hooks {
   // The NOTIFY goes out in one sendmsg() with `fd` as SCM_RIGHTS (CRIU's orphan-pts-master).
   Status fire_fd(HookPoint point, pid_t pid, int fd) override;
 
+  // crshim's extension: NOTIFY "req-inherit-fd" carrying the key (criu_notify field 1001); the
+  // client's ack must carry the file as SCM_RIGHTS.
+  bool can_request_fd() const override { return true; }
+  Result<UniqueFd> request_fd(const std::string& key) override;
+
   // --external keys the client returned in its answer to query-ext-files (opts.external).
   const std::vector<std::string>& extra_external() const { return extra_external_; }
 

@@ -26,7 +26,8 @@ int cli_main(int argc, char** argv) {
     return opts->verb == Verb::none && !opts->help ? 1 : 0;
   }
   switch (opts->verb) {
-    case Verb::dump: return run_dump(*opts);
+    case Verb::dump:
+    case Verb::pre_dump: return run_dump(*opts);
     case Verb::restore: return run_restore(*opts);
     case Verb::check: return run_check(*opts);
     case Verb::show: return run_show(*opts);

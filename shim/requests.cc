@@ -2,6 +2,8 @@
 
 #include <sched.h>
 
+#include <algorithm>
+
 namespace crshim {
 
 Status refuse_unsupported(const Options& o) {
@@ -9,10 +11,8 @@ Status refuse_unsupported(const Options& o) {
   auto no = [&](bool set, const char* name) {
     if (set) refused.push_back(name);
   };
-  no(o.tcp_established, "--tcp-established");
   no(o.tcp_close, "--tcp-close");
   no(o.skip_in_flight, "--skip-in-flight");
-  no(o.ext_unix_sk, "--ext-unix-sk");
   no(o.link_remap, "--link-remap");
   no(o.evasive_devices, "--evasive-devices");
   no(o.leave_stopped, "--leave-stopped");
@@ -21,8 +21,6 @@ Status refuse_unsupported(const Options& o) {
   no(!o.veth_pairs.empty(), "--veth-pair");
   no(o.page_server, "--page-server");
   no(o.lazy_pages, "--lazy-pages");
-  no(o.track_mem, "--track-mem");
-  no(o.prev_images_dir.has_value(), "--prev-images-dir");
   no(o.auto_dedup, "--auto-dedup");
   no(o.lsm_profile.has_value() || o.lsm_mount_context.has_value(), "--lsm-profile/--lsm-mount-context");
   no(o.stream, "--stream");
@@ -30,7 +28,7 @@ Status refuse_unsupported(const Options& o) {
   no(o.log_format == LogFormat::json, "--log-format json");
   no(o.bundle.dir.has_value() || o.bundle.image_path.has_value(), "--bundle/--image-path (OCI bundle mode)");
   for (const auto& e : o.external)
-    if (e.rfind("file[", 0) != 0 && !(e.rfind("net[", 0) == 0 && o.verb == Verb::dump) &&
+    if (e.rfind("file[", 0) != 0 && !(e.rfind("net[", 0) == 0 && o.verb == Verb::dump) && e.rfind("unix[", 0) != 0 &&
         !(e.rfind("mnt[", 0) == 0 && e.rfind("mnt[]", 0) != 0))
       refused.push_back("--external " + e);
   if (refused.empty()) return {};
@@ -46,11 +44,24 @@ DumpRequest dump_request(const Options& opts) {
   req.leave_running = opts.leave_running;
   req.shell_job = opts.shell_job;
   req.external = opts.external;
+  // --ext-unix-sk[=INO,...]: the engine takes these as external keys, unix[] (any socket whose peer is
+  // outside the tree, as mnt[] is any external mount) plus unix[INO] for each inode named.
+  auto add_key = [&](const std::string& key) {
+    if (std::find(req.external.begin(), req.external.end(), key) == req.external.end()) req.external.push_back(key);
+  };
+  if (opts.ext_unix_sk) {
+    add_key("unix[]");
+    for (uint64_t ino : opts.ext_unix_sk_ids) add_key("unix[" + std::to_string(ino) + "]");
+  }
   req.ghost_limit = opts.ghost_limit;
   req.file_locks = opts.file_locks;
   req.orphan_pts_master = opts.orphan_pts_master;
+  req.tcp_established = opts.tcp_established;
   req.empty_ns = opts.empty_ns_net ? CLONE_NEWNET : 0;
   req.freeze_cgroup = opts.freeze_cgroup.value_or("");
+  req.pre_dump = opts.verb == Verb::pre_dump;
+  req.track_mem = opts.track_mem || req.pre_dump;
+  req.parent_img = opts.prev_images_dir.value_or("");
   for (const auto& m : opts.ext_mounts) req.ext_mounts.push_back({m.key, m.val});
   return req;
 }

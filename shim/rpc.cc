@@ -62,8 +62,14 @@ criu_resp feature_check_answer(const criu_req& req) {
   }
   resp.set_success(true);
   criu_features* have = resp.mutable_features();
-  // Truthful: there is no dirty-memory tracking (no pre-dump) and no lazy-pages daemon.
-  have->set_mem_track(false);
+  // Truthful: pre-dumps track written pages with an asynchronous write-protect userfaultfd and
+  // PAGEMAP_SCAN (no soft-dirty needed); there is no lazy-pages daemon.
+  bool mem_track = false;
+  if (want.has_mem_track() && want.mem_track()) {
+    auto f = kernel::probe_features();
+    mem_track = f && f->uffd_wp_async && f->pagemap_scan;
+  }
+  have->set_mem_track(mem_track);
   have->set_lazy_pages(false);
   have->set_pidfd_store(pidfd_store);
   return resp;
@@ -107,7 +113,7 @@ criu_resp unknown_answer(const std::string& what) {
 
 // DUMP and RESTORE: map the options, open the job, run the engine with the notify/script chain.
 criu_resp job_answer(const criu_req& req, int sock, const ServeConfig& cfg, const Peer& peer) {
-  const bool is_dump = req.type() == ::DUMP;
+  const bool is_dump = req.type() != ::RESTORE;  // DUMP, PRE_DUMP, SINGLE_PRE_DUMP
   criu_resp resp;
   resp.set_type(req.type());
   resp.set_success(false);
@@ -164,7 +170,7 @@ criu_resp job_answer(const criu_req& req, int sock, const ServeConfig& cfg, cons
       LOG_MSG(job.log, "Frozen time: %llu us, pages written: %llu", (unsigned long long)res->frozen_us,
               (unsigned long long)res->pages_written);
     resp.set_success(true);
-    resp.mutable_dump()->set_restored(false);
+    if (!dr.pre_dump) resp.mutable_dump()->set_restored(false);
     return resp;
   }
 
@@ -184,9 +190,9 @@ criu_resp answer(const criu_req& req, int sock, const ServeConfig& cfg, const Pe
     case ::FEATURE_CHECK: return feature_check_answer(req);
     case ::CHECK: return check_answer();
     case ::DUMP:
-    case ::RESTORE: return job_answer(req, sock, cfg, peer);
     case ::PRE_DUMP:
     case ::SINGLE_PRE_DUMP:
+    case ::RESTORE: return job_answer(req, sock, cfg, peer);
     case ::PAGE_SERVER:
     case ::PAGE_SERVER_CHLD:
     case ::CPUINFO_DUMP:
@@ -200,6 +206,8 @@ criu_resp answer(const criu_req& req, int sock, const ServeConfig& cfg, const Pe
 
 // The types after which CRIU reads another request on the same socket when keep_open is set.
 bool keeps_open(criu_req_type t) { return t == ::VERSION || t == ::FEATURE_CHECK; }
+// After a PRE_DUMP, CRIU always waits for the next one (or the final DUMP) on the same socket.
+bool continues_series(criu_req_type t) { return t == ::PRE_DUMP; }
 
 }  // namespace
 
@@ -248,7 +256,7 @@ int serve(int sock, const ServeConfig& cfg) {
                   EPERM);
     } else {
       resp = answer(req, sock, cfg, *peer);
-      keep_open = req.keep_open() && resp.success() && keeps_open(req.type());
+      keep_open = resp.success() && ((req.keep_open() && keeps_open(req.type())) || continues_series(req.type()));
     }
     if (Status st = rpcio::send_message(sock, resp); !st) {
       fprintf(stderr, "crshim: %s\n", st.error().render().c_str());

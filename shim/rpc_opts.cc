@@ -38,8 +38,8 @@ CgroupMode cgroup_mode(criu_cg_mode m) {
 }  // namespace
 
 Result<JobRequest> map_request(const criu_req& req, const Options& base, const Peer& peer, Mode mode) {
-  if (req.type() != ::DUMP && req.type() != ::RESTORE)
-    return fail(bad_request(std::string("not a DUMP or RESTORE request: ") + criu_req_type_Name(req.type())));
+  if (req.type() != ::DUMP && req.type() != ::PRE_DUMP && req.type() != ::SINGLE_PRE_DUMP && req.type() != ::RESTORE)
+    return fail(bad_request(std::string("not a DUMP, PRE_DUMP or RESTORE request: ") + criu_req_type_Name(req.type())));
   if (!req.has_opts()) return fail(bad_request("the request carries no options"));
   const criu_opts& r = req.opts();
   const bool service = mode == Mode::service;
@@ -47,7 +47,12 @@ Result<JobRequest> map_request(const criu_req& req, const Options& base, const P
   JobRequest job;
   Options& o = job.opts;
   o = base;
-  o.verb = req.type() == ::DUMP ? Verb::dump : Verb::restore;
+  switch (req.type()) {
+    case ::DUMP: o.verb = Verb::dump; break;
+    case ::PRE_DUMP:
+    case ::SINGLE_PRE_DUMP: o.verb = Verb::pre_dump; break;
+    default: o.verb = Verb::restore; break;
+  }
   o.args.clear();
   o.swrk_fd = -1;
 
@@ -143,11 +148,13 @@ Result<JobRequest> map_request(const criu_req& req, const Options& base, const P
   for (const auto& c : r.cg_root()) o.cgroup_roots.push_back({c.ctrl(), c.path()});
   if (r.inherit_fd_size() > 0 && service) return fail(bad_request("inherit_fd is only allowed in swrk mode"));
   for (const auto& i : r.inherit_fd()) {
-    // The numbers are in OUR table (inherited across exec); one that is not open is a client bug.
+    // The numbers are in OUR table (inherited across exec). One that is not open is asked for during
+    // the restore (NOTIFY "req-inherit-fd", crshim's extension) when the client answers notifications;
+    // otherwise it is a client bug.
     struct stat st;
-    if (i.fd() < 0 || ::fstat(i.fd(), &st) < 0)
+    if (i.fd() < 0 || (::fstat(i.fd(), &st) < 0 && !r.notify_scripts()))
       return fail(bad_request("inherit_fd '" + i.key() + "': descriptor " + std::to_string(i.fd()) +
-                              " is not open in the engine"));
+                              " is not open in the engine (set notify_scripts to be asked for it)"));
     o.inherit_fds.push_back({i.fd(), i.key()});
   }
   o.skip_mnt.insert(o.skip_mnt.end(), r.skip_mnt().begin(), r.skip_mnt().end());
@@ -202,23 +209,23 @@ Result<JobRequest> map_request(const criu_req& req, const Options& base, const P
 
 Result<std::vector<std::string>> check_engine_support(const JobRequest& job) {
   const Options& o = job.opts;
-  const bool dump = o.verb == Verb::dump;
+  const bool dump = o.verb == Verb::dump || o.verb == Verb::pre_dump;
   std::vector<std::string> refused;
   std::vector<std::string> ignored;
 
   // Refused: honouring them would change what is dumped or how the tree comes back.
   if (dump && !o.tree_pid) refused.push_back("DUMP without opts.pid (dumping the client itself) is not supported");
-  if (o.tcp_established) refused.push_back("tcp_established: established TCP connections are not supported yet");
   if (!o.veth_pairs.empty()) refused.push_back("veths: network namespaces are not supported yet");
   if (o.lazy_pages) refused.push_back("lazy_pages: lazy (post-copy) memory is not supported");
-  if (o.track_mem || o.prev_images_dir) refused.push_back("track_mem/parent_img: incremental dumps are not supported");
+  if (!dump && (o.track_mem || o.prev_images_dir)) refused.push_back("track_mem/parent_img: only a dump takes them");
   if (o.page_server || o.tls) refused.push_back("ps/tls: page servers are not supported");
   if (o.lsm_profile || o.lsm_mount_context) refused.push_back("lsm_profile/lsm_mount_context: LSM labels are not applied yet");
   if (o.leave_stopped) refused.push_back("leave_stopped: leaving tasks stopped is not supported yet");
   if (o.exec_cmd) refused.push_back("exec_cmd: running a command after restore is not supported");
   if (!dump)
     for (const auto& e : o.external)
-      if (!e.starts_with("mnt[") && !e.starts_with("dev["))
+      // unix[INO] (also from unix_sk_ino) only matters at dump; the socket comes back by inherit_fd.
+      if (!e.starts_with("mnt[") && !e.starts_with("dev[") && !e.starts_with("unix["))
         refused.push_back("external '" + e + "': not supported on restore yet");
 
   // Accepted and logged as ignored until the engine handles them. runc sends these with every request

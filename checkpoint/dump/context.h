@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "checkpoint/dump/incremental.h"
 #include "checkpoint/engine.h"
 #include "checkpoint/files/kinds.h"
 #include "checkpoint/kernel/features.h"
@@ -44,6 +45,7 @@ struct DumpContext {
     files.set_ghost_limit(r.ghost_limit);
     files.set_file_locks(r.file_locks);
     files.set_orphan_pts_master(r.orphan_pts_master);
+    files.set_tcp_established(r.tcp_established);
     files.set_tree_pids(&vpids);
   }
 
@@ -59,6 +61,8 @@ struct DumpContext {
   size_t pid_levels = 0;         // pid namespace depth of the tree's root, as /proc/PID/status shows it
   std::map<pid_t, std::vector<uint32_t>> nested_pids;  // real pid/tid -> pids in deeper namespaces
   std::map<pid_t, uint32_t> cg_sets;  // real pid -> its cgroup set in cgroup.img (thread_core.cg_set)
+  const ParentImages* parent = nullptr;    // --prev-images-dir
+  std::map<uint32_t, uint64_t> tracking;  // vpid -> write-tracking userfaultfd left armed (inode)
 
   uint32_t vpid(pid_t real) const {
     auto it = vpids.find(real);

@@ -13,6 +13,7 @@
 #include "checkpoint/dump/tree.h"
 #include "checkpoint/engine.h"
 #include "checkpoint/files/fds.h"
+#include "checkpoint/files/inet.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
 #include "checkpoint/kernel/proc.h"
@@ -77,6 +78,11 @@ Status preflight(const DumpRequest& req) {
   }
   auto tree = CR_TRY(dumper::list_tree(pid));
   for (pid_t p : tree) {
+    if (!req.tcp_established)
+      if (auto est = files::inet::established_problem(p); !est.empty()) {
+        problems.push_back(est);
+        if (hint.empty()) hint = "use --tcp-established to dump established TCP connections";
+      }
     Status st = files::check_fds_supported(p, req.shell_job);
     if (st || st.error().err == ENOENT) continue;
     problems.push_back((p == pid ? "" : "pid " + std::to_string(p) + ": ") + st.error().message);
@@ -147,10 +153,37 @@ Status write_stats(const dumper::DumpContext& ctx, Clock::duration freezing, Clo
   d->set_memdump_time(uint32_t(ctx.result.memdump_us));
   d->set_memwrite_time(uint32_t(ctx.result.memwrite_us));
   d->set_pages_scanned(ctx.result.pages_scanned);
-  d->set_pages_skipped_parent(0);
+  d->set_pages_skipped_parent(ctx.result.pages_skipped_parent);
   d->set_pages_written(ctx.result.pages_written);
   d->set_pages_lazy(0);
   return image::write_single(ctx.session.work_dir, image::kStatsDumpFile, image::kind(image::Type::stats), st);
+}
+
+// A pre-dump: the memory of every live task, write tracking armed for the next dump, and the tree
+// left running whatever happens (as CRIU's, it runs no hooks).
+Result<DumpResult> finish_pre_dump(const DumpRequest& req, dumper::FrozenTree& tree, dumper::DumpContext& ctx, Status st,
+                                   Clock::time_point start) {
+  auto frozen_at = Clock::now();
+  for (size_t i : tree.preorder()) {
+    if (!st) break;
+    auto& task = tree.tasks()[i];
+    if (task.zombie) continue;
+    pstree_entry unused;
+    st = dumper::dump_process(*task.frozen, ctx, unused);
+  }
+  if (st) st = dumper::write_tracking_record(ctx.session.images_dir, ctx.tracking);
+  auto frozen_for = Clock::now() - frozen_at;
+  Status thawed = tree.thaw();
+  if (!st) {
+    if (!thawed) LOG_ERROR(ctx.session.log, "Resuming the tree of %d: %s", req.pid, thawed.error().render().c_str());
+    return fail(st.error());
+  }
+  CR_OK(thawed);
+  CR_OK(write_stats(ctx, std::chrono::microseconds(tree.freeze_us()), frozen_for));
+  ctx.result.frozen_us = micros(frozen_for);
+  ctx.result.total_us = micros(Clock::now() - start);
+  LOG_INFO(ctx.session.log, "Pre-dump finished: %llu pages written", (unsigned long long)ctx.result.pages_written);
+  return ctx.result;
 }
 
 }  // namespace
@@ -159,7 +192,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   auto start = Clock::now();
   Logger& log = session.log;
   LOG_INFO(log, "Dumping pid %d (crshim %s)", req.pid, CRSHIM_VERSION);
-  CR_OK(hooks.fire(HookPoint::pre_dump, 0));
+  if (!req.pre_dump) CR_OK(hooks.fire(HookPoint::pre_dump, 0));  // CRIU runs no hooks in a pre-dump
   CR_OK(preflight(req));
   if (!req.freeze_cgroup.empty())
     LOG_INFO(log, "--freeze-cgroup %s: the tree is frozen with ptrace, the freezer is left alone", req.freeze_cgroup.c_str());
@@ -172,6 +205,17 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   LOG_INFO(log, "Froze %zu tasks in %llu us", tree.tasks().size(), (unsigned long long)tree.freeze_us());
 
   dumper::DumpContext ctx(req, session);
+  std::optional<dumper::ParentImages> parent;
+  if (!req.parent_img.empty()) {
+    auto p = dumper::ParentImages::link(session.images_dir, req.parent_img);
+    if (!p) {
+      Status thawed = tree.thaw();
+      if (!thawed) LOG_ERROR(log, "Resuming the tree of %d: %s", req.pid, thawed.error().render().c_str());
+      return fail(p.error());
+    }
+    parent = std::move(*p);
+    ctx.parent = &*parent;
+  }
   std::vector<pstree_entry> pstree;
   std::vector<std::pair<pid_t, task_kobj_ids_entry>> ids;
   Status st = fault_point("dump:frozen");
@@ -179,6 +223,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   // Every task's cgroup set, known before its core is written (thread_core.cg_set refers to it).
   cgroup::Collector cgroups;
   if (st) st = cgroups.init();
+  if (req.pre_dump) return finish_pre_dump(req, tree, ctx, st, start);
   for (size_t i : tree.preorder()) {
     const auto& task = tree.tasks()[i];
     if (!st) break;
@@ -186,6 +231,14 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
     auto cg = cgroups.add_task(task.pid);
     if (cg) ctx.cg_sets[task.pid] = *cg;
     else st = fail(cg.error());
+  }
+  // As CRIU: a tree with its own network namespace has it locked while its sockets are dumped
+  // (runc runs its network strategies on these hooks); there is no lock method to apply here.
+  bool net_locked = false;
+  if (st) {
+    auto own = net::own_netns(req.pid);
+    if (!own) st = fail(own.error());
+    else if (*own && (st = hooks.fire(HookPoint::network_lock, 0))) net_locked = true;
   }
   for (size_t i : tree.preorder()) {
     if (!st) break;
@@ -228,19 +281,24 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
       st = mnt::dump_mounts(req.pid, ids[0].second.mnt_ns_id(), req, session.images_dir, log);
   }
   if (st) st = cgroups.write(session.images_dir, ctx.cg_sets[req.pid]);
+  if (st && req.track_mem) st = dumper::write_tracking_record(session.images_dir, ctx.tracking);
   if (st) st = fault_point("dump:images");
   if (st) st = write_common_images(ctx, pstree);
   if (st) st = hooks.fire(HookPoint::post_dump, 0);
   if (!st) {
+    ctx.files.end_tcp_repair();
     // Every register and signal mask is put back before the tasks are released: they run on as before.
     Status thawed = tree.thaw();
     if (!thawed) LOG_ERROR(log, "Resuming the tree of %d after the failed dump: %s", req.pid, thawed.error().render().c_str());
+    if (net_locked) (void)hooks.fire(HookPoint::network_unlock, 0);
     return fail(st.error());
   }
 
   auto frozen_for = Clock::now() - frozen_at;
   if (req.leave_running) {
+    ctx.files.end_tcp_repair();
     CR_OK(tree.thaw());
+    if (net_locked) CR_OK(hooks.fire(HookPoint::network_unlock, 0));
   } else {
     CR_OK(tree.kill());
   }

@@ -23,6 +23,7 @@
 #include "checkpoint/mem/pages.h"
 #include "checkpoint/mem/shmem.h"
 #include "checkpoint/mem/vmas.h"
+#include "checkpoint/mem/write_tracking.h"
 #include "core.pb.h"
 #include "fs.pb.h"
 #include "mm.pb.h"
@@ -278,12 +279,26 @@ Status dump_posix_timers(RemoteSyscall& rs, pid_t pid, uint64_t scratch, const s
 }
 
 // Private pages into pagemap-<vpid>/pages-<n>, then the shared anonymous objects not dumped yet.
-Status dump_memory(pid_t pid, const mem::AddressSpace& as, DumpContext& ctx) {
+// With write tracking that was armed before (`tracked`), the written-page bits are read (and reset, so
+// the next dump counts from this one); when the parent images were dumped under the same arming,
+// pages not written since are left to them.
+Status dump_memory(pid_t pid, const mem::AddressSpace& as, DumpContext& ctx, bool tracked, uint64_t tracking_inode) {
   auto pagemap_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/pagemap", O_RDONLY));
-  std::vector<mem::Range> pages;
+  bool incremental = tracked && ctx.parent && ctx.parent->tracking(ctx.vpid(pid)) == tracking_inode;
+  std::vector<mem::Range> covered;
+  if (incremental) covered = CR_TRY(ctx.parent->covered(ctx.vpid(pid)));
+  std::vector<mem::Range> pages, in_parent;
   for (const auto& r : as.private_ranges) {
     auto found = CR_TRY(mem::private_pages(pagemap_fd.get(), r.start, r.end));
     ctx.result.pages_scanned += r.pages();
+    if (tracked) {
+      auto written = CR_TRY(mem::written_pages(pagemap_fd.get(), r.start, r.end));
+      if (incremental && written) {
+        auto unchanged = mem::intersect(mem::subtract(found, *written), covered);
+        found = mem::subtract(found, unchanged);
+        in_parent.insert(in_parent.end(), unchanged.begin(), unchanged.end());
+      }
+    }
     pages.insert(pages.end(), found.begin(), found.end());
   }
   uint32_t pages_id = ctx.next_pages_id++;
@@ -294,7 +309,8 @@ Status dump_memory(pid_t pid, const mem::AddressSpace& as, DumpContext& ctx) {
   CR_OK(pagemap.write(head));
   auto pages_img = CR_TRY(image::Writer::create_raw(ctx.session.images_dir, image::pages_file(pages_id)));
   mem::PageDumpStats ps;
-  CR_OK(mem::dump_pages(pid, pages, pages_img, pagemap, ps));
+  CR_OK(mem::dump_pages(pid, pages, pages_img, pagemap, ps, in_parent));
+  for (const auto& r : in_parent) ctx.result.pages_skipped_parent += r.pages();
   CR_OK(pages_img.close());
   CR_OK(pagemap.close());
   ctx.result.pages_written += ps.pages_written;
@@ -443,8 +459,35 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
     extras.push_back(CR_TRY(thread_extras(trs, pid, scratch)));
     CR_OK(trs.restore());
   }
+  // Write tracking for incremental dumps: kept on from an earlier dump, armed now, or given up.
+  std::optional<mem::WriteTracking> tracking;
+  bool tracked = false;  // armed before this dump: its written-page bits mean something
+  UniqueFd tracking_hold;
+  if (own_vm) {
+    tracking = mem::find_write_tracking(pid);
+    tracked = tracking.has_value();
+    if (tracking && !ctx.req.track_mem) {
+      // Held here until the memory is read; the task itself no longer has it.
+      UniqueFd pidfd(sys::pidfd_open(pid));
+      tracking_hold = UniqueFd(pidfd ? sys::pidfd_getfd(pidfd.get(), tracking->target_fd) : -1);
+      if (!tracking_hold) tracked = false;
+      CR_OK(rs.syscall(SYS_close, tracking->target_fd));
+    } else if (!tracking && ctx.req.track_mem) {
+      kernel::Remote remote(rs, pid, scratch, kScratchSize);
+      tracking = CR_TRY(mem::arm_write_tracking(remote, as.private_ranges));
+    }
+    if (tracking && ctx.req.track_mem) ctx.tracking[ctx.vpid(pid)] = tracking->inode;
+  }
   CR_OK(kernel::remote_munmap(rs, scratch, kScratchSize));
   CR_OK(rs.restore());
+  if (ctx.req.pre_dump) {
+    // A pre-dump takes memory only.
+    if (!own_vm) return {};
+    auto t0 = Clock::now();
+    CR_OK(dump_memory(pid, as, ctx, tracked, tracking ? tracking->inode : 0));
+    ctx.result.memdump_us += micros_since(t0);
+    return {};
+  }
 
   // Threads: leader first, as pstree lists them.
   CR_OK(fill_pstree_ids(pid, stat, ctx, pstree));
@@ -517,7 +560,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
     CR_OK_IN(copy_pagemap(ctx, shared_vm->second, ctx.vpid(pid)), "memory of pid " + std::to_string(pid));
     LOG_INFO(log, "Process %d shares the address space of %u", pid, shared_vm->second);
   } else {
-    CR_OK(dump_memory(pid, as, ctx));
+    CR_OK(dump_memory(pid, as, ctx, tracked, tracking ? tracking->inode : 0));
   }
   ctx.result.memdump_us += micros_since(t0);
 

@@ -36,6 +36,11 @@ Result<std::vector<OpenFd>> list_fds(pid_t pid, bool with_info) {
       break;
     }
     f.link = *link;
+    if (f.link == "anon_inode:[userfaultfd]") {
+      // crshim's own write tracking, left in the task by an earlier pre-dump: not the task's file.
+      auto info = proc::read_fdinfo(pid, f.fd);
+      if (info && proc::is_write_tracking_uffd(*info)) continue;
+    }
     // Some objects refuse stat; the link still says what they are.
     if (::stat((dir + "/" + e->d_name).c_str(), &f.st) < 0) memset(&f.st, 0, sizeof f.st);
     out.push_back(std::move(f));

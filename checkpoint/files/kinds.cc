@@ -11,11 +11,11 @@ namespace crshim::files {
 
 // Defined one per file (reg.cc, pipe.cc, ...).
 extern const FileKind kPipeKind, kFifoKind, kUnixKind, kEventfdKind, kEventpollKind, kSignalfdKind,
-    kTimerfdKind, kInotifyKind, kMemfdKind, kTtyKind, kRegKind;
+    kTimerfdKind, kInotifyKind, kMemfdKind, kTtyKind, kRegKind, kInetKind;
 
 std::span<const FileKind> file_kinds() {
   // Specific kinds first: a FIFO or a tty also has a path, which the regular-file kind would take.
-  static const FileKind* const kinds[] = {&kPipeKind,     &kFifoKind,   &kUnixKind,    &kEventfdKind,
+  static const FileKind* const kinds[] = {&kPipeKind,     &kFifoKind,   &kUnixKind,    &kInetKind,    &kEventfdKind,
                                           &kEventpollKind, &kSignalfdKind, &kTimerfdKind, &kInotifyKind,
                                           &kMemfdKind,    &kTtyKind,    &kRegKind};
   static const auto table = [] {
@@ -66,6 +66,7 @@ std::vector<std::string> inherit_keys(const file_entry& fe) {
   switch (fe.type()) {
     case PIPE: return {"pipe:[" + std::to_string(fe.pipe().pipe_id()) + "]"};
     case UNIXSK: return {"socket:[" + std::to_string(fe.usk().ino()) + "]"};
+    case INETSK: return {"socket:[" + std::to_string(fe.isk().ino()) + "]"};
     case REG: {
       const std::string& name = fe.reg().name();
       if (fe.reg().ext()) return {name};

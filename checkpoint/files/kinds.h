@@ -59,6 +59,14 @@ class DumpFiles {
   // --orphan-pts-master: a pty slave whose master is outside the tree is dumped anyway.
   void set_orphan_pts_master(bool on) { orphan_pts_master_ = on; }
   bool orphan_pts_master() const { return orphan_pts_master_; }
+  // --tcp-established: established TCP connections are dumped (in repair mode) instead of refused.
+  void set_tcp_established(bool on) { tcp_established_ = on; }
+  bool tcp_established() const { return tcp_established_; }
+  // Established TCP sockets put into repair mode by the dump (crshim's copies). They stay in repair
+  // mode so that killing the tree sends nothing to the peers; a tree that runs on (--leave-running, a
+  // failed dump) needs end_tcp_repair() before it is resumed. Defined in inet.cc.
+  void add_repaired(UniqueFd sock) { repaired_.push_back(std::move(sock)); }
+  void end_tcp_repair();
   // Real pid/tid -> pid in the image for every task of the frozen tree (for kinds that look across it).
   void set_tree_pids(const std::map<pid_t, pid_t>* vpids) { tree_pids_ = vpids; }
   const std::map<pid_t, pid_t>* tree_pids() const { return tree_pids_; }
@@ -78,6 +86,8 @@ class DumpFiles {
   uint64_t ghost_limit_ = 1u << 20;
   bool file_locks_ = false;
   bool orphan_pts_master_ = false;
+  bool tcp_established_ = false;
+  std::vector<UniqueFd> repaired_;
   const std::map<pid_t, pid_t>* tree_pids_ = nullptr;
   std::map<std::string, std::unique_ptr<image::Writer>> writers_;
   std::map<std::string, std::map<uint64_t, uint32_t>> seen_;

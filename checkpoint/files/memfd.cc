@@ -2,7 +2,8 @@
 // memfd_inode_entry in memfd.img (name, size, owner, mode, seals); the contents are a shmem pagemap,
 // pagemap-shmem-<shmid>.img (offsets in the file as addresses, holes left out), with its pages-N.img.
 // Restore creates the inode once (memfd_create, contents, seals last) and reopens it per open file, so
-// open files that shared an inode share one again.
+// open files that shared an inode share one again. Mapped memfds (add_mapped_memfd) get a MEMFD entry of
+// their own that the VMA names; the inode is dumped once, whether reached by fd or by mapping.
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/mman.h>
@@ -16,6 +17,7 @@
 #include "checkpoint/base/sys.h"
 #include "checkpoint/files/anon_common.h"
 #include "checkpoint/files/kinds.h"
+#include "checkpoint/files/memfd.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/mem/shmem.h"
 #include "memfd.pb.h"
@@ -59,21 +61,21 @@ std::string memfd_name(const std::string& link) {
   return name;
 }
 
-// Adds the inode behind `f` to memfd.img (once per inode) and returns its inode_id.
-Result<uint32_t> dump_inode(const OpenFd& f, int stolen, DumpFiles& files) {
-  auto& inodes = files.seen()[kInodes];
-  if (auto it = inodes.find(uint64_t(f.st.st_ino)); it != inodes.end()) return it->second;
-  // A read-only view of the inode, whatever the task's file allows.
-  auto rfd = CR_TRY(sys::open("/proc/self/fd/" + std::to_string(stolen), O_RDONLY));
+// Adds the inode open as `fd` (named `link` in /proc) to memfd.img, once per inode, and returns its inode_id.
+Result<uint32_t> dump_inode(int fd, const std::string& link, const std::string& what, DumpFiles& files) {
   struct stat st;
-  if (::fstat(rfd.get(), &st) < 0) return fail(sys_error("fstat", f.name()));
-  int seals = ::fcntl(stolen, F_GET_SEALS);
-  if (seals < 0) return fail(sys_error("fcntl(F_GET_SEALS)", f.name()));
+  if (::fstat(fd, &st) < 0) return fail(sys_error("fstat", what));
+  auto& inodes = files.seen()[kInodes];
+  if (auto it = inodes.find(uint64_t(st.st_ino)); it != inodes.end()) return it->second;
+  // A read-only view of the inode, whatever the task's file allows.
+  auto rfd = CR_TRY(sys::open("/proc/self/fd/" + std::to_string(fd), O_RDONLY));
+  int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0) return fail(sys_error("fcntl(F_GET_SEALS)", what));
   uint32_t inode_id = uint32_t(inodes.size() + 1);
   // As CRIU: the shmem id is the inode number, which names the contents' pagemap.
   uint32_t shmid = uint32_t(st.st_ino);
   memfd_inode_entry mie;
-  mie.set_name(memfd_name(f.link));
+  mie.set_name(memfd_name(link));
   mie.set_uid(st.st_uid);
   mie.set_gid(st.st_gid);
   mie.set_size(uint64_t(st.st_size));
@@ -81,7 +83,7 @@ Result<uint32_t> dump_inode(const OpenFd& f, int stolen, DumpFiles& files) {
   mie.set_seals(uint32_t(seals));
   mie.set_inode_id(inode_id);
   mie.set_mode(st.st_mode);
-  CR_OK(mem::dump_shmem_contents(rfd.get(), uint64_t(st.st_size), shmid, files.images_dir(), kPagesIdBase + inode_id, f.name()));
+  CR_OK(mem::dump_shmem_contents(rfd.get(), uint64_t(st.st_size), shmid, files.images_dir(), kPagesIdBase + inode_id, what));
   auto* w = CR_TRY(files.writer(kMemfdFile, image::Type::memfd_inode));
   CR_OK(w->write(mie));
   inodes[uint64_t(st.st_ino)] = inode_id;
@@ -94,7 +96,7 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
     return id;
   }
   auto stolen = CR_TRY(f.steal());
-  uint32_t inode_id = CR_TRY(dump_inode(f, stolen.get(), files));
+  uint32_t inode_id = CR_TRY(dump_inode(stolen.get(), f.link, f.name(), files));
   file_entry fe;
   fe.set_type(MEMFD);
   fe.set_id(0);
@@ -108,6 +110,38 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
   anon::remember(f, files, kKind, id);
   return id;
 }
+
+}  // namespace
+
+Result<uint32_t> add_mapped_memfd(const std::string& map_file, const std::string& path, uint32_t flags,
+                                  const std::string& what, DumpFiles& files) {
+  auto fd = sys::open(map_file, O_RDONLY);
+  if (!fd) return fail(fd.error().within(what));
+  uint32_t inode_id = CR_TRY(dump_inode(fd->get(), path, what, files));
+  // One file entry per inode and access mode serves every mapping of it (and every task).
+  auto& entries = files.seen()["memfd mapping"];
+  uint64_t key = uint64_t(inode_id) << 2 | (flags & O_ACCMODE);
+  if (auto it = entries.find(key); it != entries.end()) return it->second;
+  file_entry fe;
+  fe.set_type(MEMFD);
+  fe.set_id(0);
+  memfd_file_entry* e = fe.mutable_memfd();
+  e->set_id(0);
+  e->set_flags(flags);
+  e->set_pos(0);
+  fown_entry* own = e->mutable_fown();  // a mapping's file has no owner
+  own->set_uid(0);
+  own->set_euid(0);
+  own->set_signum(0);
+  own->set_pid_type(0);
+  own->set_pid(0);
+  e->set_inode_id(inode_id);
+  uint32_t id = CR_TRY(anon::add_file(files, std::move(fe), [](file_entry& x, uint32_t i) { x.mutable_memfd()->set_id(i); }));
+  entries[key] = id;
+  return id;
+}
+
+namespace {
 
 // ---- restore -------------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 // Unix sockets (stream, datagram, seqpacket): one unix_sk_entry per socket, described by sock_diag
 // (name, peer, state, backlog, shutdown) and socket options; queued data is peeked into sk-queues.img.
-// Sockets connected to something outside the dumped processes are refused before freezing.
+// Sockets connected to something outside the dumped processes are refused unless the dump allows
+// them (--ext-unix-sk, --external unix[INO]).
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -18,6 +19,7 @@
 #include "checkpoint/base/sys.h"
 #include "checkpoint/files/anon_common.h"
 #include "checkpoint/files/kinds.h"
+#include "checkpoint/files/sock_opts.h"
 #include "checkpoint/files/unix_diag.h"
 #include "checkpoint/files/unix_restore.h"
 #include "sk-packet.pb.h"
@@ -28,6 +30,7 @@ namespace {
 
 constexpr const char* kKind = "unix";
 constexpr const char* kQueuesFile = "sk-queues.img";
+constexpr uint32_t kUskExtern = 1;  // unix_sk_entry.uflags: the peer is outside the tree
 
 std::string fd_path(const OpenFd& f) { return "/proc/" + std::to_string(f.pid) + "/fd/" + std::to_string(f.fd); }
 
@@ -112,41 +115,22 @@ std::string describe_peer_problem(const unixsk::SockDiag& d, bool peer_held) {
     return "listening unix socket with " + std::to_string(d.icons.size()) + " connection(s) not accepted yet";
   if (d.peer && !peer_held)
     return "unix socket connected to socket inode " + std::to_string(d.peer) +
-           " outside the dumped processes (external unix sockets, --ext-unix-sk, are not supported yet)";
+           " outside the dumped processes (allow it with --ext-unix-sk or --external unix[" + std::to_string(d.ino) +
+           "])";
   return "";
 }
 
 std::string unsupported(const OpenFd& f, bool) {
   auto d = unixsk::diag_by_ino(sock_ino(f));
   if (!d) return "unix socket (" + d.error().render() + ")";
-  bool held = !d->peer || held_sockets(dump_scope(f.pid)).count(d->peer);
-  return describe_peer_problem(*d, held);
+  // A peer outside the tree may be allowed (--ext-unix-sk, unix[INO]): dump() decides, knowing the keys.
+  return describe_peer_problem(*d, true);
 }
 
-Result<int> get_int(int fd, int level, int opt, const char* name, const std::string& what) {
-  int v = 0;
-  socklen_t len = sizeof v;
-  if (::getsockopt(fd, level, opt, &v, &len) < 0) return fail(sys_error(std::string("getsockopt(") + name + ")", what));
-  return v;
-}
+using sock::get_int;
 
 Result<sk_opts_entry> dump_opts(int fd, const std::string& what) {
-  sk_opts_entry o;
-  o.set_so_sndbuf(uint32_t(CR_TRY(get_int(fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF", what))));
-  o.set_so_rcvbuf(uint32_t(CR_TRY(get_int(fd, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF", what))));
-  timeval tv{};
-  socklen_t len = sizeof tv;
-  if (::getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &len) < 0) return fail(sys_error("getsockopt(SO_SNDTIMEO)", what));
-  o.set_so_snd_tmo_sec(uint64_t(tv.tv_sec));
-  o.set_so_snd_tmo_usec(uint64_t(tv.tv_usec));
-  len = sizeof tv;
-  if (::getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) < 0) return fail(sys_error("getsockopt(SO_RCVTIMEO)", what));
-  o.set_so_rcv_tmo_sec(uint64_t(tv.tv_sec));
-  o.set_so_rcv_tmo_usec(uint64_t(tv.tv_usec));
-  o.set_reuseaddr(CR_TRY(get_int(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR", what)) != 0);
-  o.set_so_priority(uint32_t(CR_TRY(get_int(fd, SOL_SOCKET, SO_PRIORITY, "SO_PRIORITY", what))));
-  o.set_so_rcvlowat(uint32_t(CR_TRY(get_int(fd, SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT", what))));
-  o.set_so_mark(uint32_t(CR_TRY(get_int(fd, SOL_SOCKET, SO_MARK, "SO_MARK", what))));
+  sk_opts_entry o = CR_TRY(sock::dump_common_opts(fd, what));
   o.set_so_passcred(CR_TRY(get_int(fd, SOL_SOCKET, SO_PASSCRED, "SO_PASSCRED", what)) != 0);
   o.set_so_passsec(CR_TRY(get_int(fd, SOL_SOCKET, SO_PASSSEC, "SO_PASSSEC", what)) != 0);
   // An attached classic BPF filter: the instruction count first, then the instructions.
@@ -177,11 +161,12 @@ Status dump_name(const OpenFd& f, const unixsk::SockDiag& d, unix_sk_entry& e, c
   // A path name: stored as the kernel reports it, with its terminating NUL (as CRIU does).
   e.set_name(name);
   while (!name.empty() && name.back() == '\0') name.pop_back();
-  std::string full = name;
+  // Looked up through the task's own root (a container's names are not crshim's).
+  std::string full = "/proc/" + std::to_string(f.pid) + "/root" + name;
   if (name[0] != '/') {
     // Relative to the directory it was bound in; the task's cwd is the only candidate we can see.
     std::string cwd = CR_TRY(sys::read_link("/proc/" + std::to_string(f.pid) + "/cwd"));
-    full = cwd + "/" + name;
+    full = "/proc/" + std::to_string(f.pid) + "/cwd/" + name;
     e.set_name_dir(cwd);
   }
   struct stat st;
@@ -217,6 +202,32 @@ Status dump_queue(int fd, int type, uint32_t id, DumpFiles& files, const std::st
   return {};
 }
 
+// The peer of `e` outside the tree, as an entry with the external flag that no fd refers to: restore
+// reads its name to connect `e` to it again.
+Status add_external_peer(const unixsk::SockDiag& peer, const unix_sk_entry& e, DumpFiles& files) {
+  auto& ids = files.seen()[kKind];
+  if (ids.count(peer.ino)) return {};
+  file_entry fe;
+  fe.set_type(UNIXSK);
+  unix_sk_entry* x = fe.mutable_usk();
+  x->set_ino(peer.ino);
+  x->set_type(peer.type);
+  x->set_state(peer.state);
+  x->set_flags(0);
+  x->set_uflags(kUskExtern);
+  x->set_backlog(0);
+  x->set_peer(0);
+  *x->mutable_fown() = e.fown();
+  *x->mutable_opts() = e.opts();
+  x->set_name(peer.name);
+  uint32_t id = CR_TRY(anon::add_file(files, std::move(fe), [](file_entry& y, uint32_t i) {
+    y.set_id(i);
+    y.mutable_usk()->set_id(i);
+  }));
+  ids[peer.ino] = id;
+  return {};
+}
+
 Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
   uint32_t ino = sock_ino(f);
   // A socket has exactly one open file (it cannot be reopened), so the inode names it.
@@ -232,7 +243,10 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
     held[0] = 1;  // marks the set as gathered
     for (uint32_t i : held_sockets(dump_scope(f.pid))) held[i] = 1;
   }
-  if (std::string why = describe_peer_problem(d, !d.peer || held.count(d.peer)); !why.empty())
+  bool outside = d.peer && !held.count(d.peer);
+  bool external = outside && d.state != TCP_LISTEN &&
+                  (files.is_external("unix[" + std::to_string(ino) + "]") || files.is_external("unix[]"));
+  if (std::string why = describe_peer_problem(d, !outside || external); !why.empty())
     return fail(make_error(Errc::unsupported, "dump", what, why));
 
   int type = CR_TRY(get_int(own.get(), SOL_SOCKET, SO_TYPE, "SO_TYPE", what));
@@ -252,6 +266,20 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
   *e->mutable_fown() = CR_TRY(anon::dump_fown(own.get(), what));
   *e->mutable_opts() = CR_TRY(dump_opts(own.get(), what));
   CR_OK(dump_name(f, d, *e, what));
+  bool self_external = false;
+  if (external) {
+    // A datagram socket whose outside peer has a name is connected to that name again at restore (the
+    // peer is recorded as an external entry); anything else is external itself and comes back only
+    // through --inherit-fd fd[N]:socket:[INO].
+    auto peer = unixsk::diag_by_ino(d.peer);
+    if (type == SOCK_DGRAM && peer && !peer->name.empty() && (peer->name[0] == '/' || peer->name[0] == '\0')) {
+      CR_OK(add_external_peer(*peer, *e, files));
+    } else {
+      e->set_uflags(kUskExtern);
+      e->set_peer(0);
+      self_external = true;
+    }
+  }
   if (d.shutdown & 3) e->set_shutdown(sk_shutdown(d.shutdown & 3));
   uint32_t id = CR_TRY(anon::add_file(files, std::move(fe), [](file_entry& x, uint32_t id) {
     x.set_id(id);
@@ -259,7 +287,8 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
   }));
   ids[ino] = id;
   // A listener's queue holds connections, not data (and a pending one was refused above).
-  if (d.state != TCP_LISTEN) CR_OK(dump_queue(own.get(), type, id, files, what));
+  // An external socket comes back as the inherited socket, with whatever it holds then.
+  if (d.state != TCP_LISTEN && !self_external) CR_OK(dump_queue(own.get(), type, id, files, what));
   return id;
 }
 

@@ -11,21 +11,14 @@
 #include <cstring>
 
 #include "checkpoint/base/unique_fd.h"
+#include "checkpoint/files/sock_diag.h"
 
 namespace crshim::files::unixsk {
 
 namespace {
 
-template <class T>
-T load(const uint8_t* p) {
-  T v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
-Error bad_reply(const std::string& what, const std::string& why) {
-  return make_error(Errc::internal, "sock_diag", what, "malformed reply: " + why);
-}
+using sockdiag::bad_reply;
+using sockdiag::load;
 
 Status parse_attrs(const uint8_t* p, size_t len, SockDiag& d, const std::string& what) {
   while (len >= sizeof(nlattr)) {
@@ -71,43 +64,10 @@ Status parse_attrs(const uint8_t* p, size_t len, SockDiag& d, const std::string&
 
 // Sends one request and collects the replies until NLMSG_DONE (dumps) or the first reply (exact lookups).
 Result<std::vector<SockDiag>> query(const unix_diag_req& req, bool dump, const std::string& what) {
-  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-  if (!nl) return fail(sys_error("socket(NETLINK_SOCK_DIAG)", what));
-  struct {
-    nlmsghdr h;
-    unix_diag_req r;
-  } msg{};
-  msg.h.nlmsg_len = sizeof msg;
-  msg.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  msg.h.nlmsg_flags = NLM_F_REQUEST | (dump ? NLM_F_DUMP : 0);
-  msg.h.nlmsg_seq = 1;
-  msg.r = req;
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (::sendto(nl.get(), &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0)
-    return fail(sys_error("sendto(NETLINK_SOCK_DIAG)", what));
   std::vector<SockDiag> out;
-  std::vector<uint8_t> buf(64 * 1024);
-  for (;;) {
-    ssize_t n = ::recv(nl.get(), buf.data(), buf.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(sys_error("recv(NETLINK_SOCK_DIAG)", what));
-    if (n == 0) return fail(bad_reply(what, "empty"));
-    bool done = false;
-    const uint8_t* p = buf.data();
-    size_t len = size_t(n);
-    while (len >= sizeof(nlmsghdr)) {
-      auto h = load<nlmsghdr>(p);
-      if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > len) return fail(bad_reply(what, "message length"));
-      if (h.nlmsg_type == NLMSG_DONE) done = true;
-      size_t step = NLMSG_ALIGN(h.nlmsg_len);
-      if (step > len) step = len;
-      p += step;
-      len -= step;
-    }
-    auto part = CR_TRY(parse_diag(std::span<const uint8_t>(buf.data(), size_t(n)), what));
+  for (const auto& buf : CR_TRY(sockdiag::request(&req, sizeof req, dump, what))) {
+    auto part = CR_TRY(parse_diag(std::span<const uint8_t>(buf.data(), buf.size()), what));
     for (auto& d : part) out.push_back(std::move(d));
-    if (done || !dump) break;
   }
   return out;
 }

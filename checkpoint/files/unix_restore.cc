@@ -9,6 +9,7 @@
 #include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -28,6 +29,7 @@ namespace {
 
 constexpr const char* kKind = "unix";
 constexpr const char* kQueuesFile = "sk-queues.img";
+constexpr uint32_t kUskExtern = 1;  // unix_sk_entry.uflags: the peer is outside the tree
 
 // One socket of the image while the set is being rebuilt.
 struct Sock {
@@ -55,16 +57,71 @@ Result<sockaddr_un> make_addr(const std::string& name, socklen_t& len, const std
   return a;
 }
 
-// Runs `fn` with the working directory `dir` (for relative socket names), then goes back.
+// Runs `fn(n)` in the directory that holds socket path `name` (relative to `dir` when it is relative
+// and `dir` is given), with `n` the name relative to that directory. The directory is looked up inside
+// the restored root when there is one (a mount namespace of the tree's own), so bind/connect and the
+// file operations on the socket file land there rather than in crshim's root. Abstract names, and
+// relative names with no directory, are used as they are.
 template <class Fn>
-Status in_dir(const std::string& dir, Fn fn) {
-  if (dir.empty()) return fn();
+Status at_path(const RestoreFiles& files, const std::string& name, const std::string& dir, Fn fn) {
+  if (!is_path(name) || (name[0] != '/' && dir.empty())) return fn(name);
+  std::string full = name[0] == '/' ? name : dir + "/" + name;
+  size_t slash = full.rfind('/');
+  std::string parent = slash == 0 ? "/" : full.substr(0, slash);
+  std::string base = full.substr(slash + 1);
+  if (base.empty() || base == "." || base == "..")
+    return fail(make_error(Errc::corrupt_image, "restore", "socket name " + name, "does not name a file"));
+  auto dirfd = files.open_path(parent, O_PATH | O_DIRECTORY);
+  if (!dirfd) return fail(dirfd.error().within("socket name " + name));
   UniqueFd here(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!here) return fail(sys_error("open", "."));
-  if (::chdir(dir.c_str()) < 0) return fail(sys_error("chdir", dir));
-  Status st = fn();
+  if (::fchdir(dirfd->get()) < 0) return fail(sys_error("fchdir", parent));
+  Status st = fn(base);
   if (::fchdir(here.get()) < 0 && st) return fail(sys_error("fchdir", "previous directory"));
   return st;
+}
+
+// Binds `fd` to `name` as the task will see it: the kernel keeps the address bind() was given, so a
+// path is bound under its own name, with the restored root as "/" when there is one (in a short-lived
+// child that chroots there; crshim keeps its own root).
+Status bind_in_root(const RestoreFiles& files, int fd, const std::string& name, const std::string& dir,
+                    const std::string& what) {
+  socklen_t len;
+  sockaddr_un a = CR_TRY(make_addr(name, len, what));
+  auto do_bind = [&]() -> Status {
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) < 0) return fail(sys_error("bind", what));
+    return {};
+  };
+  if (!is_path(name)) return do_bind();
+  auto root = CR_TRY(files.open_path("/", O_PATH | O_DIRECTORY));
+  struct stat r, own;
+  if (::fstat(root.get(), &r) < 0 || ::stat("/", &own) < 0) return fail(sys_error("stat", "root directory"));
+  if (r.st_dev == own.st_dev && r.st_ino == own.st_ino) {
+    if (dir.empty()) return do_bind();
+    UniqueFd here(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!here) return fail(sys_error("open", "."));
+    if (::chdir(dir.c_str()) < 0) return fail(sys_error("chdir", dir));
+    Status st = do_bind();
+    if (::fchdir(here.get()) < 0 && st) return fail(sys_error("fchdir", "previous directory"));
+    return st;
+  }
+  // Only system calls in the child (crshim may have threads).
+  pid_t child = ::fork();
+  if (child < 0) return fail(sys_error("fork", what));
+  if (child == 0) {
+    if (::fchdir(root.get()) < 0 || ::chroot(".") < 0 || (!dir.empty() && ::chdir(dir.c_str()) < 0)) ::_exit(255);
+    ::_exit(::bind(fd, reinterpret_cast<sockaddr*>(&a), len) < 0 ? errno : 0);
+  }
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0)
+    if (errno != EINTR) return fail(sys_error("waitpid", what));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) == 255)
+    return fail(make_error(Errc::internal, "bind", what, "could not enter the restored root to bind"));
+  if (int err = WEXITSTATUS(status)) {
+    errno = err;
+    return fail(sys_error("bind", what, "inside the restored root"));
+  }
+  return {};
 }
 
 // Whether a live socket is bound to the socket file `st`.
@@ -77,10 +134,11 @@ Result<bool> path_in_use(const struct stat& st) {
   return false;
 }
 
-Status connect_to(int fd, const std::string& name, const std::string& dir, const std::string& what) {
-  socklen_t len;
-  sockaddr_un a = CR_TRY(make_addr(name, len, what));
-  return in_dir(dir, [&]() -> Status {
+Status connect_to(const RestoreFiles& files, int fd, const std::string& name, const std::string& dir,
+                  const std::string& what) {
+  return at_path(files, name, dir, [&](const std::string& n) -> Status {
+    socklen_t len;
+    sockaddr_un a = CR_TRY(make_addr(n, len, what));
     if (::connect(fd, reinterpret_cast<sockaddr*>(&a), len) < 0) return fail(sys_error("connect", what, "to " + name));
     return {};
   });
@@ -102,10 +160,10 @@ Status make_pair(Sock& a, Sock& b) {
   return {};
 }
 
-Status bind_own_name(Sock& s) {
+Status bind_own_name(const RestoreFiles& files, Sock& s) {
   if (s.e.name().empty()) return {};
   // A removed socket file is bound and removed again; the path must not hold anything meanwhile.
-  CR_OK(bind_name(s.fd.get(), s.e.name(), s.e.has_name_dir() ? s.e.name_dir() : std::string(), !s.e.deleted()));
+  CR_OK(bind_name(files, s.fd.get(), s.e.name(), s.e.has_name_dir() ? s.e.name_dir() : std::string(), !s.e.deleted()));
   s.bound = true;
   return {};
 }
@@ -174,12 +232,12 @@ Status restore_opts(int fd, const sk_opts_entry& o, const std::string& what) {
 }
 
 // Sends one queued packet (a datagram or record as one message, stream bytes in as many as needed).
-Status send_packet(int fd, const std::string& data, int type, const std::string* to, const std::string& dir,
-                   const std::string& what) {
-  sockaddr_un a{};
-  socklen_t alen = 0;
-  if (to) a = CR_TRY(make_addr(*to, alen, what));
-  return in_dir(dir, [&]() -> Status {
+Status send_packet(const RestoreFiles& files, int fd, const std::string& data, int type, const std::string* to,
+                   const std::string& dir, const std::string& what) {
+  return at_path(files, to ? *to : std::string(), dir, [&](const std::string& rel) -> Status {
+    sockaddr_un a{};
+    socklen_t alen = 0;
+    if (to) a = CR_TRY(make_addr(rel, alen, what));
     size_t done = 0;
     do {
       ssize_t n = ::sendto(fd, data.data() + done, data.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL,
@@ -198,7 +256,7 @@ Status send_packet(int fd, const std::string& data, int type, const std::string*
 }
 
 // Puts the saved receive queue of `s` back by sending it from a socket that may reach it.
-Status restore_queue(Socks& socks, Sock& s) {
+Status restore_queue(const RestoreFiles& files, Socks& socks, Sock& s) {
   if (s.packets.empty()) return {};
   int type = int(s.e.type());
   int sender = -1;
@@ -211,6 +269,9 @@ Status restore_queue(Socks& socks, Sock& s) {
       return fail(make_error(Errc::corrupt_image, "restore", s.what, "queued data on a socket that is not connected"));
   } else if (s.e.peer()) {
     // A connected datagram socket takes data from its peer only.
+    if (!socks.count(s.e.peer()))
+      return fail(make_error(Errc::unsupported, "restore", s.what, "queued datagrams from a peer outside the tree")
+                      .with_hint("pass the socket with --inherit-fd fd[N]:socket:[" + std::to_string(s.e.ino()) + "]"));
     Sock& p = socks[s.e.peer()];
     sender = p.fd.get();
     if (p.connected != s.e.ino()) {
@@ -232,11 +293,11 @@ Status restore_queue(Socks& socks, Sock& s) {
   // Room for everything at once; the saved size is put back with the other options afterwards.
   int big = 16 << 20;
   ::setsockopt(sender, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
-  for (const auto& pkt : s.packets) CR_OK(send_packet(sender, pkt, type, to, name_dir(s), s.what));
+  for (const auto& pkt : s.packets) CR_OK(send_packet(files, sender, pkt, type, to, name_dir(s), s.what));
   return {};
 }
 
-Status load_queues(Socks& socks, int images_dir) {
+Status load_queues(Socks& socks, const Socks& ext, int images_dir) {
   auto r = image::Reader::open(images_dir, kQueuesFile, image::kind(image::Type::sk_queues));
   if (!r) {
     if (r.error().err == ENOENT) return {};
@@ -244,6 +305,8 @@ Status load_queues(Socks& socks, int images_dir) {
   }
   std::map<uint32_t, Sock*> by_id;
   for (auto& [ino, s] : socks) by_id[s.id] = &s;
+  std::set<uint32_t> ext_ids;
+  for (const auto& [ino, s] : ext) ext_ids.insert(s.id);
   for (;;) {
     sk_packet_entry pe;
     bool got = CR_TRY(r->read(pe));
@@ -252,6 +315,7 @@ Status load_queues(Socks& socks, int images_dir) {
     if (pe.scm_size())
       return fail(make_error(Errc::unsupported, "restore", kQueuesFile, "queued control messages (SCM) are not supported"));
     auto it = by_id.find(pe.id_for());
+    if (it == by_id.end() && ext_ids.count(pe.id_for())) continue;  // an inherited socket keeps its own
     if (it == by_id.end())
       return fail(make_error(Errc::corrupt_image, "restore", kQueuesFile,
                              "packet for socket " + std::to_string(pe.id_for()) + ", which is no unix socket of the image"));
@@ -261,7 +325,7 @@ Status load_queues(Socks& socks, int images_dir) {
 }
 
 Status build_all(RestoreFiles& files) {
-  Socks socks;
+  Socks socks, ext;
   auto table = CR_TRY(read_file_table(files.images_dir()));
   for (auto& [id, fe] : table) {
     if (fe.type() != UNIXSK) continue;
@@ -276,27 +340,37 @@ Status build_all(RestoreFiles& files) {
     while (is_path(name) && name.back() == '\0') name.pop_back();
     s.e.set_name(name);
     s.what = "unix socket " + std::to_string(e.ino());
-    if (e.uflags() & 1)
-      return fail(make_error(Errc::unsupported, "restore", s.what, "external unix socket (--ext-unix-sk) is not supported yet"));
     if (e.type() != SOCK_STREAM && e.type() != SOCK_DGRAM && e.type() != SOCK_SEQPACKET)
       return fail(make_error(Errc::unsupported, "restore", s.what, "socket type " + std::to_string(e.type())));
-    if (!socks.emplace(e.ino(), std::move(s)).second)
+    // External entries (an outside peer, or a socket that must be inherited) are never built here.
+    auto& into = (e.uflags() & kUskExtern) ? ext : socks;
+    if (ext.count(e.ino()) || !into.emplace(e.ino(), std::move(s)).second)
       return fail(make_error(Errc::corrupt_image, "restore", image::kFilesFile, "two unix sockets with inode " + std::to_string(e.ino())));
   }
-  for (auto& [ino, s] : socks) {
-    if (s.e.peer() && !socks.count(s.e.peer()))
+  for (auto it = socks.begin(); it != socks.end();) {
+    Sock& s = it->second;
+    bool outside = s.e.peer() && ext.count(s.e.peer());
+    if (s.e.peer() && !socks.count(s.e.peer()) && !outside)
       return fail(make_error(Errc::unsupported, "restore", s.what,
                              "its peer (socket inode " + std::to_string(s.e.peer()) + ") is not in the image"));
-    if (s.e.peer() == ino) return fail(make_error(Errc::corrupt_image, "restore", s.what, "connected to itself"));
+    if (s.e.peer() == it->first) return fail(make_error(Errc::corrupt_image, "restore", s.what, "connected to itself"));
+    // Only a datagram socket can be connected to an outside peer again (by its name); another one
+    // can only be inherited.
+    if (outside && (s.e.type() != SOCK_DGRAM || ext[s.e.peer()].e.name().empty())) {
+      ext[it->first] = std::move(s);
+      it = socks.erase(it);
+      continue;
+    }
+    ++it;
   }
-  CR_OK(load_queues(socks, files.images_dir()));
+  CR_OK(load_queues(socks, ext, files.images_dir()));
 
   // 1. Listeners: bound and listening before anyone connects to them.
   for (auto& [ino, s] : socks) {
     if (s.e.state() != TCP_LISTEN) continue;
     if (s.e.type() == SOCK_DGRAM) return fail(make_error(Errc::corrupt_image, "restore", s.what, "listening datagram socket"));
     s.fd = CR_TRY(new_socket(int(s.e.type()), s.what));
-    CR_OK(bind_own_name(s));
+    CR_OK(bind_own_name(files, s));
     if (::listen(s.fd.get(), int(s.e.backlog())) < 0) return fail(sys_error("listen", s.what));
   }
   // 2. Connected stream/seqpacket sockets: through their listener when one end was accepted from a
@@ -316,27 +390,27 @@ Status build_all(RestoreFiles& files) {
     }
     if (lis) {
       cli->fd = CR_TRY(new_socket(int(cli->e.type()), cli->what));
-      CR_OK(bind_own_name(*cli));
-      CR_OK(connect_to(cli->fd.get(), lis->e.name(), name_dir(*lis), cli->what));
+      CR_OK(bind_own_name(files, *cli));
+      CR_OK(connect_to(files, cli->fd.get(), lis->e.name(), name_dir(*lis), cli->what));
       acc->fd.reset(::accept4(lis->fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
       if (!acc->fd) return fail(sys_error("accept4", lis->what));
       acc->connected = cli->e.ino();
       cli->connected = acc->e.ino();
     } else {
       CR_OK(make_pair(s, p));
-      CR_OK(bind_own_name(s));
-      CR_OK(bind_own_name(p));
+      CR_OK(bind_own_name(files, s));
+      CR_OK(bind_own_name(files, p));
     }
   }
   // 3. Datagram pairs connected both ways.
   for (auto& [ino, s] : socks) {
-    if (s.fd || s.e.type() != SOCK_DGRAM || !s.e.peer()) continue;
+    if (s.fd || s.e.type() != SOCK_DGRAM || !s.e.peer() || !socks.count(s.e.peer())) continue;
     Sock& p = socks[s.e.peer()];
     if (p.e.peer() != ino || p.fd) continue;
     if (p.e.type() != SOCK_DGRAM) return fail(make_error(Errc::corrupt_image, "restore", s.what, "peer of another type"));
     CR_OK(make_pair(s, p));
-    CR_OK(bind_own_name(s));
-    CR_OK(bind_own_name(p));
+    CR_OK(bind_own_name(files, s));
+    CR_OK(bind_own_name(files, p));
   }
   // 4. Everything else stands alone: unconnected sockets, one-way datagram connections, and
   //    stream ends whose peer had closed (a pair whose other end goes away after the queue is back).
@@ -351,19 +425,24 @@ Status build_all(RestoreFiles& files) {
     } else {
       s.fd = CR_TRY(new_socket(int(s.e.type()), s.what));
     }
-    CR_OK(bind_own_name(s));
+    CR_OK(bind_own_name(files, s));
   }
   for (auto& [ino, s] : socks) {
     if (s.e.type() != SOCK_DGRAM || !s.e.peer() || s.connected == s.e.peer()) continue;
-    Sock& p = socks[s.e.peer()];
+    bool outside = !socks.count(s.e.peer());
+    Sock& p = outside ? ext[s.e.peer()] : socks[s.e.peer()];
     if (p.e.name().empty())
       return fail(make_error(Errc::unsupported, "restore", s.what,
                              "connected to an unnamed datagram socket that is not connected back"));
-    CR_OK(connect_to(s.fd.get(), p.e.name(), name_dir(p), s.what));
+    Status st = connect_to(files, s.fd.get(), p.e.name(), name_dir(p), s.what);
+    if (!st && outside)
+      return fail(st.error().with_hint("the outside peer must be bound to that name again, or pass --inherit-fd fd[N]:socket:[" +
+                                       std::to_string(s.e.ino()) + "]"));
+    CR_OK(st);
     s.connected = p.e.ino();
   }
   // 5. Queued data, sent from the peer so that it lands in the right receive queue.
-  for (auto& [ino, s] : socks) CR_OK_IN(restore_queue(socks, s), "queued data");
+  for (auto& [ino, s] : socks) CR_OK_IN(restore_queue(files, socks, s), "queued data");
   // 6. Shutdown state (after the data: a shut-down side can take no more), then the peers that were gone.
   for (auto& [ino, s] : socks) {
     if (!s.e.has_shutdown() || s.e.shutdown() == NONE) continue;
@@ -379,8 +458,8 @@ Status build_all(RestoreFiles& files) {
   }
   for (auto& [ino, s] : socks) {
     if (!s.bound || !is_path(s.e.name())) continue;
-    CR_OK(in_dir(name_dir(s), [&]() -> Status {
-      const char* path = s.e.name().c_str();
+    CR_OK(at_path(files, s.e.name(), name_dir(s), [&](const std::string& n) -> Status {
+      const char* path = n.c_str();
       if (s.e.has_file_perms()) {
         const file_perms_entry& fp = s.e.file_perms();
         if (::chmod(path, fp.mode() & 07777) < 0) return fail(sys_error("chmod", s.e.name()));
@@ -397,14 +476,13 @@ Status build_all(RestoreFiles& files) {
 
 }  // namespace
 
-Status bind_name(int fd, const std::string& name, const std::string& dir, bool replace_stale) {
+Status bind_name(const RestoreFiles& files, int fd, const std::string& name, const std::string& dir,
+                 bool replace_stale) {
   std::string what = "socket name " + (is_path(name) ? name : "@" + name.substr(1));
-  socklen_t len;
-  sockaddr_un a = CR_TRY(make_addr(name, len, what));
-  return in_dir(dir, [&]() -> Status {
+  CR_OK(at_path(files, name, dir, [&](const std::string& n) -> Status {
     if (is_path(name)) {
       struct stat st;
-      if (::lstat(name.c_str(), &st) == 0) {
+      if (::lstat(n.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
           return fail(make_error(Errc::conflict, "bind", name, "the path exists and is not a socket"));
         if (!replace_stale)
@@ -413,12 +491,12 @@ Status bind_name(int fd, const std::string& name, const std::string& dir, bool r
         if (CR_TRY(path_in_use(st)))
           return fail(make_error(Errc::conflict, "bind", name, "a live socket is bound to this path")
                           .with_hint("stop the process that holds it, or restore where the path is free"));
-        if (::unlink(name.c_str()) < 0) return fail(sys_error("unlink", name, "stale socket file"));
+        if (::unlink(n.c_str()) < 0) return fail(sys_error("unlink", name, "stale socket file"));
       }
     }
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) < 0) return fail(sys_error("bind", what));
     return {};
-  });
+  }));
+  return bind_in_root(files, fd, name, dir, what);
 }
 
 Result<UniqueFd> open_socket(const file_entry& fe, RestoreFiles& files) {
@@ -430,8 +508,14 @@ Result<UniqueFd> open_socket(const file_entry& fe, RestoreFiles& files) {
   }
   auto& objs = files.objects()[kKind];
   auto it = objs.find(fe.usk().ino());
-  if (it == objs.end() || !it->second)
-    return fail(make_error(Errc::internal, "restore", "unix socket " + std::to_string(fe.usk().ino()), "was not rebuilt"));
+  if (it == objs.end() || !it->second) {
+    std::string ino = std::to_string(fe.usk().ino());
+    if (fe.usk().uflags() & kUskExtern || !objs.count(fe.usk().ino()))
+      return fail(make_error(Errc::not_found, "restore", "unix socket " + ino,
+                             "its peer was outside the dumped tree and no inherited fd stands in for it")
+                      .with_hint("pass --inherit-fd fd[N]:socket:[" + ino + "] with a connected socket N"));
+    return fail(make_error(Errc::internal, "restore", "unix socket " + ino, "was not rebuilt"));
+  }
   UniqueFd fd(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 0));
   if (!fd) return fail(sys_error("dup", "unix socket " + std::to_string(fe.usk().ino())));
   return fd;

@@ -12,9 +12,10 @@ namespace crshim::files::unixsk {
 Result<UniqueFd> open_socket(const file_entry& fe, RestoreFiles& files);
 
 // Binds `fd` to `name` (sun_path bytes: a path, or an abstract name starting with NUL), relative to
-// `dir` when the path is relative and dir is not empty. A stale socket file left at the path by a
-// closed socket is removed first unless `replace_stale` is false; a path held by a live socket or by
-// another kind of file is an error.
-Status bind_name(int fd, const std::string& name, const std::string& dir, bool replace_stale = true);
+// `dir` when the path is relative and dir is not empty; paths are looked up inside the restored root
+// of `files` when it has one. A stale socket file left at the path by a closed socket is removed first
+// unless `replace_stale` is false; a path held by a live socket or by another kind of file is an error.
+Status bind_name(const RestoreFiles& files, int fd, const std::string& name, const std::string& dir,
+                 bool replace_stale = true);
 
 }  // namespace crshim::files::unixsk

@@ -909,6 +909,18 @@ Result<std::vector<MountInfo>> read_mountinfo(pid_t pid) {
   return parse_mountinfo(text, path);
 }
 
+bool is_write_tracking_uffd(const FdInfo& info) {
+  constexpr uint64_t kFeatureWpAsync = 1ull << 15;
+  for (const auto& line : info.extra) {
+    std::string_view l = line;
+    if (l.rfind("API:", 0) != 0) continue;
+    auto fields = sys::split(sys::trim(l.substr(4)), ':');
+    uint64_t features;
+    return fields.size() == 3 && to_num(fields[1], features, 16) && (features & kFeatureWpAsync);
+  }
+  return false;
+}
+
 Result<FdInfo> read_fdinfo(pid_t pid, int fd) {
   auto path = proc_dir(pid) + "/fdinfo/" + std::to_string(fd);
   auto text = CR_TRY(read_proc(path));

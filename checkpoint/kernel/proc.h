@@ -245,6 +245,9 @@ struct FdInfo {
 };
 
 Result<FdInfo> parse_fdinfo(std::string_view text, std::string_view source = "fdinfo");
+// Whether `info` is a userfaultfd's in asynchronous write-protect mode (its "API:\t<api>:<features>:<ioctls>"
+// line has UFFD_FEATURE_WP_ASYNC): crshim's write tracking (mem/write_tracking.h), never a file of the task.
+bool is_write_tracking_uffd(const FdInfo& info);
 
 struct EpollTarget {
   int tfd = 0;

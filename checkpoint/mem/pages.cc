@@ -117,16 +117,46 @@ Status read_remote(pid_t pid, int& mem_fd, uint64_t addr, size_t len, char* buf)
 
 }  // namespace
 
+std::vector<Range> intersect(const std::vector<Range>& a, const std::vector<Range>& b) {
+  std::vector<Range> out;
+  for (size_t i = 0, j = 0; i < a.size() && j < b.size();) {
+    uint64_t lo = std::max(a[i].start, b[j].start), hi = std::min(a[i].end, b[j].end);
+    if (lo < hi) append(out, lo, hi);
+    if (a[i].end < b[j].end) i++;
+    else j++;
+  }
+  return out;
+}
+
+std::vector<Range> subtract(const std::vector<Range>& a, const std::vector<Range>& b) {
+  std::vector<Range> out;
+  size_t j = 0;
+  for (const Range& r : a) {
+    uint64_t at = r.start;
+    while (j < b.size() && b[j].end <= at) j++;
+    for (size_t k = j; k < b.size() && b[k].start < r.end; k++) {
+      if (b[k].start > at) append(out, at, b[k].start);
+      at = std::max(at, b[k].end);
+    }
+    if (at < r.end) append(out, at, r.end);
+  }
+  return out;
+}
+
 Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pages, image::Writer& pagemap,
-                  PageDumpStats& stats) {
-  for (const Range& r : ranges) {
+                  PageDumpStats& stats, const std::vector<Range>& in_parent) {
+  // Entries in address order: present runs and runs left in the parent images interleaved.
+  constexpr uint32_t kParent = 1, kPresent = 4;  // PE_PARENT, PE_PRESENT
+  for (size_t i = 0, j = 0; i < ranges.size() || j < in_parent.size();) {
+    bool present = j == in_parent.size() || (i < ranges.size() && ranges[i].start < in_parent[j].start);
+    const Range& r = present ? ranges[i++] : in_parent[j++];
     pagemap_entry pe;
     pe.set_vaddr(r.start);
     pe.set_compat_nr_pages(0);
     pe.set_nr_pages(r.pages());
-    pe.set_flags(4);  // PE_PRESENT
+    pe.set_flags(present ? kPresent : kParent);
     CR_OK(pagemap.write(pe));
-    stats.pages_written += r.pages();
+    if (present) stats.pages_written += r.pages();
   }
   // Pages go out in batches: one process_vm_readv gathers many ranges (sparse memory has many
   // small ones) into one buffer, written with one call.

@@ -29,15 +29,20 @@ struct Range {
 // Uses PAGEMAP_SCAN; falls back to reading /proc/PID/pagemap on kernels without it.
 Result<std::vector<Range>> private_pages(int pagemap_fd, uint64_t start, uint64_t end);
 
+// Sorted, non-overlapping range lists: the pages in both, and the pages of `a` not in `b`.
+std::vector<Range> intersect(const std::vector<Range>& a, const std::vector<Range>& b);
+std::vector<Range> subtract(const std::vector<Range>& a, const std::vector<Range>& b);
+
 struct PageDumpStats {
   uint64_t pages_scanned = 0;
   uint64_t pages_written = 0;
 };
 
 // Copies the given ranges (sorted, non-overlapping) of `pid` into `pages` and appends one
-// PRESENT pagemap entry per contiguous run to `pagemap`.
+// PRESENT pagemap entry per contiguous run to `pagemap`; `in_parent` (disjoint from `ranges`) gets
+// PARENT entries instead: unchanged since the previous dump, whose images hold them.
 Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pages, image::Writer& pagemap,
-                  PageDumpStats& stats);
+                  PageDumpStats& stats, const std::vector<Range>& in_parent = {});
 
 // Writes the pages of one pagemap image back into `pid`: process_vm_writev from the mmap'd pages
 // image, /proc/PID/mem where the mapping refuses (read-only COW pages).

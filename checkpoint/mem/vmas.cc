@@ -1,5 +1,6 @@
 #include "checkpoint/mem/vmas.h"
 
+#include "checkpoint/files/memfd.h"
 #include "checkpoint/files/reg_ghost.h"
 #include "checkpoint/mem/shmem.h"
 
@@ -17,6 +18,12 @@ std::string area_name(pid_t pid, const proc::Vma& v) {
   char buf[96];
   snprintf(buf, sizeof buf, "area %llx-%llx of pid %d", (unsigned long long)v.start, (unsigned long long)v.end, pid);
   return std::string(buf) + (v.path.empty() ? "" : " (" + v.path + ")");
+}
+
+std::string map_file_of(pid_t pid, const proc::Vma& v) {
+  char range[64];
+  snprintf(range, sizeof range, "%llx-%llx", (unsigned long long)v.start, (unsigned long long)v.end);
+  return proc::proc_dir(pid) + "/map_files/" + range;
 }
 
 uint64_t madv_bits(const proc::SmapsEntry& s) {
@@ -108,16 +115,19 @@ Result<AddressSpace> collect_address_space(pid_t pid, const std::vector<proc::Sm
       e.set_shmid(v.inode);
       flags = MAP_SHARED;
       status = kVmaRegular | kVmaSysvipc;
+    } else if (v.deleted && files::is_memfd_path(v.path)) {
+      // A memfd, open or not: the same inode as any fd of it, its contents dumped once with memfd.img.
+      uint32_t fdflags = (v.shared && (v.prot & PROT_WRITE)) ? O_RDWR : O_RDONLY;
+      uint32_t id = CR_TRY(files::add_mapped_memfd(map_file_of(pid, v), v.path, fdflags, area_name(pid, v), files));
+      e.set_shmid(id);
+      e.set_pgoff(v.pgoff);
+      e.set_fdflags(fdflags);
+      status = kVmaRegular | kVmaMemfd | (v.shared ? kVmaFileShared : kVmaFilePrivate);
+      dump_private = !v.shared;
     } else {
       // A file mapping: reopen the same file at restore; a deleted one comes back from a ghost image.
-      if (v.deleted && v.path.rfind("/memfd:", 0) == 0)
-        return fail(make_error(Errc::unsupported, "dump", area_name(pid, v), "memfd mappings are not supported yet"));
+      std::string map_file = map_file_of(pid, v);
       struct stat st;
-      std::string map_file = proc::proc_dir(pid) + "/map_files/" + [&] {
-        char b[64];
-        snprintf(b, sizeof b, "%llx-%llx", (unsigned long long)v.start, (unsigned long long)v.end);
-        return std::string(b);
-      }();
       if (::stat(map_file.c_str(), &st) < 0 && (v.deleted || ::stat(v.path.c_str(), &st) < 0))
         return fail(sys_error("stat", v.deleted ? map_file : v.path, "file mapped at " + area_name(pid, v)));
       if (st.st_ino != v.inode)

@@ -25,6 +25,7 @@ enum VmaStatus : uint32_t {
   kVmaAnonPrivate = 1u << 9,
   kVmaSysvipc = 1u << 10,
   kVmaVvar = 1u << 12,
+  kVmaMemfd = 1u << 14,  // with FILE_SHARED/FILE_PRIVATE: shmid is a MEMFD file entry
 };
 
 struct AddressSpace {

@@ -1,15 +1,18 @@
 #include "checkpoint/mem/write_tracking.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include <memory>
 #include <string>
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/kernel/pagemap_scan.h"
+#include "checkpoint/kernel/proc.h"
 
 namespace crshim::mem {
 
@@ -18,12 +21,8 @@ namespace {
 namespace scan = kernel::pagemap_scan;
 
 // UFFD_FEATURE_* of Linux 6.7; Debian 12's headers predate them.
-constexpr uint64_t kFeatureWpUnpopulated = 1 << 13, kFeatureWpAsync = 1 << 15;
+constexpr uint64_t kFeatureWpAsync = 1 << 15;
 constexpr int kUserModeOnly = 1;  // UFFD_USER_MODE_ONLY: enough for tracking, allowed without privilege
-
-bool trackable(const proc::Vma& v) {
-  return !v.shared && !v.is_vdso() && !v.is_vvar() && !v.is_vvar_vclock() && !v.is_vsyscall();
-}
 
 // Write-protects the written pages of [start, end) and returns them; EPERM: range not tracked.
 Result<std::optional<std::vector<Range>>> scan_and_protect(int pagemap_fd, uint64_t start, uint64_t end) {
@@ -38,6 +37,10 @@ Result<std::optional<std::vector<Range>>> scan_and_protect(int pagemap_fd, uint6
     arg.vec = reinterpret_cast<uint64_t>(regions.data());
     arg.vec_len = regions.size();
     arg.category_mask = scan::kWritten;
+    // Only pages that exist: write-protecting holes would build page tables for every empty page of
+    // huge reserved areas (sanitizer shadows, language heaps). A hole written later is a new page
+    // without the protection bit, so it is reported as written all the same.
+    arg.category_anyof_mask = scan::kPresent | scan::kSwapped;
     arg.return_mask = scan::kWritten;
     long n = ::ioctl(pagemap_fd, scan::kIoctl, &arg);
     if (n < 0) {
@@ -60,7 +63,7 @@ Result<std::optional<std::vector<Range>>> scan_and_protect(int pagemap_fd, uint6
 
 }  // namespace
 
-Result<WriteTracking> arm_write_tracking(kernel::Remote& r, const std::vector<proc::Vma>& vmas) {
+Result<WriteTracking> arm_write_tracking(kernel::Remote& r, const std::vector<Range>& ranges) {
   const std::string what = "write tracking of pid " + std::to_string(r.pid());
   long fd = CR_TRY(r.call(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | kUserModeOnly));
   WriteTracking t;
@@ -79,16 +82,18 @@ Result<WriteTracking> arm_write_tracking(kernel::Remote& r, const std::vector<pr
   // The uffd operates on its creator's address space, so the ioctls can come from here.
   uffdio_api api{};
   api.api = UFFD_API;
-  api.features = kFeatureWpAsync | kFeatureWpUnpopulated;
+  // No UFFD_FEATURE_WP_UNPOPULATED: it would write-protect every empty page of huge reserved areas
+  // (sanitizer shadows, language heaps) with page tables of their own. Without it an empty page stays
+  // unprotected, and once written it is a new page without the protection bit: reported as written.
+  api.features = kFeatureWpAsync;
   if (::ioctl(uffd.get(), UFFDIO_API, &api) < 0)
     return give_up(sys_error("ioctl(UFFDIO_API, WP_ASYNC)", "userfaultfd")
                        .with_hint("asynchronous write-protection needs Linux 6.7 or later"));
   UniqueFd pagemap = CR_TRY(sys::open("/proc/" + std::to_string(r.pid()) + "/pagemap", O_RDONLY));
-  for (const auto& v : vmas) {
-    if (!trackable(v)) continue;
+  for (const auto& v : ranges) {
     uffdio_register reg{};
     reg.range.start = v.start;
-    reg.range.len = v.size();
+    reg.range.len = v.end - v.start;
     reg.mode = UFFDIO_REGISTER_MODE_WP;
     if (::ioctl(uffd.get(), UFFDIO_REGISTER, &reg) < 0) continue;  // stays untracked: dumped in full
     // The first pass protects every page; what it reports is dumped anyway.
@@ -97,16 +102,26 @@ Result<WriteTracking> arm_write_tracking(kernel::Remote& r, const std::vector<pr
   return t;
 }
 
-Result<std::optional<std::vector<Range>>> written_pages(int pagemap_fd, const proc::Vma& vma) {
-  if (!trackable(vma)) return std::optional<std::vector<Range>>();
-  return scan_and_protect(pagemap_fd, vma.start, vma.end);
+Result<std::optional<std::vector<Range>>> written_pages(int pagemap_fd, uint64_t start, uint64_t end) {
+  return scan_and_protect(pagemap_fd, start, end);
 }
 
-bool is_tracking_fd(pid_t pid, int fd, const WriteTracking& t) {
-  struct stat st;
-  std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
-  auto link = sys::read_link(path);
-  return link && *link == "anon_inode:[userfaultfd]" && ::stat(path.c_str(), &st) == 0 && st.st_ino == t.inode;
+std::optional<WriteTracking> find_write_tracking(pid_t pid) {
+  std::string dir = proc::proc_dir(pid) + "/fd/";
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+  if (!d) return std::nullopt;
+  while (dirent* e = ::readdir(d.get())) {
+    uint64_t fd;
+    if (!sys::parse_u64(e->d_name, fd)) continue;
+    std::string path = dir + e->d_name;
+    auto link = sys::read_link(path);
+    if (!link || *link != "anon_inode:[userfaultfd]") continue;
+    auto info = proc::read_fdinfo(pid, int(fd));
+    struct stat st;
+    if (info && proc::is_write_tracking_uffd(*info) && ::stat(path.c_str(), &st) == 0)
+      return WriteTracking{int(fd), uint64_t(st.st_ino)};
+  }
+  return std::nullopt;
 }
 
 }  // namespace crshim::mem

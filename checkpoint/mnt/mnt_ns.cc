@@ -289,6 +289,7 @@ struct HelperArgs {
     const char* source_rel;   // bind source below the root, or null (yard, host path)
     int tar_fd;
     char* const* tar_argv;
+    int tree_fd;  // bind: a detached clone (open_tree) of a restored pty slave to attach instead of source
   };
   std::vector<Op> ops;
   const char* tar = nullptr;
@@ -341,8 +342,9 @@ int run_extract(const HelperArgs& a, const HelperArgs::Op& op) {
     if (op.target_rel) {
       if (op.op == Step::Op::bind) {
         struct stat st;
-        bool dir = source_fd >= 0 ? ::fstatat(source_fd, "", &st, AT_EMPTY_PATH) < 0 || S_ISDIR(st.st_mode)
-                                  : ::stat(source, &st) < 0 || S_ISDIR(st.st_mode);
+        bool dir = op.tree_fd >= 0  ? false
+                   : source_fd >= 0 ? ::fstatat(source_fd, "", &st, AT_EMPTY_PATH) < 0 || S_ISDIR(st.st_mode)
+                                    : ::stat(source, &st) < 0 || S_ISDIR(st.st_mode);
         int e = make_mount_point(rootfd, op.target_rel, dir);
         if (e) helper_fail(a, int(i), e);
       }
@@ -360,7 +362,11 @@ int run_extract(const HelperArgs& a, const HelperArgs::Op& op) {
         break;
       }
       case Step::Op::bind:
-        rc = ::mount(source, target, nullptr, MS_BIND, nullptr);
+        if (op.tree_fd >= 0)
+          rc = target_fd >= 0 ? ::move_mount(op.tree_fd, "", target_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+                              : ::move_mount(op.tree_fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
+        else
+          rc = ::mount(source, target, nullptr, MS_BIND, nullptr);
         break;
       case Step::Op::propagate:
         rc = ::mount(nullptr, target, nullptr, op.flags, nullptr);
@@ -370,6 +376,9 @@ int run_extract(const HelperArgs& a, const HelperArgs::Op& op) {
         break;
       case Step::Op::detach:
         rc = ::umount2(target, MNT_DETACH);
+        break;
+      case Step::Op::seal:
+        rc = ::mount(nullptr, target, nullptr, MS_REMOUNT | op.flags, nullptr);
         break;
     }
     if (rc < 0) helper_fail(a, int(i), errno);
@@ -408,7 +417,7 @@ Result<UniqueFd> ns_fd_if_own(pid_t pid, const char* ns) {
 
 }  // namespace
 
-Status TreeBuilder::build(pid_t root_task, Logger& log) {
+Status TreeBuilder::build(pid_t root_task, Logger& log, const std::map<uint32_t, int>& pty_slaves) {
   auto mnt_fd = CR_TRY(ns_fd_if_own(root_task, "mnt"));
   if (!mnt_fd)
     return fail(make_error(Errc::internal, "restore", "pid " + std::to_string(root_task), "not in a new mount namespace"));
@@ -430,6 +439,7 @@ Status TreeBuilder::build(pid_t root_task, Logger& log) {
   std::vector<std::string> buffers;
   std::vector<std::vector<std::string>> tar_args;
   std::vector<std::vector<char*>> tar_argvs;
+  std::vector<UniqueFd> trees;
   buffers.reserve(plan_.steps.size());
   tar_args.reserve(plan_.steps.size());
   tar_argvs.reserve(plan_.steps.size());
@@ -442,7 +452,18 @@ Status TreeBuilder::build(pid_t root_task, Logger& log) {
     HelperArgs::Op op{s.op, s.target.c_str(), s.source.c_str(), s.fstype.c_str(), s.data.c_str(), s.flags,
                       below_root(s.target) ? buffers.back().data() : nullptr,
                       s.op == Step::Op::bind && below_root(s.source) ? s.source.c_str() + root_.size() : nullptr,
-                      -1, nullptr};
+                      -1, nullptr, -1};
+    // The slave is cloned here, in crshim's mount namespace; the helper attaches the clone in the new one.
+    if (s.op == Step::Op::bind && s.pts_index >= 0) {
+      auto slave = pty_slaves.find(uint32_t(s.pts_index));
+      if (slave == pty_slaves.end())
+        return fail(make_error(Errc::corrupt_image, "restore", "mount " + s.mountpoint,
+                               "it binds /dev/pts/" + std::to_string(s.pts_index) + ", a pty the images do not have"));
+      int fd = ::open_tree(slave->second, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+      if (fd < 0) return fail(sys_error("open_tree", "pty slave for " + s.mountpoint));
+      trees.emplace_back(fd);
+      op.tree_fd = fd;
+    }
     if (s.op == Step::Op::extract) {
       op.tar_fd = tars_.at(s.tar_image).get();
       tar_args.push_back({"tar", "--extract", "--gzip", "--numeric-owner", "--preserve-permissions", "--file=-",
@@ -469,7 +490,7 @@ Status TreeBuilder::build(pid_t root_task, Logger& log) {
     if (he.step >= 0 && size_t(he.step) < plan_.steps.size()) {
       const Step& s = plan_.steps[size_t(he.step)];
       static const char* const kOps[] = {"mount", "tar --extract", "bind mount", "set propagation", "remount",
-                                         "umount"};
+                                         "umount", "remount read-only"};
       std::string what = s.op == Step::Op::bind ? s.source + " on " + s.target
                          : s.op == Step::Op::fresh ? s.fstype + " (" + s.data + ") on " + s.target
                                                     : s.target;

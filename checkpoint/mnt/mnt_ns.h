@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -38,8 +39,9 @@ class TreeBuilder {
   ~TreeBuilder();
 
   // In the mount namespace of `root_task` (created with CLONE_NEWNS, still stopped): every mount of
-  // the image under the new root, then pivot_root() so the task's / is that root.
-  Status build(pid_t root_task, Logger& log);
+  // the image under the new root, then pivot_root() so the task's / is that root. `pty_slaves` (dumped
+  // pty index -> restored slave file) stand in for binds of a devpts pty file such as /dev/console.
+  Status build(pid_t root_task, Logger& log, const std::map<uint32_t, int>& pty_slaves = {});
   const std::string& root() const { return root_; }
 
  private:

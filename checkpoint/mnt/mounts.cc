@@ -292,17 +292,27 @@ Result<Plan> plan_restore(const std::vector<mnt_entry>& entries, const std::stri
         if (h == holders.end()) {
           std::string dir = yard + "/" + std::to_string(plan.yards.size());
           plan.yards.push_back(dir);
-          plan.steps.push_back({Step::Op::fresh, dir, m->source(), fs, m->options(), m->sb_flags(), {}, m->mountpoint()});
-          if (m->fstype() == TMPFS) {
+          // A read-only tmpfs (runc masks paths with one) is filled while writable, then sealed.
+          const bool fill = m->fstype() == TMPFS;
+          const bool seal = fill && (m->sb_flags() & MS_RDONLY);
+          plan.steps.push_back({Step::Op::fresh, dir, m->source(), fs, m->options(),
+                                seal ? m->sb_flags() & ~uint32_t(MS_RDONLY) : m->sb_flags(), {}, m->mountpoint()});
+          if (fill) {
             std::string tar = tmpfs_file(m->root_dev());
             plan.steps.push_back({Step::Op::extract, dir, {}, {}, {}, 0, tar, m->mountpoint()});
             plan.tar_images.insert(tar);
           }
+          if (seal) plan.steps.push_back({Step::Op::seal, dir, {}, {}, {}, m->sb_flags(), {}, m->mountpoint()});
           h = holders.emplace(m->root_dev(), dir).first;
         }
         source = join(h->second, m->root());
       }
       plan.steps.push_back({Step::Op::bind, target, source, {}, {}, 0, {}, m->mountpoint()});
+      // A pty file of a devpts (runc binds the console slave on /dev/console) does not exist in the
+      // fresh devpts: the restored pty is bound in its place.
+      if (m->fstype() == DEVPTS && m->root().size() > 1 && m->root().size() < 8 &&
+          m->root().find_first_not_of("0123456789", 1) == std::string::npos)
+        plan.steps.back().pts_index = std::stoi(m->root().substr(1));
       bool slave = from_group && from_group == m->master_id();
       if (slave) plan.steps.push_back({Step::Op::propagate, target, {}, {}, {}, MS_SLAVE, {}, m->mountpoint()});
       if (m->shared_id() && (slave || from_group != m->shared_id())) {

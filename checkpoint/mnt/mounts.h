@@ -54,6 +54,7 @@ struct Step {
     propagate,  // mount(NULL, target, NULL, flags): MS_SHARED / MS_SLAVE / MS_PRIVATE
     remount,    // mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | flags): per-mount flags
     detach,     // umount2(target, MNT_DETACH)
+    seal,       // mount(NULL, target, NULL, MS_REMOUNT | flags): a read-only superblock, once filled
   };
   Op op;
   std::string target;
@@ -63,6 +64,7 @@ struct Step {
   unsigned long flags = 0;
   std::string tar_image;   // extract: image file name
   std::string mountpoint;  // the mount point in the image this step serves (for messages)
+  int pts_index = -1;      // bind: the source is /dev/pts/<index> of a devpts in the image (runc's /dev/console)
 };
 
 struct Plan {

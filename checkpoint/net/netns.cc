@@ -37,6 +37,12 @@ std::string preflight_problem(pid_t pid, const DumpRequest& req) {
          std::to_string(*theirs) + "]:KEY or --empty-ns net (its links, addresses and routes cannot be dumped yet)";
 }
 
+Result<bool> own_netns(pid_t pid) {
+  uint64_t mine = CR_TRY(proc::ns_inode(getpid(), "net"));
+  uint64_t theirs = CR_TRY(proc::ns_inode(pid, "net"));
+  return mine != theirs;
+}
+
 Status dump_netns(const DumpRequest& req, const std::vector<std::pair<pid_t, task_kobj_ids_entry>>& ids,
                   const task_kobj_ids_entry& dumper, int images_dir, Logger& log) {
   if (ids.empty()) return {};

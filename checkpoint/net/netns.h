@@ -28,6 +28,10 @@ std::optional<std::string> external_key(const std::vector<std::string>& external
 // namespace, or "" when it can (same netns as crshim, external, or --empty-ns net).
 std::string preflight_problem(pid_t pid, const DumpRequest& req);
 
+// Whether `pid` lives in another network namespace than crshim (CRIU's network-lock and
+// network-unlock hooks fire only for such trees).
+Result<bool> own_netns(pid_t pid);
+
 // Records the tree's own network namespace: netns-ID.img with the key when external, nothing when
 // empty. Every task must share the root's (`ids`: root first). A no-op when the tree uses ours.
 Status dump_netns(const DumpRequest& req, const std::vector<std::pair<pid_t, task_kobj_ids_entry>>& ids,

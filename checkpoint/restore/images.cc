@@ -76,9 +76,10 @@ Status check_mm(const std::string& name, const mm_entry& mm, const std::map<uint
       return fail(corrupt(name, "VMA with a bad range"));
     if (v.start() < prev_end) return fail(corrupt(name, "VMAs overlap or are not sorted"));
     prev_end = v.end();
-    if (v.status() & (1u << 6 | 1u << 7)) {  // file mappings refer to a REG file
+    if (v.status() & (1u << 6 | 1u << 7)) {  // file mappings refer to a REG file (a MEMFD one with VMA_AREA_MEMFD)
       auto it = files.find(uint32_t(v.shmid()));
-      if (v.shmid() > UINT32_MAX || it == files.end() || it->second.type() != REG)
+      fd_types want = (v.status() & 1u << 14) ? MEMFD : REG;
+      if (v.shmid() > UINT32_MAX || it == files.end() || it->second.type() != want)
         return fail(corrupt(name, "file mapping refers to a missing file"));
     }
   }
@@ -112,8 +113,6 @@ Status load_pagemap(int dir, ProcessImage& p) {
     for (size_t k = vma; vmas[int(k)].end() < end; k++)
       if (k + 1 == size_t(vmas.size()) || vmas[int(k + 1)].start() != vmas[int(k)].end())
         return fail(corrupt(name, "pagemap entry outside of any VMA"));
-    if (pe.flags() & 1)
-      return fail(make_error(Errc::unsupported, "restore", name, "incremental (parent) images are not supported yet"));
     prev_end = end;
     p.pagemap.push_back(pe);
     if (p.pagemap.size() > kMaxVmas * 4) return fail(corrupt(name, "too many pagemap entries"));

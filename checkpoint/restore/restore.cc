@@ -141,7 +141,7 @@ class RestoredTree {
       if (img.pstree.ppid() == 0) {
         CR_OK(restorer::setup_namespaces(*task, ns_flags, img.ids, images_dir_));
         CR_OK(restorer::join_namespaces(*task, join_fds_));
-        if (mounts) CR_OK(mounts->build(task->pid(), log));
+        if (mounts) CR_OK(mounts->build(task->pid(), log, ptys.slaves));
       }
       if (img.pstree.sid() == img.pid() && !root_outside) {
         CR_OK(restorer::set_session(*task));
@@ -253,7 +253,8 @@ void raise_nofile_limit() {
 
 }  // namespace
 
-Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks& hooks) {
+Result<RestoreResult> restore(const RestoreRequest& request, Session& session, Hooks& hooks) {
+  RestoreRequest req = request;  // inherited fds asked for below join it
   auto start = Clock::now();
   Logger& log = session.log;
   LOG_INFO(log, "Restoring (crshim %s)", CRSHIM_VERSION);
@@ -273,10 +274,15 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
       return fail(make_error(Errc::conflict, "restore", "--join-ns " + j.ns + ":" + j.target,
                              "the image holds this " + j.ns + " namespace; it cannot be both restored and joined"));
   }
-  for (const auto& in : req.inherit_fds)
-    if (::fcntl(in.fd, F_GETFD) < 0)
-      return fail(sys_error("fcntl", "--inherit-fd fd[" + std::to_string(in.fd) + "]:" + in.key)
-                      .with_hint("the fd must be open in crshim when it starts"));
+  // An inherited fd crshim does not have is asked for (an RPC client passes it with its answer).
+  std::vector<UniqueFd> asked_for;
+  for (auto& in : req.inherit_fds)
+    if (::fcntl(in.fd, F_GETFD) < 0) {
+      asked_for.push_back(CR_TRY(hooks.request_fd(in.key).map_error([&](Error e) {
+        return e.within("--inherit-fd fd[" + std::to_string(in.fd) + "]:" + in.key);
+      })));
+      in.fd = asked_for.back().get();
+    }
   auto netns = CR_TRY(net::plan_restore(set, req, session.images_dir, log));
   // Declared before the tree: on failure the tasks are gone before the cgroups made for them are removed.
   auto cgroups = CR_TRY(cgroup::Placement::prepare(session.images_dir, set.inventory.root_cg_set(), req.manage_cgroups,
@@ -325,6 +331,8 @@ Result<RestoreResult> restore(const RestoreRequest& req, Session& session, Hooks
         if (pe.flags() & 4) pages += pe.nr_pages();
   }
   CR_OK(hooks.fire(HookPoint::post_restore, tree.root_pid()));
+  // As CRIU: the network of a tree with its own namespace is unlocked before it resumes.
+  if ((netns.clone_flags & CLONE_NEWNET) || netns.join_fd >= 0) CR_OK(hooks.fire(HookPoint::network_unlock, 0));
   // After this point the tree is complete: hook failures are reported, not fatal (as CRIU).
   if (Status st = hooks.fire(HookPoint::pre_resume, 0); !st)
     LOG_ERROR(log, "pre-resume: %s", st.error().render().c_str());

@@ -33,6 +33,7 @@
 #include "checkpoint/kernel/remote.h"
 #include "checkpoint/kernel/remote_syscall.h"
 #include "checkpoint/mem/pages.h"
+#include "checkpoint/mem/parent_pages.h"
 #include "checkpoint/mem/vmas.h"
 #include "checkpoint/ns/namespaces.h"
 
@@ -139,7 +140,13 @@ Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageS
     long flags = long(v.flags() & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE)) |
                  MAP_FIXED_NOREPLACE;
     long len = long(v.end() - v.start());
-    if (v.status() & (mem::kVmaFilePrivate | mem::kVmaFileShared)) {
+    if ((v.status() & mem::kVmaMemfd) && (v.status() & (mem::kVmaFilePrivate | mem::kVmaFileShared))) {
+      // The restored memfd's own open file (fd_for): the inode any task's fd of it shares.
+      int local = CR_TRY(files.fd_for(uint32_t(v.shmid())));
+      int tfd = CR_TRY(push.push(local));
+      CR_OK(r.call(SYS_mmap, long(v.start()), len, long(prot), flags & ~long(MAP_ANONYMOUS), tfd, long(v.pgoff())));
+      CR_OK(r.call(SYS_close, tfd));
+    } else if (v.status() & (mem::kVmaFilePrivate | mem::kVmaFileShared)) {
       uint32_t id = uint32_t(v.shmid());
       // Deleted files come back from their ghost (the same inode the fds get), others by path.
       if (!opened.count(id)) opened[id] = CR_TRY(files::open_mapped_file(set.files.at(id), v.fdflags(), files));
@@ -231,15 +238,35 @@ Status restore_mm(Remote& r, FdPusher& push, const ProcessImage& img, const Imag
   return {};
 }
 
+// Pages an incremental dump left to its parent images (PE_PARENT), read from whichever ancestor holds them.
+Status restore_parent_pages(pid_t pid, int mem_fd, const ProcessImage& img, int images_dir, uint64_t& restored) {
+  std::optional<mem::ParentChain> chain;
+  std::map<std::pair<int, std::string>, std::vector<mem::ParentChain::Run>> by_source;
+  for (const auto& pe : img.pagemap) {
+    if (!(pe.flags() & 1) || (pe.flags() & 4)) continue;
+    if (!chain) chain.emplace(images_dir);
+    for (auto& run : CR_TRY(chain->resolve(img.pid(), pe.vaddr(), pe.nr_pages())))
+      by_source[{run.dir, run.pages}].push_back(run);
+  }
+  for (auto& [source, runs] : by_source) {
+    auto pages = CR_TRY(mem::PageSource::open(source.first, source.second));
+    std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) { return a.page_offset < b.page_offset; });
+    for (const auto& run : runs) {
+      uint64_t at = pages.offset() / mem::kPageSize;
+      if (run.page_offset < at)
+        return fail(make_error(Errc::corrupt_image, "restore", "parent/" + source.second, "pages used twice"));
+      CR_OK(pages.skip(run.page_offset - at));
+      CR_OK_IN(pages.restore(pid, mem_fd, run.vaddr, run.nr_pages), "memory from the parent images");
+      restored += run.nr_pages;
+    }
+  }
+  return {};
+}
+
 // Maps every area of the image (writable while pages go in), writes the pages, sets final protections.
 Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& img, const ImageSet& set,
                       files::RestoreFiles& files, int images_dir, mem::SharedMemory& shmem, Logger& log) {
   const auto& vmas = img.mm.vmas();
-  constexpr uint32_t kVmaMemfd = 1u << 14;  // VMA_AREA_MEMFD: CRIU's memfd route for mapped memfds and shmem
-  for (const auto& v : vmas)
-    if (v.status() & kVmaMemfd)
-      return fail(make_error(Errc::unsupported, "restore", image::mm_file(img.pid()),
-                             "memfd-backed mappings (VMA_AREA_MEMFD) are not supported yet"));
   std::vector<bool> add_write(size_t(vmas.size()), false);
   {
     // An entry may span adjacent VMAs (CRIU merges them): every VMA it touches takes pages.
@@ -277,6 +304,7 @@ Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& 
       if (batch.size() == 1024 || batch_pages >= 16384) CR_OK(flush());
     }
     CR_OK(flush());
+    CR_OK(restore_parent_pages(pid, mem_fd.get(), img, images_dir, restored));
     LOG_INFO(log, "Restored %llu pages of %d", (unsigned long long)restored, pid);
   }
   CR_OK(fault_point("restore:memory"));

@@ -114,6 +114,7 @@ Result<RestoredPtys> restore_ptys(files::RestoreFiles& files, const restorer::Im
     }
     if (si && si->sid()) out.cttys.push_back({si->sid(), si->pgrp(), p.slave.get(), index, p.index});
     if (!mi) out.orphans.push_back({index, p.index, p.master.get()});
+    out.slaves[index] = p.slave.get();
     pairs[info_id(index, true)] = std::move(p.master);
     pairs[info_id(index, false)] = std::move(p.slave);
   }

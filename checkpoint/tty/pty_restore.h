@@ -31,6 +31,7 @@ struct RestoredPtys {
   };
   std::vector<Ctty> cttys;
   std::vector<Orphan> orphans;
+  std::map<uint32_t, int> slaves;  // dumped index -> crshim's slave file (bind mounts of it, /dev/console)
 };
 
 // Reads tty-info.img and tty-data.img and makes every pty again: termios, window size, modes and the

@@ -70,9 +70,9 @@ echo "ok: failing DUMP answers success=false naming pid $missing"
 # 5. refusals and a NACKed notification leave the program running and intact.
 start_program tp_memory
 mkdir -p "$WORK/img5"
-rpc --images "$WORK/img5" --pid "$TARGET_PID" --opt tcp_established=true DUMP >"$WORK/tcp.out"
+rpc --images "$WORK/img5" --pid "$TARGET_PID" --opt lazy_pages=true DUMP >"$WORK/tcp.out"
 expect success 0 "$WORK/tcp.out"
-expect_in cr_errmsg "tcp_established: established TCP connections are not supported yet" "$WORK/tcp.out"
+expect_in cr_errmsg "lazy_pages: lazy (post-copy) memory is not supported" "$WORK/tcp.out"
 rpc --images "$WORK/img5" --pid "$TARGET_PID" --notify --nack post-dump DUMP >"$WORK/nack.out"
 expect success 0 "$WORK/nack.out"
 expect notify "pre-dump,post-dump" "$WORK/nack.out"

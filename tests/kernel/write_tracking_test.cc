@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "checkpoint/kernel/proc.h"
 #include "checkpoint/kernel/remote_syscall.h"
 #include "checkpoint/kernel/tracee.h"
 #include "tests/kernel/child_process.h"
@@ -68,14 +69,19 @@ TEST(WriteTracking, ReportsExactlyThePagesWrittenSinceArmingAndRearms) {
     auto ps = kernel::PtraceSyscall::begin(fp->leader(), *insn);
     ASSERT_TRUE(ps);
     kernel::Remote r(*ps, c.pid, 0, 0);
-    auto armed = arm_write_tracking(r, vmas_of(c.pid));
+    std::vector<Range> ranges;
+    for (const auto& v : vmas_of(c.pid))
+      if (!v.shared && !v.is_special()) ranges.push_back({v.start, v.end});
+    auto armed = arm_write_tracking(r, ranges);
     ASSERT_TRUE(armed) << armed.error().render();
     t = *armed;
     ASSERT_TRUE(ps->restore());
     ASSERT_TRUE(fp->thaw());
   }
-  EXPECT_TRUE(is_tracking_fd(c.pid, t.target_fd, t));
-  EXPECT_FALSE(is_tracking_fd(c.pid, 0, t));
+  auto found = find_write_tracking(c.pid);
+  ASSERT_TRUE(found) << "the tracking userfaultfd stays in the target";
+  EXPECT_EQ(found->target_fd, t.target_fd);
+  EXPECT_EQ(found->inode, t.inode);
 
   ASSERT_EQ(write(c.in, "w", 1), 1);
   ASSERT_EQ(read_line(c.out), "wrote");
@@ -84,7 +90,7 @@ TEST(WriteTracking, ReportsExactlyThePagesWrittenSinceArmingAndRearms) {
   auto vmas = vmas_of(c.pid);
   const proc::Vma* v = vma_at(vmas, base);
   ASSERT_NE(v, nullptr);
-  auto written = written_pages(pagemap.get(), *v);
+  auto written = written_pages(pagemap.get(), v->start, v->end);
   ASSERT_TRUE(written) << written.error().render();
   ASSERT_TRUE(written->has_value()) << "the region is tracked";
   std::vector<uint64_t> pages;
@@ -94,7 +100,7 @@ TEST(WriteTracking, ReportsExactlyThePagesWrittenSinceArmingAndRearms) {
   for (size_t i = 0; i < pages.size(); i++) ASSERT_EQ(pages[i], 100 + i * 7);
 
   // Read once, protected again: nothing new until the next write.
-  auto again = written_pages(pagemap.get(), *v);
+  auto again = written_pages(pagemap.get(), v->start, v->end);
   ASSERT_TRUE(again && again->has_value());
   EXPECT_TRUE((*again)->empty());
 
@@ -104,7 +110,7 @@ TEST(WriteTracking, ReportsExactlyThePagesWrittenSinceArmingAndRearms) {
   vmas = vmas_of(c.pid);
   const proc::Vma* nv = vma_at(vmas, fresh);
   ASSERT_NE(nv, nullptr);
-  auto untracked = written_pages(pagemap.get(), *nv);
+  auto untracked = written_pages(pagemap.get(), nv->start, nv->end);
   ASSERT_TRUE(untracked);
   EXPECT_FALSE(untracked->has_value());
 }

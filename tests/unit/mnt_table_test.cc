@@ -52,6 +52,7 @@ std::string render(const Plan& p) {
         break;
       case Step::Op::remount: out += "remount " + std::to_string(s.flags) + " " + s.target; break;
       case Step::Op::detach: out += "detach " + s.target; break;
+      case Step::Op::seal: out += "seal " + std::to_string(s.flags) + " " + s.target; break;
     }
     out += "\n";
   }
@@ -170,6 +171,51 @@ TEST(MntPlan, RebuildsParentFirstFromYardsRootAndHost) {
     if (s.op == Step::Op::fresh && s.fstype == "devpts") {
       EXPECT_EQ(s.data, "gid=5,mode=620,ptmxmode=666,newinstance");
     }
+}
+
+// runc masks paths with a read-only tmpfs: it must be filled while writable and sealed afterwards.
+TEST(MntPlan, ReadOnlyTmpfsIsFilledThenSealed) {
+  const char* text =
+      "100 50 254:0 /tmp/ct/rootfs / rw,relatime - ext4 /dev/vda rw\n"
+      "101 100 0:60 / /proc rw,relatime - proc proc rw\n"
+      "102 101 0:70 / /proc/acpi ro,relatime - tmpfs tmpfs ro,inode64\n";
+  Table t = build_table(parse(text), {});
+  auto plan = plan_restore(t.entries, "/new", "/y", {});
+  ASSERT_TRUE(plan.has_value()) << plan.error().render();
+  std::vector<std::string> ops;
+  for (const auto& s : plan->steps) {
+    if (s.target != "/y/1") continue;
+    if (s.op == Step::Op::fresh) {
+      EXPECT_EQ(s.flags & MS_RDONLY, 0u);
+      ops.push_back("fresh");
+    } else if (s.op == Step::Op::extract) {
+      ops.push_back("extract");
+    } else if (s.op == Step::Op::seal) {
+      EXPECT_NE(s.flags & MS_RDONLY, 0u);
+      ops.push_back("seal");
+    }
+  }
+  EXPECT_EQ(ops, (std::vector<std::string>{"fresh", "extract", "seal"}));
+}
+
+// runc binds the console's pty slave (root /0 of the container's devpts) on /dev/console.
+TEST(MntPlan, BindOfADevptsPtyFileIsMarkedWithItsIndex) {
+  const char* text =
+      "100 50 254:0 /tmp/ct/rootfs / rw,relatime - ext4 /dev/vda rw\n"
+      "101 100 0:70 / /dev rw,nosuid - tmpfs tmpfs rw,mode=755\n"
+      "102 101 0:71 / /dev/pts rw,nosuid,noexec - devpts devpts rw,mode=620,ptmxmode=666\n"
+      "103 101 0:71 /0 /dev/console rw,nosuid,noexec - devpts devpts rw,mode=620,ptmxmode=666\n";
+  Table t = build_table(parse(text), {});
+  auto plan = plan_restore(t.entries, "/new", "/y", {});
+  ASSERT_TRUE(plan.has_value()) << plan.error().render();
+  int console = -2, pts = -2;
+  for (const auto& s : plan->steps) {
+    if (s.op != Step::Op::bind) continue;
+    if (s.target == "/new/dev/console") console = s.pts_index;
+    if (s.target == "/new/dev/pts") pts = s.pts_index;
+  }
+  EXPECT_EQ(console, 0);
+  EXPECT_EQ(pts, -1);
 }
 
 TEST(MntPlan, MissingExternalPathIsAnErrorWithTheOptionToGive) {

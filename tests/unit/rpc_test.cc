@@ -228,14 +228,15 @@ TEST(RpcSupport, PlainRequestHasNothingIgnored) {
 
 TEST(RpcSupport, UnhonourableOptionsAreRefusedTogether) {
   criu_req r = dump_req();
-  r.mutable_opts()->set_tcp_established(true);
+  r.mutable_opts()->set_tcp_established(true);  // supported: not in the list
   r.mutable_opts()->set_lazy_pages(true);
+  r.mutable_opts()->add_exec_cmd("true");
   auto res = check_engine_support(mapped(r));
   ASSERT_FALSE(res);
   EXPECT_EQ(res.error().code, Errc::unsupported);
   EXPECT_EQ(res.error().message,
-            "tcp_established: established TCP connections are not supported yet; "
-            "lazy_pages: lazy (post-copy) memory is not supported");
+            "lazy_pages: lazy (post-copy) memory is not supported; "
+            "exec_cmd: running a command after restore is not supported");
 }
 
 TEST(RpcSupport, SelfDumpIsRefusedAndANewRootIsAccepted) {
@@ -346,7 +347,10 @@ TEST(RpcServe, KeepOpenServesAFeatureCheckAfterVersion) {
   ASSERT_TRUE(f.features().has_mem_track());
   ASSERT_TRUE(f.features().has_lazy_pages());
   ASSERT_TRUE(f.features().has_pidfd_store());
-  EXPECT_FALSE(f.features().mem_track());
+  // Write tracking needs asynchronous write-protect userfaultfds and PAGEMAP_SCAN (Linux 6.7).
+  auto probed = kernel::probe_features();
+  ASSERT_TRUE(probed);
+  EXPECT_EQ(f.features().mem_track(), probed->uffd_wp_async && probed->pagemap_scan);
   EXPECT_FALSE(f.features().lazy_pages());
   EXPECT_FALSE(f.features().pidfd_store());  // not asked for
   EXPECT_EQ(s.exit_code(), 0);
@@ -395,8 +399,8 @@ TEST(RpcServe, UnknownTypesGetAnEmptyFailure) {
 TEST(RpcServe, UnsupportedTypesEchoTheirTypeWithEopnotsupp) {
   {
     Served s;
-    criu_resp r = s.ask(typed(::PRE_DUMP));
-    EXPECT_EQ(r.type(), ::PRE_DUMP);
+    criu_resp r = s.ask(typed(::CPUINFO_DUMP));
+    EXPECT_EQ(r.type(), ::CPUINFO_DUMP);
     EXPECT_FALSE(r.success());
     EXPECT_EQ(r.cr_errno(), EOPNOTSUPP);
     EXPECT_EQ(s.exit_code(), 1);

@@ -1,0 +1,106 @@
+#!/bin/bash
+# Shared setup for the runc end-to-end tests: a busybox bundle, a private runc root, cleanup.
+# shellcheck source=tests/integration/lib.sh
+source "$SRC/tests/integration/lib.sh"
+
+command -v runc >/dev/null || fail "runc is not installed"
+[[ -x /bin/busybox ]] || fail "/bin/busybox is missing (Debian busybox-static)"
+
+ID=crshim-e2e-$$
+RUNC=(runc --root "$WORK/runc-root" --criu "$CRSHIM")
+BUNDLE=$WORK/bundle
+# shellcheck disable=SC2016 # expanded by the container's shell
+TICKER='i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done'
+# Background helpers of a test (console receivers...) to kill on exit; netns names to delete.
+E2E_PIDS=()
+E2E_NETNS=()
+
+e2e_cleanup() {
+  local rc=$? pid ns
+  "${RUNC[@]}" delete -f "$ID" >/dev/null 2>&1 || true
+  for pid in "${E2E_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # runc's restore mounts (criu-root) live under its state dir; never leave them behind.
+  { grep -o " $WORK/[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  for ns in "${E2E_NETNS[@]}"; do ip netns delete "$ns" 2>/dev/null || true; done
+  if ((rc != 0)); then
+    for f in "$WORK"/out* "$WORK"/con*.out; do [[ -f "$f" ]] && { echo "--- $f (last 5 lines)" >&2; tail -5 "$f" >&2; }; done
+  fi
+  # lib.sh's cleanup (work dir, engine logs) reads the test's status as $?; errexit would stop here.
+  set +e
+  (exit "$rc")
+  cleanup
+}
+trap e2e_cleanup EXIT
+
+# make_bundle [PYTHON...]: busybox rootfs + `runc spec` running the ticker without a terminal; the
+# optional python3 statements edit the config `c` further.
+make_bundle() {
+  mkdir -p "$BUNDLE/rootfs"/{bin,dev,proc,sys,tmp,etc,root,run}
+  cp /bin/busybox "$BUNDLE/rootfs/bin/busybox"
+  local applet
+  for applet in sh sleep echo cat ls ps true; do ln -s busybox "$BUNDLE/rootfs/bin/$applet"; done
+  (cd "$BUNDLE" && runc spec)
+  python3 - "$BUNDLE/config.json" "$TICKER" "$@" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["sh", "-c", sys.argv[2]]
+for stmt in sys.argv[3:]:
+    exec(stmt)
+json.dump(c, open(p, "w"), indent=2)
+PY
+}
+
+# ticks FILE: the ticker's lines in FILE (a terminal adds carriage returns).
+ticks() { tr -d '\r' <"$1"; }
+
+# wait_lines FILE N: waits until FILE has at least N lines.
+wait_lines() {
+  local file=$1 n=$2 i
+  for ((i = 0; i < 200; i++)); do
+    [[ -f "$file" ]] && (($(wc -l <"$file") >= n)) && return 0
+    sleep 0.05
+  done
+  fail "$file has fewer than $n lines: $(tail -3 "$file" 2>/dev/null | tr '\n' ' ')"
+}
+
+# container_status: runc's view of the container ("" when it does not exist).
+container_status() {
+  "${RUNC[@]}" state "$ID" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null || true
+}
+
+# container_pid: the init's host pid.
+container_pid() {
+  "${RUNC[@]}" state "$ID" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'
+}
+
+# engine_log DIR: runc's error is not enough; show the engine's logs too.
+engine_log() {
+  tail -15 "$1"/*.log 2>/dev/null || true
+}
+
+# notifications LOG: the RPC notifications the engine sent, in order, on one line.
+notifications() {
+  sed -n 's/.*Notifying the RPC client: \([a-z-]*\).*/\1/p' "$1" | tr '\n' ' ' | sed 's/ $//'
+}
+
+# checkpoint_gone IMG WORK: runc checkpoint; the container must be gone afterwards.
+checkpoint_gone() {
+  mkdir -p "$1" "$2"
+  "${RUNC[@]}" checkpoint --image-path "$1" --work-path "$2" "$ID" || fail "runc checkpoint failed: $(engine_log "$2")"
+  [[ -z "$(container_status)" ]] || fail "container still exists after checkpoint: $(container_status)"
+}
+
+# check_continues OLD NEW: the restored ticker printed the number after OLD's last one first, into NEW only.
+check_continues() {
+  local old=$1 new=$2 last first
+  last=$(ticks "$old" | tail -1)
+  [[ "$last" =~ ^[0-9]+$ ]] || fail "unexpected ticker output: '$last'"
+  wait_lines "$new" 3
+  first=$(ticks "$new" | sed -n 1p)
+  [[ "$first" == $((last + 1)) ]] || fail "restored ticker printed '$first' first, expected $((last + 1))"
+  sleep 0.5
+  [[ "$(ticks "$old" | tail -1)" == "$last" ]] || fail "restored ticker still writes to the old output"
+  echo "ok: ticker went on from $last to $first in the new output"
+}
