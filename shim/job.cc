@@ -13,6 +13,7 @@ namespace crshim {
 Result<std::unique_ptr<Job>> open_job(const Options& opts, const std::string& default_log, bool create_images_dir) {
   auto job = std::make_unique<Job>();
   job->log.set_level(opts.verbosity);
+  job->log.set_json(opts.log_format == LogFormat::json);
   if (create_images_dir && ::mkdir(opts.images_dir.c_str(), 0700) < 0 && errno != EEXIST)
     return fail(sys_error("mkdir", opts.images_dir, "images directory"));
   job->images_dir = CR_TRY(sys::open(opts.images_dir, O_RDONLY | O_DIRECTORY));

@@ -25,7 +25,6 @@ Status refuse_unsupported(const Options& o) {
   no(o.lsm_profile.has_value() || o.lsm_mount_context.has_value(), "--lsm-profile/--lsm-mount-context");
   no(o.stream, "--stream");
   no(o.compress, "--compress");
-  no(o.log_format == LogFormat::json, "--log-format json");
   no(o.bundle.dir.has_value() || o.bundle.image_path.has_value(), "--bundle/--image-path (OCI bundle mode)");
   for (const auto& e : o.external)
     if (e.rfind("file[", 0) != 0 && !(e.rfind("net[", 0) == 0 && o.verb == Verb::dump) && e.rfind("unix[", 0) != 0 &&

@@ -35,6 +35,35 @@ static const char* short_path(const char* file) {
   return file;
 }
 
+// `text` as a JSON string literal (quotes, backslashes and control characters escaped).
+static std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += char(c);
+    } else if (c < 0x20) {
+      char esc[8];
+      snprintf(esc, sizeof esc, "\\u%04x", c);
+      out += esc;
+    } else {
+      out += char(c);
+    }
+  }
+  return out + "\"";
+}
+
+static const char* level_name(LogLevel lvl) {
+  switch (lvl) {
+    case LogLevel::msg: return "msg";
+    case LogLevel::error: return "error";
+    case LogLevel::warn: return "warn";
+    case LogLevel::info: return "info";
+    case LogLevel::debug: return "debug";
+  }
+  return "?";
+}
+
 void Logger::log(LogLevel lvl, const char* file, int line, const char* fmt, ...) {
   if (int(lvl) > level_ && lvl != LogLevel::msg) return;
   char body[4096];
@@ -42,26 +71,32 @@ void Logger::log(LogLevel lvl, const char* file, int line, const char* fmt, ...)
   va_start(ap, fmt);
   vsnprintf(body, sizeof body, fmt, ap);
   va_end(ap);
+  std::string_view text = body;
+  while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
 
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start_).count();
-  char prefix[160];
-  int n = snprintf(prefix, sizeof prefix, "(%02lld.%06lld) ", (long long)(us / 1000000), (long long)(us % 1000000));
   pid_t pid = getpid();
-  if (pid != main_pid_) n += snprintf(prefix + n, sizeof prefix - size_t(n), "%d: ", pid);
-  if (lvl == LogLevel::error)
-    n += snprintf(prefix + n, sizeof prefix - size_t(n), "Error (%s:%d): ", short_path(file), line);
-  else if (lvl == LogLevel::warn)
-    n += snprintf(prefix + n, sizeof prefix - size_t(n), "Warn  (%s:%d): ", short_path(file), line);
-
-  std::string out = prefix;
-  out += body;
-  if (out.empty() || out.back() != '\n') out += '\n';
+  std::string out;
+  if (json_) {
+    char head[96];
+    snprintf(head, sizeof head, "{\"time\":%lld.%06lld,\"pid\":%d,\"level\":\"%s\",\"file\":", (long long)(us / 1000000),
+             (long long)(us % 1000000), int(pid), level_name(lvl));
+    out = head + json_string(short_path(file)) + ",\"line\":" + std::to_string(line) + ",\"msg\":" + json_string(text) + "}";
+  } else {
+    char prefix[160];
+    int n = snprintf(prefix, sizeof prefix, "(%02lld.%06lld) ", (long long)(us / 1000000), (long long)(us % 1000000));
+    if (pid != main_pid_) n += snprintf(prefix + n, sizeof prefix - size_t(n), "%d: ", pid);
+    if (lvl == LogLevel::error)
+      n += snprintf(prefix + n, sizeof prefix - size_t(n), "Error (%s:%d): ", short_path(file), line);
+    else if (lvl == LogLevel::warn)
+      n += snprintf(prefix + n, sizeof prefix - size_t(n), "Warn  (%s:%d): ", short_path(file), line);
+    out = prefix;
+    out += text;
+  }
+  out += '\n';
 
   std::lock_guard lock(mu_);
-  if (lvl == LogLevel::error && first_error_.empty()) {
-    first_error_ = body;
-    while (!first_error_.empty() && first_error_.back() == '\n') first_error_.pop_back();
-  }
+  if (lvl == LogLevel::error && first_error_.empty()) first_error_ = text;
   int fd = fd_.valid() ? fd_.get() : STDERR_FILENO;
   (void)sys::write_all(fd, out, "log");
   if (fd_.valid() && echo_errors_ && lvl == LogLevel::error) (void)sys::write_all(STDERR_FILENO, out, "stderr");

@@ -27,6 +27,9 @@ class Logger {
   // Sends the log to an already open fd (takes ownership).
   void set_fd(UniqueFd fd);
   void set_level(int level) { level_ = level; }
+  // --log-format json: one JSON object per line ({"time","pid","level","file","line","msg"}) for log
+  // collectors, instead of CRIU's text lines.
+  void set_json(bool on) { json_ = on; }
   int level() const { return level_; }
   // Mirror errors (level <= error) to stderr as well, for a log that goes to a file.
   void set_echo_errors(bool on) { echo_errors_ = on; }
@@ -43,6 +46,7 @@ class Logger {
  private:
   int level_;
   bool echo_errors_ = false;
+  bool json_ = false;
   UniqueFd fd_;
   std::string path_ = "-";
   std::string first_error_;

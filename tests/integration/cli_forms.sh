@@ -25,3 +25,17 @@ if "$CRSHIM" restore -D "$WORK/img" --tcp-close --bundle /tmp 2>"$WORK/err"; the
 grep -q "options: not supported yet: --tcp-close, --bundle/--image-path (OCI bundle mode)" "$WORK/err" ||
   fail "unsupported options error: $(cat "$WORK/err")"
 echo "ok: long forms, work dir, pidfile, foreground restore exit status, unknown and unsupported options refused"
+
+# --log-format json: every log line is one JSON object, the last one saying the dump finished.
+start_program tp_memory
+"$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/img-json" -o dump.log -v4 --log-format json --leave-running ||
+  fail "dump with --log-format json failed"
+python3 - "$WORK/img-json/dump.log" <<'PY' || fail "the JSON log does not parse: $(head -3 "$WORK/img-json/dump.log")"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert len(lines) > 5, len(lines)
+assert all({"time", "pid", "level", "file", "line", "msg"} <= set(l) for l in lines)
+assert any(l["msg"] == "Dumping finished successfully" and l["level"] == "info" for l in lines)
+PY
+finish_and_check
+echo "ok: --log-format json writes one JSON object per line"
