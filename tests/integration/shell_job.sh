@@ -19,7 +19,9 @@ wait "$SCRIPT_PID" 2>/dev/null || true
 # Restore in the foreground inside a new pty: crshim waits for the task and exits with its status.
 script -qec "$CRSHIM restore -D $WORK/img -o restore.log -v4 --shell-job" /dev/null </dev/null >"$WORK/tty2.out" 2>&1 &
 RESTORE_SCRIPT=$!
-for _ in $(seq 1 100); do kill -0 "$TARGET_PID" 2>/dev/null && break; sleep 0.05; done
+# The task exists as soon as it is created; it is only the program again once the restore is done
+# (a SIGTERM before that would kill crshim's half-built task).
+for _ in $(seq 1 200); do grep -qs "Restore finished successfully" "$WORK/img/restore.log" && break; sleep 0.05; done
 kill -0 "$TARGET_PID" 2>/dev/null || fail "not restored: $(cat "$WORK/tty2.out")"
 finish_and_check
 wait "$RESTORE_SCRIPT" || true
