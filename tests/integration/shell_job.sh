@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 command -v script >/dev/null || fail "script(1) is needed (package bsdutils)"
 
 READY=$WORK/ready RESULT=$WORK/result
-script -qec "$PROGRAMS/tp_shelljob $READY $RESULT" /dev/null </dev/null >"$WORK/tty1.out" 2>&1 &
+script -qec "exec $PROGRAMS/tp_shelljob $READY $RESULT" /dev/null </dev/null >"$WORK/tty1.out" 2>&1 &
 SCRIPT_PID=$!
 wait_for_file "$READY"
 TARGET_PID=$(pgrep -nx tp_shelljob)
