@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "checkpoint/base/log.h"
+#include "checkpoint/base/progress.h"
 #include "checkpoint/base/result.h"
 #include "checkpoint/base/unique_fd.h"
 #include "checkpoint/hook_points.h"
@@ -20,6 +21,7 @@ struct Session {
   Logger& log;
   int images_dir = -1;  // directory fd where images are read or written
   int work_dir = -1;    // directory fd for logs and stats (= images_dir when not given)
+  ProgressSink* progress = nullptr;  // pages moved, for a progress line (the shim's, on a terminal)
 };
 
 // --manage-cgroups modes (CRIU's names). The engine moves tasks in soft mode; props, full and strict
@@ -38,6 +40,7 @@ struct DumpRequest {
   bool shell_job = false;      // the tree may share a session/tty with the dumper's shell
   std::vector<std::string> external;  // --external keys
   uint64_t ghost_limit = 1u << 20;    // largest deleted-but-open file carried in the image
+  bool link_remap = false;            // --link-remap: deleted files that can be linked again are, instead of copied
   bool file_locks = false;            // --file-locks: dump the locks tasks hold (else they are an error)
   bool orphan_pts_master = false;     // a pty slave whose master is outside the tree is dumped (else refused)
   bool tcp_established = false;       // --tcp-established: established TCP connections are dumped (else refused)

@@ -2,10 +2,11 @@
 
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstring>
 #include <vector>
 
-#include <cerrno>
+#include "checkpoint/base/sys.h"
 
 namespace crshim::rpcio {
 
@@ -73,14 +74,7 @@ Result<bool> recv_message_with_fd(int sock, google::protobuf::MessageLite& msg, 
   } while (n < 0 && errno == EINTR);
   if (n < 0) return fail(sys_error("recvmsg", "RPC socket"));
   // Every fd that arrived is owned here, so none leaks whatever the answer says.
-  std::vector<UniqueFd> fds;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-        int one;
-        memcpy(&one, CMSG_DATA(c) + i * sizeof(int), sizeof one);
-        fds.emplace_back(one);
-      }
+  std::vector<UniqueFd> fds = sys::take_passed_fds(mh);
   if (n == 0) return false;
   if (mh.msg_flags & MSG_TRUNC) return fail(make_error(Errc::invalid_argument, "recvmsg", "RPC socket", "answer too large"));
   if (fds.size() > 1) return fail(make_error(Errc::invalid_argument, "recvmsg", "RPC socket", "more than one fd in an answer"));

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "checkpoint/base/sys.h"
 #include "hooks/rpc_io.h"
 #include "rpc.pb.h"
 
@@ -11,31 +12,13 @@ namespace crshim {
 
 namespace {
 
-// One datagram carrying `data` and `fd` as SCM_RIGHTS, as CRIU sends orphan-pts-master.
-Status send_with_fd(int sock, const criu_resp& msg, int fd) {
+// One datagram carrying `msg` and `fd` as SCM_RIGHTS, as CRIU sends orphan-pts-master.
+Status send_message_with_fd(int sock, const criu_resp& msg, int fd) {
   if (!msg.IsInitialized())
     return fail(make_error(Errc::internal, "serialize", msg.GetTypeName(), "missing required fields"));
   std::string data;
   if (!msg.SerializePartialToString(&data)) return fail(make_error(Errc::internal, "serialize", msg.GetTypeName(), "serialization failed"));
-  iovec iov{data.data(), data.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  ssize_t n;
-  do {
-    n = ::sendmsg(sock, &mh, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return fail(sys_error("sendmsg", "RPC socket", msg.GetTypeName()));
-  if (size_t(n) != data.size()) return fail(make_error(Errc::system, "sendmsg", "RPC socket", "short datagram"));
-  return {};
+  return sys::send_with_fd(sock, data, fd, "RPC socket");
 }
 
 }  // namespace
@@ -75,7 +58,7 @@ Status RpcNotifyHooks::notify(HookPoint point, pid_t pid, int fd) {
   // As CRIU: only these two points carry the root task's pid.
   if (pid > 0 && (point == HookPoint::setup_namespaces || point == HookPoint::post_restore)) n->set_pid(pid);
   LOG_INFO(log_, "Notifying the RPC client: %s%s", name, fd >= 0 ? " (with a file)" : "");
-  Status sent = fd >= 0 ? send_with_fd(sock_, msg, fd) : rpcio::send_message(sock_, msg);
+  Status sent = fd >= 0 ? send_message_with_fd(sock_, msg, fd) : rpcio::send_message(sock_, msg);
   if (!sent) return fail(sent.error().within(std::string("notify ") + name));
 
   criu_req ack;

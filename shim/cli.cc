@@ -28,7 +28,8 @@ int cli_main(int argc, char** argv) {
   switch (opts->verb) {
     case Verb::dump:
     case Verb::pre_dump: return run_dump(*opts);
-    case Verb::restore: return run_restore(*opts);
+    case Verb::restore: return opts->bundle.dir ? run_restore_bundle(*opts) : run_restore(*opts);
+    case Verb::checkpoint: return run_checkpoint_bundle(*opts);
     case Verb::check: return run_check(*opts);
     case Verb::show: return run_show(*opts);
     case Verb::features: return run_features(*opts);

@@ -32,6 +32,7 @@ Result<std::unique_ptr<Job>> open_job(const Options& opts, const std::string& de
   } else {
     job->log_path = "-";
   }
+  if (job->log_path != "-" && ::isatty(STDERR_FILENO)) job->progress = std::make_unique<TerminalProgress>(STDERR_FILENO);
   return job;
 }
 

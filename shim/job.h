@@ -8,6 +8,7 @@
 #include "checkpoint/base/unique_fd.h"
 #include "checkpoint/engine.h"
 #include "shim/options.h"
+#include "shim/progress_line.h"
 
 namespace crshim {
 
@@ -16,8 +17,9 @@ struct Job {
   UniqueFd images_dir;
   UniqueFd work_dir;
   std::string log_path;  // for the "see LOG" hint; "-" for stderr
+  std::unique_ptr<TerminalProgress> progress;  // when stderr is a terminal the log does not use
 
-  Session session() { return Session{log, images_dir.get(), work_dir.get()}; }
+  Session session() { return Session{log, images_dir.get(), work_dir.get(), progress.get()}; }
 };
 
 // Opens the directories (creating the images dir for dumps) and the log file, CRIU-style:

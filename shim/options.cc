@@ -761,6 +761,9 @@ Status check_positionals(const Options& o) {
       if (!o.args.empty() && !verb_from_name(o.args[0]))
         return fail(option_error("", "no help for unknown command '" + o.args[0] + "'; see 'crshim help'"));
       return {};
+    case Verb::checkpoint:  // CONTAINER-PID (or --pid-file)
+      if (o.args.size() > 1) return unexpected(1);
+      return {};
     case Verb::restore:
       if (o.exec_cmd) return {};  // the positionals are the command
       [[fallthrough]];
@@ -1002,8 +1005,8 @@ std::string usage(const std::string& verb) {
              "  --exec-cmd -- CMD...   run CMD as the parent of the restored tree\n" +
              common;
     case Verb::checkpoint:
-      return "Usage: crshim checkpoint --bundle DIR [--image-path DIR] [--work-path DIR]\n"
-             "              [--export ARCHIVE] [-R] [OPTIONS]\n" +
+      return "Usage: crshim checkpoint --bundle DIR --image-path DIR [--work-path DIR]\n"
+             "              [--export ARCHIVE] [-R] [OPTIONS] CONTAINER-PID|--pid-file FILE\n" +
              common;
     case Verb::check:
       return "Usage: crshim check [--extra] [--experimental] [--all] [--feature NAME]\n" + common;

@@ -13,22 +13,20 @@ Status refuse_unsupported(const Options& o) {
   };
   no(o.tcp_close, "--tcp-close");
   no(o.skip_in_flight, "--skip-in-flight");
-  no(o.link_remap, "--link-remap");
   no(o.evasive_devices, "--evasive-devices");
   no(o.leave_stopped, "--leave-stopped");
   no(o.exec_cmd, "--exec-cmd");
   no(o.ext_mount_auto, "--ext-mount-map auto");
-  no(!o.veth_pairs.empty(), "--veth-pair");
   no(o.page_server, "--page-server");
   no(o.lazy_pages, "--lazy-pages");
   no(o.auto_dedup, "--auto-dedup");
   no(o.lsm_profile.has_value() || o.lsm_mount_context.has_value(), "--lsm-profile/--lsm-mount-context");
   no(o.stream, "--stream");
   no(o.compress, "--compress");
-  no(o.bundle.dir.has_value() || o.bundle.image_path.has_value(), "--bundle/--image-path (OCI bundle mode)");
   for (const auto& e : o.external)
     if (e.rfind("file[", 0) != 0 && !(e.rfind("net[", 0) == 0 && o.verb == Verb::dump) && e.rfind("unix[", 0) != 0 &&
-        !(e.rfind("mnt[", 0) == 0 && e.rfind("mnt[]", 0) != 0))
+        !((e.rfind("tty[", 0) == 0 || e.rfind("pid[", 0) == 0) && o.verb == Verb::dump) &&
+        !(e.rfind("mnt[", 0) == 0 && e.rfind("mnt[]", 0) != 0) && e.rfind("veth[", 0) != 0)
       refused.push_back("--external " + e);
   if (refused.empty()) return {};
   std::string all;
@@ -53,6 +51,7 @@ DumpRequest dump_request(const Options& opts) {
     for (uint64_t ino : opts.ext_unix_sk_ids) add_key("unix[" + std::to_string(ino) + "]");
   }
   req.ghost_limit = opts.ghost_limit;
+  req.link_remap = opts.link_remap;
   req.file_locks = opts.file_locks;
   req.orphan_pts_master = opts.orphan_pts_master;
   req.tcp_established = opts.tcp_established;
@@ -87,6 +86,9 @@ RestoreRequest restore_request(const Options& opts) {
   for (const auto& r : opts.cgroup_roots) req.cgroup_roots.push_back({r.controller, r.path});
   req.root = opts.root.value_or("");
   req.external = opts.external;
+  // --veth-pair IN=OUT[@BRIDGE] (and RPC veths) is the older spelling of --external veth[IN]:OUT[@BRIDGE].
+  for (const auto& v : opts.veth_pairs)
+    req.external.push_back("veth[" + v.inner + "]:" + v.outer + (v.bridge.empty() ? "" : "@" + v.bridge));
   for (const auto& m : opts.ext_mounts) req.ext_mounts.push_back({m.key, m.val});
   return req;
 }

@@ -136,6 +136,7 @@ criu_resp job_answer(const criu_req& req, int sock, const ServeConfig& cfg, cons
     return resp;
   }
   Job& job = **opened;
+  job.progress.reset();  // the client's terminal, if stderr is one, is not ours to draw on
   LOG_INFO(job.log, "RPC %s request from pid %d (%s mode)", criu_req_type_Name(req.type()).c_str(), peer.pid,
            cfg.mode == Mode::swrk ? "swrk" : "service");
   for (const auto& note : *ignored) LOG_WARN(job.log, "RPC option ignored: %s", note.c_str());

@@ -155,6 +155,10 @@ Result<JobRequest> map_request(const criu_req& req, const Options& base, const P
     if (i.fd() < 0 || (::fstat(i.fd(), &st) < 0 && !r.notify_scripts()))
       return fail(bad_request("inherit_fd '" + i.key() + "': descriptor " + std::to_string(i.fd()) +
                               " is not open in the engine (set notify_scripts to be asked for it)"));
+    // As CRIU, the first entry for a key wins: runc sends pipe:[INO] for fd 1 and again for fd 2 when the
+    // container's stdout and stderr were one pipe, and the restored task must write to the new stdout.
+    auto same_key = [&](const InheritFd& have) { return have.key == i.key(); };
+    if (std::any_of(o.inherit_fds.begin(), o.inherit_fds.end(), same_key)) continue;
     o.inherit_fds.push_back({i.fd(), i.key()});
   }
   o.skip_mnt.insert(o.skip_mnt.end(), r.skip_mnt().begin(), r.skip_mnt().end());
@@ -228,16 +232,16 @@ Result<std::vector<std::string>> check_engine_support(const JobRequest& job) {
       if (!e.starts_with("mnt[") && !e.starts_with("dev[") && !e.starts_with("unix["))
         refused.push_back("external '" + e + "': not supported on restore yet");
 
-  // Accepted and logged as ignored until the engine handles them. runc sends these with every request
-  // (freeze_cgroup, ext_mnt, root on dump); for a plain process tree none of them changes the outcome.
-  // empty_ns=CLONE_NEWNET, manage_cgroups and cg_root are honoured; cgroup properties are not.
+  // Accepted and logged as ignored until the engine handles them. runc sends some with every request
+  // (ext_mnt, root on dump); for a plain process tree none of them changes the outcome. freeze_cgroup
+  // (a frozen cgroup is thawed for the dump and frozen again), empty_ns=CLONE_NEWNET, manage_cgroups
+  // and cg_root are honoured; cgroup properties are not.
   if (o.manage_cgroups && *o.manage_cgroups != CgroupMode::soft && *o.manage_cgroups != CgroupMode::ignore &&
       *o.manage_cgroups != CgroupMode::none)
     ignored.push_back("manage_cgroups_mode " + std::string(cgroup_mode_name(*o.manage_cgroups)) +
                       ": taken as soft, cgroup properties are not restored");
   if (o.cgroup_props || o.cgroup_props_file || !o.cgroup_dump_controllers.empty() || o.cgroup_yard)
     ignored.push_back("cgroup_props/cgroup_props_file/cgroup_dump_controller/cgroup_yard: cgroup properties are not dumped");
-  if (o.freeze_cgroup) ignored.push_back("freeze_cgroup: the tree is frozen with ptrace instead");
   // ext_mnt, root and external mnt[KEY]:VAL are honoured (mount namespaces); these are not.
   if (o.ext_mount_auto || o.enable_external_sharing || o.enable_external_masters || !o.skip_mnt.empty() ||
       !o.enable_fs.empty())

@@ -12,5 +12,8 @@ int run_show(const Options& opts);
 int run_features(const Options& opts);
 int run_swrk(const Options& opts);
 int run_service(const Options& opts);
+// OCI bundle mode (verb_bundle.cc): checkpoint --bundle, restore --bundle.
+int run_checkpoint_bundle(const Options& opts);
+int run_restore_bundle(const Options& opts);
 
 }  // namespace crshim

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <csignal>
 
 namespace crshim::sys {
@@ -148,6 +149,40 @@ Result<std::string> read_link_at(int dirfd, const std::string& path) {
 }
 
 Result<std::string> read_link(const std::string& path) { return read_link_at(AT_FDCWD, path); }
+
+std::vector<UniqueFd> take_passed_fds(const msghdr& mh) {
+  std::vector<UniqueFd> fds;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(const_cast<msghdr*>(&mh), c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      fds.emplace_back(fd);
+    }
+  }
+  return fds;
+}
+
+Status send_with_fd(int sock, std::string_view data, int fd, const std::string& what) {
+  iovec iov{const_cast<char*>(data.data()), data.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  ssize_t n;
+  do n = ::sendmsg(sock, &mh, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return fail(sys_error("sendmsg(SCM_RIGHTS)", what));
+  if (size_t(n) != data.size()) return fail(make_error(Errc::system, "sendmsg", what, "short message"));
+  return {};
+}
 
 int pidfd_open(pid_t pid, unsigned flags) { return int(::syscall(SYS_pidfd_open, pid, flags)); }
 int pidfd_getfd(int pidfd, int targetfd, unsigned flags) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -39,6 +40,13 @@ Status write_file(const std::string& path, std::string_view data, int flags = 0)
 // readlink without a size limit surprise.
 Result<std::string> read_link(const std::string& path);
 Result<std::string> read_link_at(int dirfd, const std::string& path);
+
+// Takes ownership of every fd a received message carried as SCM_RIGHTS (none may leak, whatever
+// the caller then makes of the message).
+std::vector<UniqueFd> take_passed_fds(const struct msghdr& mh);
+// Sends `data` as one message with `fd` attached as SCM_RIGHTS (`what` names the socket in errors);
+// a message the socket takes only in part is an error.
+Status send_with_fd(int sock, std::string_view data, int fd, const std::string& what);
 
 // Raw syscalls glibc 2.36 does not wrap.
 int pidfd_open(pid_t pid, unsigned flags = 0);

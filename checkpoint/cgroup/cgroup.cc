@@ -1,12 +1,14 @@
 #include "checkpoint/cgroup/cgroup.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <set>
+#include <thread>
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/image/catalog.h"
@@ -152,7 +154,15 @@ void apply_roots(cgroup_entry& entry, const std::vector<CgroupRootRemap>& roots)
         for (const auto& d : c.dirs()) {
           auto mapped = remap_path(mem.path(), d.dir_name(), *to);
           if (!mapped) continue;
-          entry.mutable_sets(s)->mutable_ctls(m)->set_path(*mapped);
+          auto* out = entry.mutable_sets(s)->mutable_ctls(m);
+          out->set_path(*mapped);
+          if (mem.has_cgns_prefix()) {
+            // The namespace root moves along; one above the remapped directory becomes its new top.
+            std::string ns_root = mem.cgns_prefix() ? mem.path().substr(0, mem.cgns_prefix()) : "/";
+            auto root = remap_path(ns_root, d.dir_name(), *to);
+            if (!root) root = remap_path("/" + d.dir_name(), d.dir_name(), *to);
+            out->set_cgns_prefix(*root == "/" ? 0 : uint32_t(root->size()));
+          }
           break;
         }
       }
@@ -169,8 +179,53 @@ Status Collector::init() {
   return {};
 }
 
+namespace {
+
+// /proc/PID/cgroup as the task's own cgroup namespace shows it, read by a thread that joins that
+// namespace (it is per thread: crshim itself stays where it is).
+Result<Set> read_cgroups_in_own_ns(pid_t pid) {
+  std::string ns = "/proc/" + std::to_string(pid) + "/ns/cgroup";
+  UniqueFd fd = CR_TRY(sys::open(ns, O_RDONLY));
+  Result<Set> out = Set{};
+  std::thread reader([&] {
+    if (::setns(fd.get(), CLONE_NEWCGROUP) < 0) out = fail(sys_error("setns", ns));
+    else out = read_task_cgroups(pid);
+  });
+  reader.join();
+  return out;
+}
+
+Result<bool> own_cgroup_ns(pid_t pid) {
+  auto theirs = CR_TRY(sys::read_link("/proc/" + std::to_string(pid) + "/ns/cgroup"));
+  auto ours = CR_TRY(sys::read_link("/proc/self/ns/cgroup"));
+  return theirs != ours;
+}
+
+// Records in `s` where `pid`'s cgroup namespace is rooted: each path seen from inside the namespace
+// is the tail of the path seen from here.
+Status record_ns_roots(pid_t pid, Set& s) {
+  Set inside = CR_TRY(read_cgroups_in_own_ns(pid));
+  std::string who = "pid " + std::to_string(pid);
+  for (auto& m : s) {
+    auto in = std::find_if(inside.begin(), inside.end(), [&](const Member& i) { return i.name == m.name; });
+    if (in == inside.end()) continue;
+    std::string tail = in->path == "/" ? "" : in->path;
+    if (tail.starts_with("/..") || !m.path.ends_with(tail) || (m.path.size() > tail.size() && !tail.empty() &&
+                                                                m.path[m.path.size() - tail.size()] != '/'))
+      return fail(make_error(Errc::unsupported, "dump", who,
+                             "cgroup '" + m.path + "' (" + m.name + ") lies outside the task's cgroup namespace root '" +
+                                 in->path + "'"));
+    size_t prefix = m.path.size() - tail.size();
+    m.ns_prefix = m.path == "/" || prefix <= 1 ? 0 : uint32_t(prefix);
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<uint32_t> Collector::add_task(pid_t pid) {
   Set s = CR_TRY(read_task_cgroups(pid));
+  if (CR_TRY(own_cgroup_ns(pid))) CR_OK(record_ns_roots(pid, s));
   for (size_t i = 0; i < sets_.size(); i++)
     if (sets_[i] == s) {
       used_[i] = true;
@@ -192,6 +247,7 @@ cgroup_entry Collector::entry(uint32_t root_set) const {
       auto* me = se->add_ctls();
       me->set_name(m.name);
       me->set_path(m.path);
+      if (m.ns_prefix) me->set_cgns_prefix(m.ns_prefix);
       paths[m.name].insert(m.path);
     }
   }
@@ -233,6 +289,60 @@ Status Collector::write(int images_dir, uint32_t root_set) const {
   return image::write_single(images_dir, kCgroupFile, image::kind(image::Type::cgroup), entry(root_set));
 }
 
+// ---- freezer --------------------------------------------------------------------------------------
+
+namespace {
+
+// The freezer's state file and its frozen/thawed values, v1 or v2.
+struct FreezerFile {
+  std::string path;
+  const char* frozen;
+  const char* thawed;
+};
+
+std::optional<FreezerFile> freezer_file(const std::string& dir) {
+  if (::access((dir + "/freezer.state").c_str(), F_OK) == 0) return FreezerFile{dir + "/freezer.state", "FROZEN", "THAWED"};
+  if (::access((dir + "/cgroup.freeze").c_str(), F_OK) == 0) return FreezerFile{dir + "/cgroup.freeze", "1", "0"};
+  return std::nullopt;
+}
+
+// Writes `want` and waits (up to 5 s) until the state file reads it back: v1 passes through FREEZING.
+Status set_freezer(const FreezerFile& f, const char* want) {
+  CR_OK(sys::write_file(f.path, want));
+  std::string_view w(want);
+  for (int i = 0; i < 500; i++) {
+    auto now = CR_TRY(sys::read_file(f.path));
+    if (sys::trim(now) == w) return {};
+    ::usleep(10000);
+  }
+  return fail(make_error(Errc::timeout, "freeze", f.path, "the freezer did not reach " + std::string(want)));
+}
+
+}  // namespace
+
+Result<PausedFreezer> PausedFreezer::thaw_if_frozen(const std::string& path, Logger& log) {
+  PausedFreezer p(log);
+  if (path.empty()) return p;
+  auto f = freezer_file(path);
+  if (!f)
+    return fail(make_error(Errc::not_found, "dump", "--freeze-cgroup " + path, "no freezer.state or cgroup.freeze there")
+                    .with_hint("name the tree's freezer cgroup directory"));
+  auto state = CR_TRY(sys::read_file(f->path));
+  if (sys::trim(state) != f->frozen) return p;
+  // ptrace cannot stop a frozen task: thawed for the moment it takes to seize the tree.
+  LOG_INFO(log, "%s is frozen: thawing it for the dump, frozen again if the tasks run on", path.c_str());
+  CR_OK(set_freezer(*f, f->thawed));
+  p.state_file_ = f->path;
+  return p;
+}
+
+PausedFreezer::~PausedFreezer() {
+  if (state_file_.empty()) return;
+  auto f = freezer_file(state_file_.substr(0, state_file_.rfind('/')));
+  if (Status st = f ? set_freezer(*f, f->frozen) : Status{}; !st && log_)
+    LOG_ERROR(*log_, "Freezing %s again: %s", state_file_.c_str(), st.error().render().c_str());
+}
+
 // ---- restore -------------------------------------------------------------------------------------
 
 Placement::~Placement() {
@@ -266,6 +376,10 @@ Result<Placement> Placement::prepare(int images_dir, uint32_t root_cg_set, Cgrou
       if (m.path().empty() || m.path()[0] != '/' || m.path().find("/../") != std::string::npos ||
           m.path().ends_with("/.."))
         return fail(make_error(Errc::corrupt_image, "validate", kCgroupFile, "bad cgroup path '" + m.path() + "'"));
+      else if (m.cgns_prefix() > m.path().size())
+        return fail(make_error(Errc::corrupt_image, "validate", kCgroupFile,
+                               "cgroup namespace prefix " + std::to_string(m.cgns_prefix()) + " is longer than '" +
+                                   m.path() + "'"));
   }
   apply_roots(e, roots);
   for (const auto& s : e.sets()) p.sets_[s.id()] = s;
@@ -330,13 +444,25 @@ Status Placement::place(pid_t real_pid, uint32_t vpid, uint32_t vppid, uint32_t 
   }
   uint32_t want = cg_set ? cg_set : current;
   effective_[vpid] = want;
-  if (want == current) return {};  // inherited from its parent (the root: crshim's own set)
+  // Inherited from its parent (the root: crshim's own set), unless it was moved to a namespace root.
+  if (want == current && !displaced_.erase(vpid)) return {};
   auto it = sets_.find(want);
   if (it == sets_.end())
     return fail(make_error(Errc::corrupt_image, "restore", kCgroupFile,
                            "no cgroup set " + std::to_string(want) + " for pid " + std::to_string(vpid)));
   LOG_INFO(*log_, "Cgroups: moving pid %u (real %d) into set %u", vpid, real_pid, want);
   return move(real_pid, it->second);
+}
+
+Status Placement::enter_ns_root(pid_t real_pid, uint32_t vpid, uint32_t cg_set) {
+  if (!active_) return {};
+  auto it = sets_.find(cg_set ? cg_set : root_cg_set_);
+  if (it == sets_.end()) return {};  // no set recorded: the namespace is rooted where crshim is
+  cg_set_entry roots = it->second;
+  for (auto& m : *roots.mutable_ctls()) m.set_path(m.cgns_prefix() ? m.path().substr(0, m.cgns_prefix()) : "/");
+  LOG_INFO(*log_, "Cgroups: pid %u (real %d) to its cgroup namespace root", vpid, real_pid);
+  displaced_.insert(vpid);
+  return move(real_pid, roots);
 }
 
 }  // namespace crshim::cgroup

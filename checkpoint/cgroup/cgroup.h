@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,8 @@ inline constexpr const char* kCgroupFile = "cgroup.img";
 struct Member {
   std::string name;
   std::string path;
+  // For a task in its own cgroup namespace: how much of `path` is that namespace's root (0: "/").
+  uint32_t ns_prefix = 0;
   bool operator==(const Member&) const = default;
   bool operator<(const Member& o) const { return name < o.name || (name == o.name && path < o.path); }
 };
@@ -60,7 +63,8 @@ class Collector {
   // Registers crshim's own set first: its id (1) is the inventory's root_cg_set.
   Status init();
   uint32_t own_set() const { return 1; }
-  // The id of the set `pid` lives in (equal sets share an id).
+  // The id of the set `pid` lives in (equal sets share an id). A task in a cgroup namespace of its
+  // own has the namespace's root recorded in each member (cgns_prefix).
   Result<uint32_t> add_task(pid_t pid);
   // The image: sets used by tasks, and per hierarchy the directories they use, with the root
   // task's directory at the top (what cg_root replaces at restore).
@@ -71,6 +75,25 @@ class Collector {
   std::vector<Set> sets_;  // id = index + 1
   std::vector<bool> used_;
   std::vector<Hierarchy> hierarchies_;
+};
+
+// A freezer cgroup (--freeze-cgroup, RPC freeze_cgroup) that a runtime froze before the dump
+// (containerd pauses a container first): thawed so that ptrace can stop its tasks, and frozen again
+// when it goes out of scope, for tasks that run on (a failed dump, --leave-running).
+class PausedFreezer {
+ public:
+  // `path`: the cgroup directory (v1 freezer.state or v2 cgroup.freeze); "" or not frozen: nothing.
+  static Result<PausedFreezer> thaw_if_frozen(const std::string& path, Logger& log);
+  PausedFreezer(PausedFreezer&& o) noexcept : state_file_(std::move(o.state_file_)), log_(o.log_) { o.state_file_.clear(); }
+  PausedFreezer& operator=(PausedFreezer&&) = delete;
+  ~PausedFreezer();
+  // The tasks were killed: there is nothing left to freeze again.
+  void tasks_gone() { state_file_.clear(); }
+
+ private:
+  PausedFreezer(Logger& log) : log_(&log) {}
+  std::string state_file_;  // set while we owe a freeze
+  Logger* log_;
 };
 
 // Restore side: moves each created task into its set's cgroups, creating missing directories
@@ -89,6 +112,9 @@ class Placement {
   // Moves the task just created for image pid `vpid` (parent `vppid`, 0 for the root) into set
   // `cg_set` (0: no set recorded, it stays where its parent is). Parents are placed first.
   Status place(pid_t real_pid, uint32_t vpid, uint32_t vppid, uint32_t cg_set);
+  // For a task about to unshare its cgroup namespace: moves it into that namespace's root in every
+  // hierarchy (where it has to be when it unshares); place() then moves it on into `cg_set`.
+  Status enter_ns_root(pid_t real_pid, uint32_t vpid, uint32_t cg_set);
   // The restore succeeded: the directories made stay.
   void commit() { created_.clear(); }
   // Paths where `cg_set` would put a task (after remapping), for tests and logs.
@@ -104,6 +130,7 @@ class Placement {
   std::map<uint32_t, cg_set_entry> sets_;
   std::vector<Hierarchy> hierarchies_;
   std::map<uint32_t, uint32_t> effective_;  // image pid -> set it was put in (0: crshim's)
+  std::set<uint32_t> displaced_;            // image pids moved into a namespace root, not in their set yet
   std::vector<std::string> created_;        // made by us, parents first
 };
 

@@ -43,6 +43,7 @@ struct DumpContext {
       : req(r), session(s), xsave(kernel::xsave_layout()), files(s.images_dir, r.shell_job) {
     files.set_externals(r.external);
     files.set_ghost_limit(r.ghost_limit);
+    files.set_link_remap(r.link_remap);
     files.set_file_locks(r.file_locks);
     files.set_orphan_pts_master(r.orphan_pts_master);
     files.set_tcp_established(r.tcp_established);
@@ -63,6 +64,7 @@ struct DumpContext {
   std::map<pid_t, uint32_t> cg_sets;  // real pid -> its cgroup set in cgroup.img (thread_core.cg_set)
   const ParentImages* parent = nullptr;    // --prev-images-dir
   std::map<uint32_t, uint64_t> tracking;  // vpid -> write-tracking userfaultfd left armed (inode)
+  std::map<pid_t, int> armed_now;          // real pid -> fd of a tracking uffd this dump put in it
 
   uint32_t vpid(pid_t real) const {
     auto it = vpids.find(real);

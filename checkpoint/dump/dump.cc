@@ -21,6 +21,7 @@
 #include "checkpoint/mnt/mnt_ns.h"
 #include "checkpoint/net/netns.h"
 #include "checkpoint/ns/namespaces.h"
+#include "checkpoint/ns/pidns.h"
 #include "stats.pb.h"
 
 namespace crshim {
@@ -61,7 +62,7 @@ Status preflight(const DumpRequest& req) {
     problems.push_back("the root task is not a session leader");
     hint = "use --shell-job, or start the program with setsid";
   }
-  // The network namespace: external or left empty (net::preflight_problem), never dumped in full.
+  // The network namespace: external, left empty, or dumped in full if all its links can be (net::preflight_problem).
   if (auto net_problem = net::preflight_problem(pid, req); !net_problem.empty()) problems.push_back(net_problem);
   // The mount namespace: every mount must be reproducible or marked external.
   if (auto mnt_problems = mnt::check_dumpable(pid, req); !mnt_problems) {
@@ -70,7 +71,7 @@ Status preflight(const DumpRequest& req) {
     problems.insert(problems.end(), mnt_problems->begin(), mnt_problems->end());
     if (hint.empty()) hint = "mark mounts that come from the host external: --external mnt[PATH]:KEY";
   }
-  for (const char* ns : {"user", "cgroup", "time"}) {
+  for (const char* ns : {"user"}) {
     auto mine = sys::read_link(std::string("/proc/self/ns/") + ns);
     auto theirs = sys::read_link("/proc/" + std::to_string(pid) + "/ns/" + ns);
     if (mine && theirs && *mine != *theirs)
@@ -159,6 +160,16 @@ Status write_stats(const dumper::DumpContext& ctx, Clock::duration freezing, Clo
   return image::write_single(ctx.session.work_dir, image::kStatsDumpFile, image::kind(image::Type::stats), st);
 }
 
+// After a failed dump, before the tree is thawed: the tracking uffds armed by it are closed again.
+void disarm_new_tracking(dumper::FrozenTree& tree, dumper::DumpContext& ctx) {
+  for (auto& task : tree.tasks()) {
+    auto it = task.frozen ? ctx.armed_now.find(task.pid) : ctx.armed_now.end();
+    if (it == ctx.armed_now.end()) continue;
+    Status st = dumper::disarm_write_tracking(*task.frozen, it->second);
+    if (!st) LOG_ERROR(ctx.session.log, "Closing the write tracking armed in %d: %s", task.pid, st.error().render().c_str());
+  }
+}
+
 // A pre-dump: the memory of every live task, write tracking armed for the next dump, and the tree
 // left running whatever happens (as CRIU's, it runs no hooks).
 Result<DumpResult> finish_pre_dump(const DumpRequest& req, dumper::FrozenTree& tree, dumper::DumpContext& ctx, Status st,
@@ -173,6 +184,7 @@ Result<DumpResult> finish_pre_dump(const DumpRequest& req, dumper::FrozenTree& t
   }
   if (st) st = dumper::write_tracking_record(ctx.session.images_dir, ctx.tracking);
   auto frozen_for = Clock::now() - frozen_at;
+  if (!st) disarm_new_tracking(tree, ctx);
   Status thawed = tree.thaw();
   if (!st) {
     if (!thawed) LOG_ERROR(ctx.session.log, "Resuming the tree of %d: %s", req.pid, thawed.error().render().c_str());
@@ -194,8 +206,8 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   LOG_INFO(log, "Dumping pid %d (crshim %s)", req.pid, CRSHIM_VERSION);
   if (!req.pre_dump) CR_OK(hooks.fire(HookPoint::pre_dump, 0));  // CRIU runs no hooks in a pre-dump
   CR_OK(preflight(req));
-  if (!req.freeze_cgroup.empty())
-    LOG_INFO(log, "--freeze-cgroup %s: the tree is frozen with ptrace, the freezer is left alone", req.freeze_cgroup.c_str());
+  // The tree is frozen with ptrace; a freezer cgroup a runtime froze first is thawed meanwhile.
+  auto paused = CR_TRY(cgroup::PausedFreezer::thaw_if_frozen(req.freeze_cgroup, log));
 
   kernel::FreezeOptions freeze_opts;
   // A seccomp filter in the target could refuse the syscalls we make it run.
@@ -203,6 +215,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   auto tree = CR_TRY(dumper::FrozenTree::freeze(req.pid, freeze_opts, log));
   auto frozen_at = Clock::now();
   LOG_INFO(log, "Froze %zu tasks in %llu us", tree.tasks().size(), (unsigned long long)tree.freeze_us());
+  ProgressPhase progress(session.progress, req.pre_dump ? "pre-dump" : "dump", 0);
 
   dumper::DumpContext ctx(req, session);
   std::optional<dumper::ParentImages> parent;
@@ -258,14 +271,18 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   // Processes sharing an mm, fd table, fs state or signal handlers are dumped as CRIU does: equal
   // ids in ids-<pid>.img, each shared object's contents once; restore decides what it can recreate.
   if (st && !ids.empty()) {
-    // UTS and IPC namespaces of the tree: one per tree for now, dumped with the root.
+    // UTS, IPC, cgroup and time namespaces of the tree: one per tree for now, dumped with the root.
     auto dumper_ids = dumper::task_ids(getpid(), ctx.ids);
     if (!dumper_ids) st = fail(dumper_ids.error());
     for (size_t i = 1; st && i < ids.size(); i++)
-      if (ids[i].second.uts_ns_id() != ids[0].second.uts_ns_id() || ids[i].second.ipc_ns_id() != ids[0].second.ipc_ns_id())
+      if (ids[i].second.uts_ns_id() != ids[0].second.uts_ns_id() || ids[i].second.ipc_ns_id() != ids[0].second.ipc_ns_id() ||
+          ids[i].second.cgroup_ns_id() != ids[0].second.cgroup_ns_id() || ids[i].second.time_ns_id() != ids[0].second.time_ns_id())
         st = fail(make_error(Errc::unsupported, "dump", "pid " + std::to_string(ids[i].first),
-                             "the task is in another UTS or IPC namespace than the root; not supported yet"));
+                             "the task is in another UTS, IPC, cgroup or time namespace than the root; not supported yet"));
     if (st) st = net::dump_netns(req, ids, *dumper_ids, session.images_dir, log);
+    // A pid namespace of its own: made anew at restore (the root is its pid 1), or external.
+    if (st && ids[0].second.pid_ns_id() != dumper_ids->pid_ns_id())
+      st = ns::dump_pidns(req.pid, ctx.vpids[req.pid], ids[0].second.pid_ns_id(), req.external, session.images_dir, log);
     if (st) {
       // The network namespace is net::dump_netns's: the other namespaces' dump sees the dumper's.
       task_kobj_ids_entry root_ids = ids[0].second;
@@ -287,12 +304,14 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   if (st) st = hooks.fire(HookPoint::post_dump, 0);
   if (!st) {
     ctx.files.end_tcp_repair();
+    disarm_new_tracking(tree, ctx);
     // Every register and signal mask is put back before the tasks are released: they run on as before.
     Status thawed = tree.thaw();
     if (!thawed) LOG_ERROR(log, "Resuming the tree of %d after the failed dump: %s", req.pid, thawed.error().render().c_str());
     if (net_locked) (void)hooks.fire(HookPoint::network_unlock, 0);
     return fail(st.error());
   }
+  ctx.files.keep_link_remaps();  // the images name them now; a failed dump removes them (~DumpFiles)
 
   auto frozen_for = Clock::now() - frozen_at;
   if (req.leave_running) {
@@ -301,6 +320,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
     if (net_locked) CR_OK(hooks.fire(HookPoint::network_unlock, 0));
   } else {
     CR_OK(tree.kill());
+    paused.tasks_gone();
   }
   CR_OK(write_stats(ctx, std::chrono::microseconds(tree.freeze_us()), frozen_for));
   ctx.result.frozen_us = micros(frozen_for);

@@ -309,7 +309,7 @@ Status dump_memory(pid_t pid, const mem::AddressSpace& as, DumpContext& ctx, boo
   CR_OK(pagemap.write(head));
   auto pages_img = CR_TRY(image::Writer::create_raw(ctx.session.images_dir, image::pages_file(pages_id)));
   mem::PageDumpStats ps;
-  CR_OK(mem::dump_pages(pid, pages, pages_img, pagemap, ps, in_parent));
+  CR_OK(mem::dump_pages(pid, pages, pages_img, pagemap, ps, in_parent, ctx.session.progress));
   for (const auto& r : in_parent) ctx.result.pages_skipped_parent += r.pages();
   CR_OK(pages_img.close());
   CR_OK(pagemap.close());
@@ -411,6 +411,13 @@ Status dump_zombie(pid_t pid, int exit_code, DumpContext& ctx, pstree_entry& pst
   return write_one(ctx, image::core_file(ctx.vpid(pid)), image::Type::core, core);
 }
 
+Status disarm_write_tracking(kernel::FrozenProcess& frozen, int target_fd) {
+  uint64_t insn = CR_TRY(kernel::find_syscall_insn(frozen.pid()));
+  auto rs = CR_TRY(kernel::PtraceSyscall::begin(frozen.leader(), insn));
+  CR_OK(rs.syscall(SYS_close, target_fd));
+  return rs.restore();
+}
+
 Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entry& pstree) {
   pid_t pid = frozen.pid();
   Logger& log = ctx.session.log;
@@ -475,6 +482,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
     } else if (!tracking && ctx.req.track_mem) {
       kernel::Remote remote(rs, pid, scratch, kScratchSize);
       tracking = CR_TRY(mem::arm_write_tracking(remote, as.private_ranges));
+      ctx.armed_now[pid] = tracking->target_fd;
     }
     if (tracking && ctx.req.track_mem) ctx.tracking[ctx.vpid(pid)] = tracking->inode;
   }

@@ -13,10 +13,6 @@
 
 namespace crshim::files {
 
-namespace {
-
-// Every fd of `pid` with its link and stat; fdinfo only when `with_info` (the task must be frozen
-// for positions to mean anything).
 Result<std::vector<OpenFd>> list_fds(pid_t pid, bool with_info) {
   std::string dir = proc::proc_dir(pid) + "/fd";
   DIR* d = opendir(dir.c_str());
@@ -57,6 +53,8 @@ Result<std::vector<OpenFd>> list_fds(pid_t pid, bool with_info) {
   }
   return out;
 }
+
+namespace {
 
 const FileKind* kind_of(const OpenFd& f) {
   for (const auto& k : file_kinds())

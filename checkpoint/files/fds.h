@@ -11,6 +11,10 @@
 
 namespace crshim::files {
 
+// Every fd of `pid` in fd order with its link and stat (crshim's own write-tracking uffd left out);
+// fdinfo only when `with_info` (the task must be frozen for positions to mean anything).
+Result<std::vector<OpenFd>> list_fds(pid_t pid, bool with_info);
+
 // Checks, before anything is frozen, that every fd of `pid` is of a kind we can dump; the error
 // lists every unsupported fd (process, fd number, what it is).
 Status check_fds_supported(pid_t pid, bool shell_job);

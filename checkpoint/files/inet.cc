@@ -5,7 +5,7 @@
 #include "checkpoint/files/inet.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
+#include <fcntl.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
@@ -25,6 +25,7 @@
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/files/anon_common.h"
+#include "checkpoint/files/fds.h"
 #include "checkpoint/files/sock_diag.h"
 #include "checkpoint/files/sock_opts.h"
 #include "sk-inet.pb.h"
@@ -39,15 +40,15 @@ namespace {
 using sockdiag::bad_reply;
 using sockdiag::load;
 
-// Every socket of `family`/`protocol` the kernel lists, by inode.
-Result<std::map<uint32_t, Diag>> diag_all(int family, int protocol) {
+// Every socket of `family`/`protocol` the kernel lists in a network namespace (-1: ours), by inode.
+Result<std::map<uint32_t, Diag>> diag_all(int family, int protocol, int netns_fd = -1) {
   std::string what = std::string(protocol == IPPROTO_TCP ? "tcp" : "udp") + (family == AF_INET6 ? "6" : "") + " sockets";
   inet_diag_req_v2 req{};
   req.sdiag_family = uint8_t(family);
   req.sdiag_protocol = uint8_t(protocol);
   req.idiag_states = ~0u;
   std::map<uint32_t, Diag> out;
-  for (const auto& buf : CR_TRY(sockdiag::request(&req, sizeof req, true, what))) {
+  for (const auto& buf : CR_TRY(sockdiag::request(&req, sizeof req, true, what, netns_fd))) {
     const uint8_t* p = buf.data();
     size_t len = buf.size();
     while (len >= sizeof(nlmsghdr)) {
@@ -163,7 +164,9 @@ std::string problem(const Diag& d) {
 std::string unsupported(const OpenFd& f, bool) {
   auto p = proto_of(proto_name(fd_path(f)));
   if (!p) return "inet socket of an unsupported protocol";
-  auto d = diag_by_ino(p->family, p->protocol, sock_ino(f));
+  auto ns = sockdiag::task_netns(f.pid);
+  if (!ns) return "inet socket (" + ns.error().render() + ")";
+  auto d = diag_by_ino(p->family, p->protocol, sock_ino(f), ns->get());
   if (!d) return "inet socket (" + d.error().render() + ")";
   if (!*d) return "";
   if (p->protocol == IPPROTO_UDP) return "";
@@ -287,7 +290,9 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
       (type != SOCK_STREAM && type != SOCK_DGRAM))
     return fail(make_error(Errc::unsupported, "dump", what,
                            "family " + std::to_string(family) + " type " + std::to_string(type) + " protocol " + std::to_string(protocol)));
-  auto diag = CR_TRY(diag_by_ino(family, protocol, ino));
+  // The socket's own network namespace lists it (it may not be crshim's).
+  UniqueFd netns = CR_TRY(sockdiag::socket_netns(fd, what));
+  auto diag = CR_TRY(diag_by_ino(family, protocol, ino, netns.get()));
 
   file_entry fe;
   fe.set_type(INETSK);
@@ -377,8 +382,8 @@ Result<UniqueFd> open(const file_entry& fe, RestoreFiles& files) { return open_s
 
 }  // namespace
 
-Result<std::optional<Diag>> diag_by_ino(int family, int protocol, uint32_t ino) {
-  auto all = CR_TRY(diag_all(family, protocol));
+Result<std::optional<Diag>> diag_by_ino(int family, int protocol, uint32_t ino, int netns_fd) {
+  auto all = CR_TRY(diag_all(family, protocol, netns_fd));
   auto it = all.find(ino);
   if (it == all.end()) return std::optional<Diag>();
   return std::optional<Diag>(it->second);
@@ -395,31 +400,23 @@ std::string tcp_stream_file(uint32_t ino) {
 }
 
 std::string established_problem(pid_t pid) {
-  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return "";
+  auto fds = list_fds(pid, false);
+  auto ns = sockdiag::task_netns(pid);
+  if (!fds || !ns) return "";
   std::map<int, std::map<uint32_t, Diag>> tables;  // family -> TCP sockets, listed on first need
   std::string out;
-  while (dirent* ent = ::readdir(d)) {
-    uint64_t fdno;
-    if (!sys::parse_u64(ent->d_name, fdno)) continue;
-    OpenFd f;
-    f.pid = pid;
-    f.fd = int(fdno);
-    auto link = sys::read_link(dir + "/" + ent->d_name);
-    if (!link || link->rfind("socket:", 0) != 0) continue;
-    f.link = *link;
+  for (const auto& f : *fds) {
+    if (f.link.rfind("socket:", 0) != 0) continue;
     auto p = proto_of(proto_name(fd_path(f)));
     if (!p || p->protocol != IPPROTO_TCP) continue;
     if (!tables.count(p->family)) {
-      auto all = diag_all(p->family, IPPROTO_TCP);
+      auto all = diag_all(p->family, IPPROTO_TCP, ns->get());
       tables[p->family] = all ? std::move(*all) : std::map<uint32_t, Diag>();
     }
     auto it = tables[p->family].find(sock_ino(f));
     if (it == tables[p->family].end() || it->second.state != TCP_ESTABLISHED) continue;
     out += (out.empty() ? "" : ", ") + established_text(f, it->second);
   }
-  ::closedir(d);
   if (out.empty()) return "";
   return "pid " + std::to_string(pid) + ": " + out + " (" + kHint + ")";
 }

@@ -29,7 +29,7 @@ struct Diag {
 
 // The socket with inode `ino` among crshim's network namespace's sockets of `family`/`protocol`
 // (IPPROTO_TCP or IPPROTO_UDP); nullopt when the kernel does not list it (unbound sockets).
-Result<std::optional<Diag>> diag_by_ino(int family, int protocol, uint32_t ino);
+Result<std::optional<Diag>> diag_by_ino(int family, int protocol, uint32_t ino, int netns_fd = -1);
 
 // "127.0.0.1:80 -> 10.0.0.1:5555" (or "[::1]:80 -> ...").
 std::string describe(const Diag& d);

@@ -205,8 +205,10 @@ Result<UniqueFd> open_socket(const file_entry& fe, RestoreFiles& files) {
   bool tcp = e.proto() == IPPROTO_TCP;
   if (tcp && e.state() != TCP_LISTEN && e.state() != TCP_CLOSE && e.state() != TCP_ESTABLISHED)
     return fail(make_error(Errc::unsupported, "restore", what, "TCP state " + std::to_string(e.state())));
-  UniqueFd s(::socket(int(e.family()), int(e.type()) | SOCK_CLOEXEC, int(e.proto())));
-  if (!s) return fail(sys_error("socket", what));
+  // Made in the tree's network namespace: a socket belongs to the one it was created in.
+  auto made = files.socket(int(e.family()), int(e.type()), int(e.proto()));
+  if (!made) return fail(made.error().within(what));
+  UniqueFd s = std::move(*made);
   int fd = s.get();
   bool repair = tcp && e.state() == TCP_ESTABLISHED;
   // Repair mode first: it also lets the socket share its port with the listener it was accepted from.

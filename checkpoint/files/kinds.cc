@@ -1,22 +1,24 @@
 #include "checkpoint/files/kinds.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/image/catalog.h"
+#include "checkpoint/net/rtnl.h"
 #include "remap-file-path.pb.h"
 
 namespace crshim::files {
 
 // Defined one per file (reg.cc, pipe.cc, ...).
 extern const FileKind kPipeKind, kFifoKind, kUnixKind, kEventfdKind, kEventpollKind, kSignalfdKind,
-    kTimerfdKind, kInotifyKind, kMemfdKind, kTtyKind, kRegKind, kInetKind;
+    kTimerfdKind, kInotifyKind, kFanotifyKind, kMemfdKind, kTtyKind, kRegKind, kInetKind;
 
 std::span<const FileKind> file_kinds() {
   // Specific kinds first: a FIFO or a tty also has a path, which the regular-file kind would take.
   static const FileKind* const kinds[] = {&kPipeKind,     &kFifoKind,   &kUnixKind,    &kInetKind,    &kEventfdKind,
-                                          &kEventpollKind, &kSignalfdKind, &kTimerfdKind, &kInotifyKind,
+                                          &kEventpollKind, &kSignalfdKind, &kTimerfdKind, &kInotifyKind, &kFanotifyKind,
                                           &kMemfdKind,    &kTtyKind,    &kRegKind};
   static const auto table = [] {
     std::array<FileKind, std::size(kinds)> t{};
@@ -124,9 +126,9 @@ Result<std::vector<file_lock_entry>> RestoreFiles::locks_of(uint32_t vpid) {
   return out;
 }
 
-Result<uint32_t> RestoreFiles::ghost_for(uint32_t id) {
-  if (!ghosts_) {
-    ghosts_.emplace();
+Result<const remap_file_path_entry*> RestoreFiles::remap_for(uint32_t id) {
+  if (!remaps_) {
+    std::map<uint32_t, remap_file_path_entry> all;
     auto r = image::Reader::open(images_dir_, image::kRemapFpathFile, image::kind(image::Type::remap_fpath));
     if (!r) {
       if (r.error().err != ENOENT) return fail(r.error());
@@ -135,14 +137,47 @@ Result<uint32_t> RestoreFiles::ghost_for(uint32_t id) {
         remap_file_path_entry e;
         bool got = CR_TRY(r->read(e));
         if (!got) break;
-        if (e.remap_type() != GHOST)
-          return fail(make_error(Errc::unsupported, "restore", image::kRemapFpathFile, "only ghost remaps are supported"));
-        (*ghosts_)[e.orig_id()] = e.remap_id();
+        std::string what = "remap of file " + std::to_string(e.orig_id());
+        if (e.remap_type() == LINKED) {
+          auto link = files_.find(e.remap_id());
+          if (link == files_.end() || link->second.type() != REG || link->second.reg().name().empty())
+            return fail(make_error(Errc::corrupt_image, "validate", image::kRemapFpathFile,
+                                   what + ": link " + std::to_string(e.remap_id()) + " is no regular file entry"));
+        } else if (e.remap_type() != GHOST) {
+          return fail(make_error(Errc::unsupported, "restore", image::kRemapFpathFile,
+                                 what + ": remaps of type " + remap_type_Name(e.remap_type()) + " are not supported"));
+        }
+        all[e.orig_id()] = e;
+        if (all.size() > 1000000) return fail(make_error(Errc::corrupt_image, "validate", image::kRemapFpathFile, "too many remaps"));
       }
     }
+    remaps_ = std::move(all);
   }
-  auto it = ghosts_->find(id);
-  return it == ghosts_->end() ? 0u : it->second;
+  auto it = remaps_->find(id);
+  return it == remaps_->end() ? nullptr : &it->second;
+}
+
+Result<uint32_t> RestoreFiles::ghost_for(uint32_t id) {
+  const remap_file_path_entry* r = CR_TRY(remap_for(id));
+  return r && r->remap_type() == GHOST ? r->remap_id() : 0u;
+}
+
+Result<UniqueFd> RestoreFiles::socket(int family, int type, int protocol) const {
+  if (netns_fd_ >= 0) return net::rtnl::socket_in(netns_fd_, family, type, protocol);
+  UniqueFd fd(::socket(family, type | SOCK_CLOEXEC, protocol));
+  if (!fd) return fail(sys_error("socket", "family " + std::to_string(family)));
+  return fd;
+}
+
+Status RestoreFiles::socketpair(int family, int type, UniqueFd& a, UniqueFd& b) const {
+  auto make = [&]() -> Status {
+    int sv[2];
+    if (::socketpair(family, type | SOCK_CLOEXEC, 0, sv) < 0) return fail(sys_error("socketpair", "family " + std::to_string(family)));
+    a.reset(sv[0]);
+    b.reset(sv[1]);
+    return {};
+  };
+  return netns_fd_ >= 0 ? net::rtnl::in_netns(netns_fd_, make) : make();
 }
 
 Result<int> RestoreFiles::fd_for(uint32_t id) {

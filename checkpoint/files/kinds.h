@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "checkpoint/kernel/remote.h"
 #include "fdinfo.pb.h"
 #include "file-lock.pb.h"
+#include "remap-file-path.pb.h"
 
 namespace crshim::files {
 
@@ -46,6 +48,10 @@ struct OpenFd {
 class DumpFiles {
  public:
   DumpFiles(int images_dir, bool shell_job) : images_dir_(images_dir), shell_job_(shell_job) {}
+  DumpFiles(const DumpFiles&) = delete;
+  DumpFiles& operator=(const DumpFiles&) = delete;
+  // Removes the --link-remap links this dump made unless keep_link_remaps() was called (link_remap.cc).
+  ~DumpFiles();
   FileTable& table() { return table_; }
   int images_dir() const { return images_dir_; }
   bool shell_job() const { return shell_job_; }
@@ -54,6 +60,13 @@ class DumpFiles {
   // --external keys given at dump (file[mnt:ino], ...): such files are recorded by key only.
   void set_externals(std::vector<std::string> keys) { externals_ = std::move(keys); }
   void set_ghost_limit(uint64_t bytes) { ghost_limit_ = bytes; }
+  // --link-remap: a deleted file that can be linked again gets a link_remap.N name instead of a ghost.
+  void set_link_remap(bool on) { link_remap_ = on; }
+  bool link_remap() const { return link_remap_; }
+  // A link made for --link-remap (`name` in directory `dir`): removed again if the dump fails.
+  void add_link_remap(UniqueFd dir, std::string name) { links_.emplace_back(std::move(dir), std::move(name)); }
+  // The dump succeeded: its links stay for the restore, which removes them.
+  void keep_link_remaps() { links_.clear(); }
   void set_file_locks(bool on) { file_locks_ = on; }
   bool file_locks() const { return file_locks_; }
   // --orphan-pts-master: a pty slave whose master is outside the tree is dumped anyway.
@@ -84,6 +97,8 @@ class DumpFiles {
   FileTable table_;
   std::vector<std::string> externals_;
   uint64_t ghost_limit_ = 1u << 20;
+  bool link_remap_ = false;
+  std::vector<std::pair<UniqueFd, std::string>> links_;
   bool file_locks_ = false;
   bool orphan_pts_master_ = false;
   bool tcp_established_ = false;
@@ -101,7 +116,13 @@ class RestoreFiles {
   RestoreFiles(const std::map<uint32_t, file_entry>& files, int images_dir, bool shell_job)
       : files_(files), images_dir_(images_dir), shell_job_(shell_job) {}
   // --inherit-fd fd[N]:KEY: files whose key is KEY come from crshim's fd N instead of being recreated.
-  void inherit(int fd, const std::string& key) { inherited_[key] = fd; }
+  // A key given twice keeps its first fd, as CRIU does (runc names one pipe for stdout and stderr).
+  void inherit(int fd, const std::string& key) { inherited_.emplace(key, fd); }
+  // crshim's fd given for `key` with --inherit-fd, or -1 (for kinds whose key is not in file_entry).
+  int inherited_fd(const std::string& key) const {
+    auto it = inherited_.find(key);
+    return it == inherited_.end() ? -1 : it->second;
+  }
   // The restored tree's root (a directory fd) when it has a mount namespace of its own: the image's
   // paths name files there, not in crshim's root.
   void set_root(int root_fd) { root_fd_ = root_fd; }
@@ -109,6 +130,12 @@ class RestoreFiles {
   Result<UniqueFd> open_path(const std::string& path, int flags, mode_t mode = 0) const {
     return sys::open_in_root(root_fd_, path, flags, mode);
   }
+  // The restored tree's network namespace when it is not crshim's: sockets are made in there.
+  void set_netns(int netns_fd) { netns_fd_ = netns_fd; }
+  int netns() const { return netns_fd_; }
+  // socket(2) and socketpair(2) in the tree's network namespace (SOCK_CLOEXEC added).
+  Result<UniqueFd> socket(int family, int type, int protocol) const;
+  Status socketpair(int family, int type, UniqueFd& a, UniqueFd& b) const;
   // crshim's fd for file `id`, opened on first use.
   Result<int> fd_for(uint32_t id);
   const file_entry& entry(uint32_t id) const { return files_.at(id); }
@@ -116,8 +143,15 @@ class RestoreFiles {
   bool shell_job() const { return shell_job_; }
   // The file locks task `vpid` held (filelocks.img), loaded on first use.
   Result<std::vector<file_lock_entry>> locks_of(uint32_t vpid);
-  // Ghost (deleted-but-open) file that stands in for REG file `id`, from remap-fpath.img; 0 if none.
+  // The remap-fpath.img entry for REG file `id` (a ghost, or a --link-remap link whose REG entry is
+  // remap_id), nullptr if none. Loaded and checked on first use.
+  Result<const remap_file_path_entry*> remap_for(uint32_t id);
+  // Ghost (deleted-but-open) file that stands in for REG file `id`; 0 if none.
   Result<uint32_t> ghost_for(uint32_t id);
+  // A --link-remap link (REG entry `link_id`) was opened; unlink_link_remaps() removes every such link
+  // once all tasks have their files.
+  void note_link_remap(uint32_t link_id) { used_links_.insert(link_id); }
+  Status unlink_link_remaps();
   // Kind-specific shared objects (both ends of a pipe, loaded data images, ...).
   std::map<std::string, std::map<uint64_t, UniqueFd>>& objects() { return objects_; }
   std::map<std::string, std::map<uint64_t, std::string>>& data() { return data_; }
@@ -127,9 +161,11 @@ class RestoreFiles {
   int images_dir_;
   bool shell_job_;
   int root_fd_ = -1;
+  int netns_fd_ = -1;
   std::map<std::string, int> inherited_;
-  std::optional<std::map<uint32_t, uint32_t>> ghosts_;
-  std::optional<std::vector<file_lock_entry>> locks_;  // orig file id -> ghost id, loaded on first use
+  std::optional<std::map<uint32_t, remap_file_path_entry>> remaps_;  // orig file id -> its remap
+  std::set<uint32_t> used_links_;
+  std::optional<std::vector<file_lock_entry>> locks_;  // loaded on first use
   std::map<uint32_t, UniqueFd> opened_;
   std::map<std::string, std::map<uint64_t, UniqueFd>> objects_;
   std::map<std::string, std::map<uint64_t, std::string>> data_;

@@ -1,4 +1,5 @@
 // Regular files, directories and device nodes named by a path: reopened with the same flags and position.
+// Deleted ones come back from a ghost image or, with --link-remap, through a link made at dump.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -6,9 +7,12 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/files/kinds.h"
+#include "checkpoint/files/link_remap.h"
 #include "checkpoint/files/reg_ghost.h"
 #include "checkpoint/image/catalog.h"
 #include "ghost-file.pb.h"
@@ -16,16 +20,40 @@
 
 namespace crshim::files {
 
+// Open flags that reopen an existing file as the task had it: no creation, and an O_TMPFILE file (whose
+// flags keep O_TMPFILE, which includes O_DIRECTORY) reopened as the regular file it is.
+static int reopen_flags(uint32_t recorded) {
+  int flags = int(recorded) & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
+  if ((flags & O_TMPFILE) == O_TMPFILE) flags &= ~O_TMPFILE;
+  return flags;
+}
+
 namespace {
 
 bool matches(const OpenFd& f) { return !f.link.empty() && f.link[0] == '/'; }
 
 constexpr char kDeleted[] = " (deleted)";
 
-bool deleted(const OpenFd& f) {
+// The fd's name was unlinked (the inode may still have other links).
+bool unlinked(const OpenFd& f) {
   size_t n = sizeof kDeleted - 1;
-  return f.link.size() > n && f.link.compare(f.link.size() - n, n, kDeleted) == 0 && f.st.st_nlink == 0;
+  return f.link.size() > n && f.link.compare(f.link.size() - n, n, kDeleted) == 0;
 }
+
+// No name reaches the inode any more.
+bool deleted(const OpenFd& f) { return unlinked(f) && f.st.st_nlink == 0; }
+
+// The kernel will not link this file there (no links left and not a fresh O_TMPFILE file, the
+// directory gone, read-only, full or on another filesystem): a ghost may still do.
+bool link_refused(const Error& e) {
+  if (e.code == Errc::unsupported) return true;  // no directory to link into
+  if (e.code != Errc::system) return false;
+  for (int err : {ENOENT, ENOTDIR, EXDEV, EPERM, EACCES, EMLINK, EROFS, ENOSPC, EDQUOT})
+    if (e.err == err) return true;
+  return false;
+}
+
+uint64_t inode_key(const struct stat& st) { return uint64_t(st.st_ino) ^ (uint64_t(st.st_dev) << 44); }
 
 std::string unsupported(const OpenFd& f, bool) {
   if (deleted(f) && !S_ISREG(f.st.st_mode)) return "deleted non-regular file";
@@ -54,14 +82,15 @@ Status add_ghost(const struct stat& st, const std::string& what, OpenData&& open
     return fail(make_error(Errc::unsupported, "dump", what,
                            std::to_string(bytes) + " bytes of data, more than the ghost limit of " +
                                std::to_string(files.ghost_limit()))
-                    .with_hint("raise --ghost-limit"));
+                    .with_hint(files.link_remap() ? "raise --ghost-limit (--link-remap cannot help: the kernel links a file "
+                                                    "without links only if it is an O_TMPFILE file never linked before)"
+                                                  : "raise --ghost-limit"));
   // One ghost per inode: open files and mappings of one deleted file share it.
   auto& ghosts = files.seen()["ghost"];
-  uint64_t inode_key = uint64_t(st.st_ino) ^ (uint64_t(st.st_dev) << 44);
-  auto known = ghosts.find(inode_key);
+  auto known = ghosts.find(inode_key(st));
   uint32_t ghost_id = known != ghosts.end() ? known->second : uint32_t(ghosts.size() + 1);
   if (known == ghosts.end()) {
-    ghosts[inode_key] = ghost_id;
+    ghosts[inode_key(st)] = ghost_id;
     UniqueFd data = CR_TRY(open_data());
     CR_OK(write_ghost_image(data.get(), st, what, ghost_id, files));
   }
@@ -73,9 +102,38 @@ Status add_ghost(const struct stat& st, const std::string& what, OpenData&& open
   return remap->write(r);
 }
 
-// A deleted-but-open regular file.
-Status dump_ghost(const OpenFd& f, uint32_t file_id, DumpFiles& files) {
-  return add_ghost(f.st, "deleted file " + f.link, [&] { return f.steal(); }, file_id, files);
+// A regular file whose name `path` (as task `pid` saw it) was unlinked, REG entry `file_id`. With
+// --link-remap it is linked back under a new name when the kernel allows that (it still has other links,
+// or it is an O_TMPFILE file never linked), once per inode; else, when no link is left, its data goes
+// to a ghost image. A file unlinked under this name but linked elsewhere cannot be a ghost: a copy would
+// no longer be the file the other names reach.
+template <typename OpenData>
+Status add_deleted(const struct stat& st, const std::string& path, pid_t pid, int mnt_id, const std::string& what,
+                   OpenData&& open_data, uint32_t file_id, DumpFiles& files) {
+  std::optional<Error> link_error;
+  if (files.link_remap()) {
+    auto& links = files.seen()["link-remap"];  // inode -> REG id of its link (0: the link was refused)
+    auto known = links.find(inode_key(st));
+    if (known == links.end()) {
+      UniqueFd data = CR_TRY(open_data());
+      auto linked = link_remap(data.get(), st, path, pid, mnt_id, files);
+      if (!linked && !link_refused(linked.error())) return fail(linked.error());
+      if (!linked) link_error = linked.error();
+      known = links.emplace(inode_key(st), linked.value_or(0)).first;
+    }
+    if (known->second) {
+      auto remap = CR_TRY(files.writer(image::kRemapFpathFile, image::Type::remap_fpath));
+      remap_file_path_entry r;
+      r.set_orig_id(file_id);
+      r.set_remap_id(known->second);
+      r.set_remap_type(LINKED);
+      return remap->write(r);
+    }
+  }
+  if (st.st_nlink == 0) return add_ghost(st, what, std::forward<OpenData>(open_data), file_id, files);
+  if (link_error) return fail(std::move(*link_error));
+  return fail(make_error(Errc::unsupported, "dump", what, "unlinked under this name but still has other hard links")
+                  .with_hint(files.link_remap() ? "the kernel refused to link it back" : "dump with --link-remap"));
 }
 
 Status write_ghost_image(int fd, const struct stat& st, const std::string& what, uint32_t ghost_id,
@@ -125,11 +183,12 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
     files.table().mark_external(id);
     return id;
   }
-  if (deleted(f)) {
+  if (unlinked(f) && S_ISREG(f.st.st_mode)) {
     std::string path = f.link.substr(0, f.link.size() - (sizeof kDeleted - 1));
     size_t before = files.table().entries().size();
     uint32_t id = files.table().add_open_reg(f.pid, f.fd, path, f.open_flags(), f.info.pos, f.st, f.info.mnt_id);
-    if (files.table().entries().size() > before) CR_OK(dump_ghost(f, id, files));  // a new file object
+    if (files.table().entries().size() > before)  // a new file object
+      CR_OK(add_deleted(f.st, path, f.pid, f.info.mnt_id, "deleted file " + f.link, [&] { return f.steal(); }, id, files));
     return id;
   }
   return files.table().add_open_reg(f.pid, f.fd, f.link, f.open_flags(), f.info.pos, f.st, f.info.mnt_id);
@@ -183,14 +242,30 @@ Result<int> ghost_object(uint32_t ghost_id, const std::string& path, RestoreFile
   return fd;
 }
 
+// The name a --link-remap link gave REG file `fe` at dump, or "" when it has none.
+Result<std::string> link_for(const file_entry& fe, RestoreFiles& files) {
+  const remap_file_path_entry* r = CR_TRY(files.remap_for(fe.id()));
+  if (!r || r->remap_type() != LINKED) return std::string();
+  files.note_link_remap(r->remap_id());
+  return files.entry(r->remap_id()).reg().name();
+}
+
 Result<UniqueFd> open(const file_entry& fe, RestoreFiles& files) {
   if (files.shell_job())
     if (auto tty = open_shell_terminal(fe.reg())) return std::move(*tty);
+  std::string link = CR_TRY(link_for(fe, files));
+  if (!link.empty()) {
+    reg_file_entry reg = fe.reg();
+    reg.set_name(link);
+    auto fd = open_reg_file(reg, files);
+    if (!fd) return fail(fd.error().within("deleted file " + fe.reg().name() + " linked at dump as " + link));
+    return fd;
+  }
   uint32_t ghost = CR_TRY(files.ghost_for(fe.id()));
   if (ghost) {
     int obj = CR_TRY(ghost_object(ghost, fe.reg().name(), files));
     const auto& reg = fe.reg();
-    auto fd = sys::open("/proc/self/fd/" + std::to_string(obj), int(reg.flags()) & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY));
+    auto fd = sys::open("/proc/self/fd/" + std::to_string(obj), reopen_flags(reg.flags()));
     if (!fd) return fail(fd.error());
     if (reg.pos() && ::lseek(fd->get(), off_t(reg.pos()), SEEK_SET) < 0) return fail(sys_error("lseek", reg.name()));
     return fd;
@@ -225,7 +300,7 @@ static Status validate_reg_file(const reg_file_entry& reg, int fd) {
 }
 
 Result<UniqueFd> open_reg_file(const reg_file_entry& reg, const RestoreFiles& files) {
-  int flags = int(reg.flags()) & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
+  int flags = reopen_flags(reg.flags());
   auto fd = files.open_path(reg.name(), flags);
   if (!fd) return fail(fd.error().with_hint("the file must exist at restore as it did at dump"));
   CR_OK(validate_reg_file(reg, fd->get()));
@@ -240,13 +315,16 @@ Result<uint32_t> add_mapped_file(const std::string& path, bool deleted, uint32_t
     return fail(make_error(Errc::unsupported, "dump", what, "mapping of a deleted non-regular file"));
   size_t before = files.table().entries().size();
   uint32_t id = files.table().add_reg(path, flags, 0, st, -1, true);
-  if (files.table().entries().size() > before) {  // a new file object: give it the inode's ghost
+  if (files.table().entries().size() > before) {  // a new file object: give it the inode's link or ghost
     auto open_data = [&]() -> Result<UniqueFd> {
       auto fd = sys::open(data_path, O_RDONLY);
       if (!fd) return fail(fd.error().within(what));
       return fd;
     };
-    CR_OK(add_ghost(st, "deleted file " + path + " mapped at " + what, open_data, id, files));
+    // data_path is /proc/PID/map_files/...: the task whose root the path is in.
+    pid_t pid = pid_t(atoi(data_path.c_str() + (data_path.starts_with("/proc/") ? 6 : 0)));
+    CR_OK(add_deleted(st, path, pid > 0 ? pid : getpid(), -1, "deleted file " + path + " mapped at " + what, open_data,
+                      id, files));
   }
   return id;
 }
@@ -255,11 +333,13 @@ Result<UniqueFd> open_mapped_file(const file_entry& fe, uint32_t flags, RestoreF
   reg_file_entry reg = fe.reg();
   reg.set_flags(flags);
   reg.set_pos(0);
+  std::string link = CR_TRY(link_for(fe, files));
+  if (!link.empty()) reg.set_name(link);
   uint32_t ghost = CR_TRY(files.ghost_for(fe.id()));
   if (!ghost) return open_reg_file(reg, files);
   int obj = CR_TRY(ghost_object(ghost, reg.name(), files));
   // Through /proc/self/fd: a new open file of the same (unlinked) inode, with the mapping's own flags.
-  return sys::open("/proc/self/fd/" + std::to_string(obj), int(flags) & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY));
+  return sys::open("/proc/self/fd/" + std::to_string(obj), reopen_flags(flags));
 }
 
 extern const FileKind kRegKind{"regular file", REG, matches, unsupported, dump, open, nullptr};

@@ -9,6 +9,9 @@
 // discipline again: no echo, no translation, no signals), so a --leave-running or failed dump leaves
 // the tree as it was. Without the master in the tree (an orphan slave) nothing can put them back, so
 // an orphan slave's unread input stays with the dumped tree and is not in the image.
+// A terminal named by --external tty[RDEV:DEV] (any kind: pty end, console, vt) is not dumped but
+// recorded as CRIU does (an EXT_TTY tty_info with its termios, no path companion): restore takes
+// it from --inherit-fd fd[N]:tty[RDEV:DEV], which also stands in for any dumped tty with that key.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -33,13 +36,12 @@ bool matches(const OpenFd& f) {
   return tty::is_pts(f.st.st_rdev) || maj == 4 || maj == 3 || (maj == 5 && min <= 2);
 }
 
-bool is_pty(const OpenFd& f) { return tty::is_ptmx(f.st.st_rdev) || tty::is_pts(f.st.st_rdev); }
+// Every terminal is checked at dump, which knows the --external keys and the whole frozen tree
+// (is a pty's master there?).
+std::string unsupported(const OpenFd&, bool) { return ""; }
 
-// Pty ends are checked against the whole frozen tree at dump (is the master there?).
-std::string unsupported(const OpenFd& f, bool shell_job) {
-  if (is_pty(f) || shell_job) return "";
-  return "terminal (use --shell-job)";
-}
+// External ttys get indexes of their own, above every pty number (CRIU's range).
+constexpr uint32_t kExtIndexFirst = 1013, kExtIndexLast = 1076;
 
 // Indexes of the ptys whose master some task of the tree holds: scanned once per dump.
 Result<const std::map<uint64_t, uint32_t>*> masters_in_tree(DumpFiles& files) {
@@ -184,7 +186,61 @@ Result<uint32_t> dump_pty(const OpenFd& f, DumpFiles& files, uint32_t index, boo
   return id;
 }
 
+// --external tty[RDEV:DEV]: one EXT_TTY tty_info per open file, with what the terminal's settings
+// were; no path, no queued bytes (the terminal stays outside).
+Result<uint32_t> dump_external(const OpenFd& f, DumpFiles& files, const std::string& key) {
+  if (uint32_t id = anon::shared_id(f, files, kKind)) return id;
+  std::string what = "external terminal " + key + " (" + f.link + ")";
+  UniqueFd own = CR_TRY(f.steal());
+  auto& count = files.seen()["tty:ext"][0];
+  uint32_t index = kExtIndexFirst + count;
+  if (index > kExtIndexLast)
+    return fail(make_error(Errc::unsupported, "dump", what, "too many external terminal files (CRIU's limit is 64)"));
+  count++;
+  tty_info_entry ti;
+  ti.set_id(tty::info_id(index, false));
+  ti.set_type(EXT_TTY);
+  int v = 0;
+  ti.set_locked(false);
+  ti.set_exclusive(::ioctl(own.get(), TIOCGEXCL, &v) == 0 && v);
+  ti.set_packet_mode(false);
+  auto [sid, pgrp] = controlled_by(files, f.st.st_rdev);
+  ti.set_sid(sid);
+  ti.set_pgrp(pgrp);
+  ti.set_rdev(uint32_t(f.st.st_rdev));
+  ti.set_dev(uint32_t(f.st.st_dev));
+  // A hung-up terminal has no settings left (EIO): recorded without them, as CRIU does.
+  if (auto t = tty::get_termios(own.get(), what)) {
+    *ti.mutable_termios() = tty::to_entry(*t);
+    *ti.mutable_termios_locked() = CR_TRY(tty::get_locked_termios(own.get(), what));
+    winsize ws{};
+    if (::ioctl(own.get(), TIOCGWINSZ, &ws) < 0) return fail(sys_error("ioctl(TIOCGWINSZ)", what));
+    winsize_entry* w = ti.mutable_winsize();
+    w->set_ws_row(ws.ws_row);
+    w->set_ws_col(ws.ws_col);
+    w->set_ws_xpixel(ws.ws_xpixel);
+    w->set_ws_ypixel(ws.ws_ypixel);
+  } else if (t.error().err != EIO) {
+    return fail(t.error());
+  }
+  CR_OK(write_info(files, ti));
+  file_entry fe;
+  fe.set_type(TTY);
+  tty_file_entry* tf = fe.mutable_tty();
+  tf->set_tty_info_id(ti.id());
+  tf->set_flags(f.open_flags());
+  *tf->mutable_fown() = CR_TRY(anon::dump_fown(own.get(), what));
+  uint32_t id = CR_TRY(anon::add_file(files, std::move(fe), [](file_entry& e, uint32_t id) {
+    e.set_id(id);
+    e.mutable_tty()->set_id(id);
+  }));
+  anon::remember(f, files, kKind, id);
+  return id;
+}
+
 Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
+  std::string key = tty::external_key(f.st.st_rdev, f.st.st_dev);
+  if (files.is_external(key)) return dump_external(f, files, key);
   if (tty::is_ptmx(f.st.st_rdev)) {
     UniqueFd own = CR_TRY(f.steal());
     unsigned index = 0;
@@ -198,7 +254,12 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
     if (!files.shell_job())
       return fail(make_error(Errc::unsupported, "dump", f.link, "a pty slave whose master is not in the dumped tree")
                       .with_hint("use --orphan-pts-master (restore then hands a new master to the caller), or "
-                                 "--shell-job if it is the terminal of the shell that started the tree"));
+                                 "--shell-job if it is the terminal of the shell that started the tree, or "
+                                 "--external " + key + " and --inherit-fd on restore"));
+  } else if (!files.shell_job()) {
+    return fail(make_error(Errc::unsupported, "dump", f.link, "a terminal other than a pty")
+                    .with_hint("use --shell-job if it is the terminal of the shell that started the tree, or "
+                               "--external " + key + " and --inherit-fd on restore"));
   }
   return files.table().add_open_reg(f.pid, f.fd, f.link, f.open_flags(), 0, f.st, f.info.mnt_id);
 }
@@ -212,7 +273,16 @@ Result<UniqueFd> open(const file_entry& fe, RestoreFiles& files) {
   const tty_file_entry& t = fe.tty();
   uint32_t index = t.tty_info_id() >> 1;
   bool master = t.tty_info_id() & 1;
-  std::string what = std::string(master ? "pty master " : "pty slave ") + std::to_string(index);
+  std::string what = index >= kExtIndexFirst ? "external terminal " + std::to_string(index)
+                                             : std::string(master ? "pty master " : "pty slave ") + std::to_string(index);
+  // A terminal from --inherit-fd (external, or a dumped one whose key was given): the inherited open
+  // file itself, shared with whoever passed it, so its flags and owner stay theirs.
+  auto& inherited = files.objects()[tty::kInheritedKey];
+  if (auto in = inherited.find(uint64_t(t.tty_info_id())); in != inherited.end()) {
+    UniqueFd fd(::fcntl(in->second.get(), F_DUPFD_CLOEXEC, 0));
+    if (!fd) return fail(sys_error("dup", "inherited terminal for " + what));
+    return fd;
+  }
   auto& pairs = files.objects()[tty::kPairsKey];
   auto it = pairs.find(uint64_t(t.tty_info_id()));
   if (it == pairs.end())

@@ -19,6 +19,7 @@
 #include "checkpoint/base/sys.h"
 #include "checkpoint/files/anon_common.h"
 #include "checkpoint/files/kinds.h"
+#include "checkpoint/files/sock_diag.h"
 #include "checkpoint/files/sock_opts.h"
 #include "checkpoint/files/unix_diag.h"
 #include "checkpoint/files/unix_restore.h"
@@ -121,7 +122,9 @@ std::string describe_peer_problem(const unixsk::SockDiag& d, bool peer_held) {
 }
 
 std::string unsupported(const OpenFd& f, bool) {
-  auto d = unixsk::diag_by_ino(sock_ino(f));
+  auto ns = sockdiag::task_netns(f.pid);
+  if (!ns) return "unix socket (" + ns.error().render() + ")";
+  auto d = unixsk::diag_by_ino(sock_ino(f), ns->get());
   if (!d) return "unix socket (" + d.error().render() + ")";
   // A peer outside the tree may be allowed (--ext-unix-sk, unix[INO]): dump() decides, knowing the keys.
   return describe_peer_problem(*d, true);
@@ -235,7 +238,9 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
   if (auto it = ids.find(ino); it != ids.end()) return it->second;
   std::string what = "unix socket " + std::to_string(ino);
   UniqueFd own = CR_TRY(f.steal());
-  auto d = CR_TRY(unixsk::diag_by_ino(ino));
+  // Listed by the network namespace the socket was made in (the tree's may not be crshim's).
+  UniqueFd netns = CR_TRY(sockdiag::socket_netns(own.get(), what));
+  auto d = CR_TRY(unixsk::diag_by_ino(ino, netns.get()));
 
   // Every socket the dumped processes hold, gathered once (they are frozen now).
   auto& held = files.seen()["unix:held"];
@@ -271,7 +276,7 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
     // A datagram socket whose outside peer has a name is connected to that name again at restore (the
     // peer is recorded as an external entry); anything else is external itself and comes back only
     // through --inherit-fd fd[N]:socket:[INO].
-    auto peer = unixsk::diag_by_ino(d.peer);
+    auto peer = unixsk::diag_by_ino(d.peer, netns.get());
     if (type == SOCK_DGRAM && peer && !peer->name.empty() && (peer->name[0] == '/' || peer->name[0] == '\0')) {
       CR_OK(add_external_peer(*peer, *e, files));
     } else {

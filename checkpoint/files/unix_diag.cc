@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "checkpoint/base/sys.h"
 #include "checkpoint/base/unique_fd.h"
 #include "checkpoint/files/sock_diag.h"
 
@@ -63,9 +64,9 @@ Status parse_attrs(const uint8_t* p, size_t len, SockDiag& d, const std::string&
 }
 
 // Sends one request and collects the replies until NLMSG_DONE (dumps) or the first reply (exact lookups).
-Result<std::vector<SockDiag>> query(const unix_diag_req& req, bool dump, const std::string& what) {
+Result<std::vector<SockDiag>> query(const unix_diag_req& req, bool dump, const std::string& what, int netns_fd) {
   std::vector<SockDiag> out;
-  for (const auto& buf : CR_TRY(sockdiag::request(&req, sizeof req, dump, what))) {
+  for (const auto& buf : CR_TRY(sockdiag::request(&req, sizeof req, dump, what, netns_fd))) {
     auto part = CR_TRY(parse_diag(std::span<const uint8_t>(buf.data(), buf.size()), what));
     for (auto& d : part) out.push_back(std::move(d));
   }
@@ -112,7 +113,7 @@ constexpr uint32_t kShow =
 
 }  // namespace
 
-Result<SockDiag> diag_by_ino(uint32_t ino) {
+Result<SockDiag> diag_by_ino(uint32_t ino, int netns_fd) {
   std::string what = "unix socket " + std::to_string(ino);
   unix_diag_req req{};
   req.sdiag_family = AF_UNIX;
@@ -121,7 +122,7 @@ Result<SockDiag> diag_by_ino(uint32_t ino) {
   req.udiag_show = kShow;
   // No cookie: the lookup goes by inode alone.
   req.udiag_cookie[0] = req.udiag_cookie[1] = ~0u;
-  auto got = query(req, false, what);
+  auto got = query(req, false, what, netns_fd);
   if (!got) {
     if (got.error().err == ENOENT)
       return fail(make_error(Errc::not_found, "sock_diag", what, "no such unix socket in this network namespace"));
@@ -132,31 +133,15 @@ Result<SockDiag> diag_by_ino(uint32_t ino) {
   return fail(make_error(Errc::not_found, "sock_diag", what, "no such unix socket in this network namespace"));
 }
 
-Result<std::vector<SockDiag>> diag_all() {
+Result<std::vector<SockDiag>> diag_all(int netns_fd) {
   unix_diag_req req{};
   req.sdiag_family = AF_UNIX;
   req.udiag_states = ~0u;
   req.udiag_show = kShow;
-  return query(req, true, "unix sockets");
+  return query(req, true, "unix sockets", netns_fd);
 }
 
 namespace {
-
-// Closes descriptors a peek received and reports whether any cmsg carried them.
-bool drop_passed_fds(msghdr& mh) {
-  bool rights = false;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    rights = true;
-    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < n; i++) {
-      int fd;
-      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      ::close(fd);
-    }
-  }
-  return rights;
-}
 
 // One peek at the current peek offset: returns the byte count (the datagram's full length with
 // MSG_TRUNC), -1 with errno set when the queue is exhausted or on error.
@@ -172,7 +157,7 @@ ssize_t peek_once(int fd, void* buf, size_t size, int extra_flags, bool& passed_
   do n = ::recvmsg(fd, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | extra_flags);
   while (n < 0 && errno == EINTR);
   if (n < 0) return n;
-  if (drop_passed_fds(mh)) passed_fds = true;
+  if (!sys::take_passed_fds(mh).empty()) passed_fds = true;  // closed right away
   if (mh.msg_flags & MSG_CTRUNC) truncated_ctl = true;
   return n;
 }

@@ -31,9 +31,9 @@ struct SockDiag {
 Result<std::vector<SockDiag>> parse_diag(std::span<const uint8_t> buf, const std::string& what);
 
 // The socket with inode `ino` (in crshim's network namespace); not_found when it is not a unix socket.
-Result<SockDiag> diag_by_ino(uint32_t ino);
+Result<SockDiag> diag_by_ino(uint32_t ino, int netns_fd = -1);
 // Every unix socket of crshim's network namespace.
-Result<std::vector<SockDiag>> diag_all();
+Result<std::vector<SockDiag>> diag_all(int netns_fd = -1);
 
 // The receive queue of unix socket `fd` (crshim's copy of the task's socket), read with MSG_PEEK
 // and SO_PEEK_OFF so that the socket keeps it: one string per datagram/record, or the stream bytes in

@@ -125,8 +125,8 @@ Status bind_in_root(const RestoreFiles& files, int fd, const std::string& name, 
 }
 
 // Whether a live socket is bound to the socket file `st`.
-Result<bool> path_in_use(const struct stat& st) {
-  auto all = CR_TRY(diag_all());
+Result<bool> path_in_use(const RestoreFiles& files, const struct stat& st) {
+  auto all = CR_TRY(diag_all(files.netns()));
   for (const auto& d : all)
     if (d.vfs_ino && *d.vfs_ino == st.st_ino && (d.vfs_dev >> 20) == major(st.st_dev) &&
         (d.vfs_dev & 0xfffff) == minor(st.st_dev))
@@ -144,17 +144,15 @@ Status connect_to(const RestoreFiles& files, int fd, const std::string& name, co
   });
 }
 
-Result<UniqueFd> new_socket(int type, const std::string& what) {
-  UniqueFd fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
-  if (!fd) return fail(sys_error("socket(AF_UNIX)", what));
+// Sockets are made in the tree's network namespace: abstract names and sock_diag live there.
+Result<UniqueFd> new_socket(const RestoreFiles& files, int type, const std::string& what) {
+  auto fd = files.socket(AF_UNIX, type, 0);
+  if (!fd) return fail(fd.error().within(what));
   return fd;
 }
 
-Status make_pair(Sock& a, Sock& b) {
-  int sv[2];
-  if (::socketpair(AF_UNIX, int(a.e.type()) | SOCK_CLOEXEC, 0, sv) < 0) return fail(sys_error("socketpair", a.what));
-  a.fd.reset(sv[0]);
-  b.fd.reset(sv[1]);
+Status make_pair(const RestoreFiles& files, Sock& a, Sock& b) {
+  CR_OK_IN(files.socketpair(AF_UNIX, int(a.e.type()), a.fd, b.fd), a.what);
   a.connected = b.e.ino();
   b.connected = a.e.ino();
   return {};
@@ -285,7 +283,7 @@ Status restore_queue(const RestoreFiles& files, Socks& socks, Sock& s) {
     if (sender < 0) {
       if (s.e.name().empty())
         return fail(make_error(Errc::unsupported, "restore", s.what, "queued datagrams on an unnamed socket with no sender"));
-      temp = CR_TRY(new_socket(SOCK_DGRAM, s.what));
+      temp = CR_TRY(new_socket(files, SOCK_DGRAM, s.what));
       sender = temp.get();
       to = &s.e.name();
     }
@@ -369,7 +367,7 @@ Status build_all(RestoreFiles& files) {
   for (auto& [ino, s] : socks) {
     if (s.e.state() != TCP_LISTEN) continue;
     if (s.e.type() == SOCK_DGRAM) return fail(make_error(Errc::corrupt_image, "restore", s.what, "listening datagram socket"));
-    s.fd = CR_TRY(new_socket(int(s.e.type()), s.what));
+    s.fd = CR_TRY(new_socket(files, int(s.e.type()), s.what));
     CR_OK(bind_own_name(files, s));
     if (::listen(s.fd.get(), int(s.e.backlog())) < 0) return fail(sys_error("listen", s.what));
   }
@@ -389,7 +387,7 @@ Status build_all(RestoreFiles& files) {
       lis = listener_of(socks, p);
     }
     if (lis) {
-      cli->fd = CR_TRY(new_socket(int(cli->e.type()), cli->what));
+      cli->fd = CR_TRY(new_socket(files, int(cli->e.type()), cli->what));
       CR_OK(bind_own_name(files, *cli));
       CR_OK(connect_to(files, cli->fd.get(), lis->e.name(), name_dir(*lis), cli->what));
       acc->fd.reset(::accept4(lis->fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
@@ -397,7 +395,7 @@ Status build_all(RestoreFiles& files) {
       acc->connected = cli->e.ino();
       cli->connected = acc->e.ino();
     } else {
-      CR_OK(make_pair(s, p));
+      CR_OK(make_pair(files, s, p));
       CR_OK(bind_own_name(files, s));
       CR_OK(bind_own_name(files, p));
     }
@@ -408,7 +406,7 @@ Status build_all(RestoreFiles& files) {
     Sock& p = socks[s.e.peer()];
     if (p.e.peer() != ino || p.fd) continue;
     if (p.e.type() != SOCK_DGRAM) return fail(make_error(Errc::corrupt_image, "restore", s.what, "peer of another type"));
-    CR_OK(make_pair(s, p));
+    CR_OK(make_pair(files, s, p));
     CR_OK(bind_own_name(files, s));
     CR_OK(bind_own_name(files, p));
   }
@@ -419,11 +417,11 @@ Status build_all(RestoreFiles& files) {
     if (s.e.type() != SOCK_DGRAM && s.e.state() == TCP_ESTABLISHED) {
       Sock gone;
       gone.e.set_type(s.e.type());
-      CR_OK(make_pair(s, gone));
+      CR_OK(make_pair(files, s, gone));
       s.helper = std::move(gone.fd);
       s.connected = 0;
     } else {
-      s.fd = CR_TRY(new_socket(int(s.e.type()), s.what));
+      s.fd = CR_TRY(new_socket(files, int(s.e.type()), s.what));
     }
     CR_OK(bind_own_name(files, s));
   }
@@ -488,7 +486,7 @@ Status bind_name(const RestoreFiles& files, int fd, const std::string& name, con
         if (!replace_stale)
           return fail(make_error(Errc::conflict, "bind", name,
                                  "the socket file was removed before the dump, and the path is taken again"));
-        if (CR_TRY(path_in_use(st)))
+        if (CR_TRY(path_in_use(files, st)))
           return fail(make_error(Errc::conflict, "bind", name, "a live socket is bound to this path")
                           .with_hint("stop the process that holds it, or restore where the path is free"));
         if (::unlink(n.c_str()) < 0) return fail(sys_error("unlink", name, "stale socket file"));

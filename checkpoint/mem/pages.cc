@@ -144,7 +144,7 @@ std::vector<Range> subtract(const std::vector<Range>& a, const std::vector<Range
 }
 
 Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pages, image::Writer& pagemap,
-                  PageDumpStats& stats, const std::vector<Range>& in_parent) {
+                  PageDumpStats& stats, const std::vector<Range>& in_parent, ProgressSink* progress) {
   // Entries in address order: present runs and runs left in the parent images interleaved.
   constexpr uint32_t kParent = 1, kPresent = 4;  // PE_PARENT, PE_PRESENT
   for (size_t i = 0, j = 0; i < ranges.size() || j < in_parent.size();) {
@@ -180,6 +180,7 @@ Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pa
       }
     }
     CR_OK(pages.write_raw(buf.get(), filled));
+    progress_advance(progress, filled / kPageSize);
     CR_OK(fault_point("dump:pages"));
     remote.clear();
     filled = 0;

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "checkpoint/base/progress.h"
 #include "checkpoint/base/result.h"
 #include "checkpoint/base/unique_fd.h"
 #include "checkpoint/image/image.h"
@@ -40,9 +41,10 @@ struct PageDumpStats {
 
 // Copies the given ranges (sorted, non-overlapping) of `pid` into `pages` and appends one
 // PRESENT pagemap entry per contiguous run to `pagemap`; `in_parent` (disjoint from `ranges`) gets
-// PARENT entries instead: unchanged since the previous dump, whose images hold them.
+// PARENT entries instead: unchanged since the previous dump, whose images hold them. Each batch
+// written is reported to `progress`.
 Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pages, image::Writer& pagemap,
-                  PageDumpStats& stats, const std::vector<Range>& in_parent = {});
+                  PageDumpStats& stats, const std::vector<Range>& in_parent = {}, ProgressSink* progress = nullptr);
 
 // Writes the pages of one pagemap image back into `pid`: process_vm_writev from the mmap'd pages
 // image, /proc/PID/mem where the mapping refuses (read-only COW pages).

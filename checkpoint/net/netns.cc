@@ -33,8 +33,10 @@ std::string preflight_problem(pid_t pid, const DumpRequest& req) {
   auto theirs = proc::ns_inode(pid, "net");
   if (!mine || !theirs || *mine == *theirs) return "";
   if (external_key(req.external, *theirs) || (req.empty_ns & CLONE_NEWNET)) return "";
-  return "it has its own net namespace (inode " + std::to_string(*theirs) + "): dump needs --external net[" +
-         std::to_string(*theirs) + "]:KEY or --empty-ns net (its links, addresses and routes cannot be dumped yet)";
+  std::string problems = full_dump_problems(pid);
+  if (problems.empty()) return "";
+  return "it has its own net namespace (inode " + std::to_string(*theirs) + ") that cannot be dumped: " + problems +
+         "; dump it with --external net[" + std::to_string(*theirs) + "]:KEY or --empty-ns net";
 }
 
 Result<bool> own_netns(pid_t pid) {
@@ -64,10 +66,11 @@ Status dump_netns(const DumpRequest& req, const std::vector<std::pair<pid_t, tas
     LOG_INFO(log, "Network namespace %llu of pid %d is not dumped (--empty-ns net)", (unsigned long long)ino, root);
     return {};
   }
-  // preflight_problem() refused this before freezing; only a race (setns meanwhile) gets here.
-  return fail(make_error(Errc::unsupported, "dump", "network namespace of pid " + std::to_string(root),
-                         "dumping links, addresses and routes is not supported")
-                  .with_hint("use --external net[" + std::to_string(ino) + "]:KEY or --empty-ns net"));
+  return dump_full(root, id, dumper.net_ns_id(), images_dir, log)
+      .map_error([&](Error e) {
+        if (e.hint.empty()) e.with_hint("use --external net[" + std::to_string(ino) + "]:KEY or --empty-ns net");
+        return e;
+      });
 }
 
 Result<RestorePlan> plan_restore(const restorer::ImageSet& set, const RestoreRequest& req, int images_dir, Logger& log) {
@@ -92,10 +95,14 @@ Result<RestorePlan> plan_restore(const restorer::ImageSet& set, const RestoreReq
   }
   netns_entry e;
   CR_OK(rd->read_one(e));
-  if (!e.has_ext_key())
-    return fail(make_error(Errc::unsupported, "restore", name,
-                           "the image holds a dumped network namespace (links, addresses); restoring those is not supported yet")
-                    .with_hint("restore with --join-ns net:PATH into a prepared namespace"));
+  if (!e.has_ext_key()) {
+    LOG_INFO(log, "Network namespace %u was dumped: the tree gets a new one rebuilt from the images", id);
+    plan.clone_flags = CLONE_NEWNET;
+    plan.full = true;
+    plan.ns_id = id;
+    plan.what = "a new network namespace (dumped " + std::to_string(id) + ")";
+    return plan;
+  }
   for (const auto& in : req.inherit_fds) {
     if (in.key != e.ext_key()) continue;
     int type = ::ioctl(in.fd, NS_GET_NSTYPE);
@@ -136,6 +143,14 @@ Status bring_up_loopback(pid_t pid) {
     return fail(make_error(Errc::system, "bring up lo", path,
                            "the helper in the namespace failed (status " + std::to_string(status) + ")"));
   return {};
+}
+
+Result<NetGuard> restore_netns(const RestorePlan& plan, pid_t pid, const RestoreRequest& req, int images_dir,
+                               Logger& log) {
+  if (!(plan.clone_flags & CLONE_NEWNET)) return NetGuard{};
+  if (plan.full) return restore_full(pid, plan.ns_id, req.external, images_dir, log);
+  CR_OK(bring_up_loopback(pid));
+  return NetGuard{};
 }
 
 }  // namespace crshim::net

@@ -14,6 +14,7 @@
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
 #include "checkpoint/ns/ipc_objects.h"
+#include "checkpoint/ns/time_ns.h"
 #include "ipc-var.pb.h"
 #include "utsns.pb.h"
 
@@ -109,15 +110,16 @@ int owned_namespaces(const task_kobj_ids_entry& t, const task_kobj_ids_entry& d)
 Status dump_namespaces(pid_t pid, const task_kobj_ids_entry& task, const task_kobj_ids_entry& dumper, int dir) {
   int flags = owned_namespaces(task, dumper);
   std::string who = "pid " + std::to_string(pid);
-  if (int other = flags & ~(CLONE_NEWUTS | CLONE_NEWIPC)) {
+  // A cgroup namespace needs no image of its own: cgroup.img records where it is rooted.
+  if (int other = flags & ~(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWTIME)) {
     std::string names;
-    for (auto [f, n] : {std::pair{CLONE_NEWNS, "mount"}, {CLONE_NEWNET, "network"}, {CLONE_NEWUSER, "user"},
-                        {CLONE_NEWCGROUP, "cgroup"}, {CLONE_NEWTIME, "time"}})
+    for (auto [f, n] : {std::pair{CLONE_NEWNS, "mount"}, {CLONE_NEWNET, "network"}, {CLONE_NEWUSER, "user"}})
       if (other & f) names += std::string(names.empty() ? "" : ", ") + n;
     return fail(make_error(Errc::unsupported, "dump", who, "the tree has its own " + names +
                                                                " namespace(s); dumping those is not supported yet")
                     .with_hint("use --join-ns at restore for namespaces that exist already"));
   }
+  if (flags & CLONE_NEWTIME) CR_OK(dump_time_ns(pid, task.time_ns_id(), dir));
   if (flags & CLONE_NEWUTS) {
     auto v = CR_TRY(read_in_namespace(pid, "uts", CLONE_NEWUTS, kUtsFiles, 2));
     utsns_entry e;

@@ -15,8 +15,9 @@ namespace crshim::ns {
 // The CLONE_NEW* flags of the namespaces `task` owns apart from `dumper` (the ids in root_ids).
 int owned_namespaces(const task_kobj_ids_entry& task, const task_kobj_ids_entry& dumper);
 
-// Writes the images of every namespace of `pid` that differs from the dumper's. Namespaces we cannot
-// dump yet (mount, net, user, cgroup, time) are errors naming them; SysV objects go to ipc_objects.h.
+// Writes the images of every namespace of `pid` that differs from the dumper's (UTS, IPC, time; a
+// cgroup namespace lives in cgroup.img). The user namespace is an error; SysV objects go to
+// ipc_objects.h; mount and network namespaces are mnt::'s and net::'s.
 Status dump_namespaces(pid_t pid, const task_kobj_ids_entry& task, const task_kobj_ids_entry& dumper, int images_dir);
 
 // In the root task, just created with `flags` (CLONE_NEWUTS/CLONE_NEWIPC): hostname, domain name and

@@ -1,5 +1,6 @@
 // restore(): validate the whole image set, create the tasks, rebuild them, fire the hooks, resume.
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "checkpoint/base/fault.h"
 #include "checkpoint/base/sys.h"
@@ -18,6 +20,8 @@
 #include "checkpoint/mnt/mnt_ns.h"
 #include "checkpoint/net/netns.h"
 #include "checkpoint/ns/namespaces.h"
+#include "checkpoint/ns/pidns.h"
+#include "checkpoint/ns/time_ns.h"
 #include "checkpoint/restore/images.h"
 #include "checkpoint/restore/task.h"
 #include "checkpoint/tty/pty_restore.h"
@@ -89,11 +93,12 @@ Status check_supported(const restorer::ImageSet& set) {
     if (a.mnt_ns_id() != root.ids.mnt_ns_id())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
                              "tasks in different mount namespaces are not supported yet"));
-    if (a.user_ns_id() != b.user_ns_id() || a.cgroup_ns_id() != b.cgroup_ns_id() ||
-        (a.has_time_ns_id() && a.time_ns_id() != b.time_ns_id()))
+    if (a.user_ns_id() != b.user_ns_id())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
-                             "the task lived in its own user, cgroup or time namespace; "
-                             "restoring those is not supported yet"));
+                             "the task lived in its own user namespace; restoring that is not supported yet"));
+    if (a.cgroup_ns_id() != root.ids.cgroup_ns_id() || a.time_ns_id() != root.ids.time_ns_id())
+      return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
+                             "tasks in different cgroup or time namespaces are not supported yet"));
     if (a.uts_ns_id() != root.ids.uts_ns_id() || a.ipc_ns_id() != root.ids.ipc_ns_id())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
                              "tasks in different UTS or IPC namespaces are not supported yet"));
@@ -106,13 +111,38 @@ Status check_supported(const restorer::ImageSet& set) {
   return {};
 }
 
+// The root task inside an existing pid namespace (--external pid[..]:KEY at dump): setns() changes
+// only where this thread's new children go, so crshim makes it there and goes back at once.
+Result<restorer::RestoredTask> create_in_pidns(int pidns_fd, const restorer::ProcessImage& img, bool sibling, int ns_flags,
+                                               Logger& log) {
+  UniqueFd own = CR_TRY(sys::open("/proc/thread-self/ns/pid", O_RDONLY));
+  if (::setns(pidns_fd, CLONE_NEWPID) < 0)
+    return fail(sys_error("setns(CLONE_NEWPID)", "the external pid namespace")
+                    .with_hint("it must be crshim's own pid namespace or one below it"));
+  auto task = restorer::create_task(img, sibling, false, ns_flags, log);
+  if (::setns(own.get(), CLONE_NEWPID) < 0) return fail(sys_error("setns(CLONE_NEWPID)", "crshim's own pid namespace"));
+  return task;
+}
+
+// Pages the rebuild writes back: present and parent pages of every address space (tasks sharing one
+// carry copies of its pagemap).
+uint64_t pages_to_restore(const restorer::ImageSet& set) {
+  uint64_t total = 0;
+  std::set<uint32_t> counted;  // pages ids
+  for (const auto& img : set.processes)
+    if (img.alive() && counted.insert(img.pages_id).second)
+      for (const auto& pe : img.pagemap)
+        if (pe.flags() & 5) total += pe.nr_pages();  // PE_PRESENT | PE_PARENT
+  return total;
+}
+
 // The whole tree: every task created by its own parent with its pid, sessions and groups set,
 // zombies made; then each live task rebuilt. Tasks are killed if the tree is dropped unresumed.
 class RestoredTree {
  public:
   Status create(const restorer::ImageSet& set, const RestoreRequest& req, int images_dir, Logger& log,
                 const net::RestorePlan& net, cgroup::Placement& cgroups, const tty::RestoredPtys& ptys,
-                mnt::TreeBuilder* mounts) {
+                mnt::TreeBuilder* mounts, int join_pidns) {
     bool shell_job = req.shell_job, sibling = req.sibling;
     images_dir_ = images_dir;
     CR_OK(open_join_ns(req.join_ns));
@@ -120,13 +150,20 @@ class RestoredTree {
     // Every task inherits this at creation: its way back to crshim's files.
     self_pidfd_ = UniqueFd(sys::pidfd_open(getpid()));
     if (!self_pidfd_) return fail(sys_error("pidfd_open", "crshim itself"));
-    bool new_pidns = set.processes[0].ids.pid_ns_id() != set.inventory.root_ids().pid_ns_id();
+    bool new_pidns = set.processes[0].ids.pid_ns_id() != set.inventory.root_ids().pid_ns_id() && join_pidns < 0;
     int ns_flags = ns::owned_namespaces(set.processes[0].ids, set.inventory.root_ids()) & (CLONE_NEWUTS | CLONE_NEWIPC);
     ns_flags |= net.clone_flags;  // CLONE_NEWNET: an empty network namespace
     std::map<uint32_t, restorer::RestoredTask*> by_pid;
     for (const auto& img : set.processes) {
       std::unique_ptr<restorer::RestoredTask> task;
-      if (img.pstree.ppid() == 0) {
+      // A time namespace takes its offsets before anyone is in it: made for the root's birth.
+      std::optional<ns::ChildTimeNamespace> timens;
+      if (img.pstree.ppid() == 0 && (ns::owned_namespaces(img.ids, set.inventory.root_ids()) & CLONE_NEWTIME))
+        timens.emplace(CR_TRY(ns::ChildTimeNamespace::enter(images_dir, img.ids.time_ns_id(), log)));
+      if (img.pstree.ppid() == 0 && join_pidns >= 0) {
+        task = std::make_unique<restorer::RestoredTask>(
+            CR_TRY(create_in_pidns(join_pidns, img, sibling, ns_flags | (mounts ? CLONE_NEWNS : 0), log)));
+      } else if (img.pstree.ppid() == 0) {
         task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, sibling, new_pidns, ns_flags | (mounts ? CLONE_NEWNS : 0), log)));
       } else {
         auto* parent = by_pid.at(img.pstree.ppid());
@@ -135,6 +172,14 @@ class RestoredTree {
       // Into its cgroups before it creates children (they inherit them) or gets its memory (charged there).
       const auto& tcore = img.cores[0].thread_core();
       uint32_t cg_set = tcore.has_cg_set() ? tcore.cg_set() : img.cores[0].tc().cg_set();
+      if (img.pstree.ppid() == 0 && (ns::owned_namespaces(img.ids, set.inventory.root_ids()) & CLONE_NEWCGROUP)) {
+        // A cgroup namespace is rooted where its creator is when it unshares.
+        CR_OK(cgroups.enter_ns_root(task->pid(), img.pid(), cg_set));
+        CR_OK(restorer::run_early(*task, [](kernel::Remote& r) -> Status {
+          CR_OK_IN(r.call(SYS_unshare, CLONE_NEWCGROUP), "unshare the cgroup namespace");
+          return {};
+        }));
+      }
       CR_OK(cgroups.place(task->pid(), img.pid(), img.pstree.ppid(), cg_set));
       // A session leader starts its session before creating the tasks that belong to it.
       bool root_outside = img.pstree.ppid() == 0 && shell_job;
@@ -269,6 +314,12 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
     if (it == ids.end())
       return fail(make_error(Errc::invalid_argument, "restore", "--join-ns " + j.ns + ":" + j.target,
                              "only ipc, net, time, user and uts namespaces can be joined"));
+    // A task that joins a user namespace loses the privileges over crshim (pidfd_getfd, set_tid, PR_SET_MM)
+    // the rest of its rebuild needs, and setns(user) is only possible while it has one thread.
+    if (j.ns == "user")
+      return fail(make_error(Errc::unsupported, "restore", "--join-ns " + j.ns + ":" + j.target,
+                             "joining a user namespace is not supported yet")
+                      .with_hint("leave it out; ipc, net, time and uts namespaces can be joined"));
     // A network namespace in the image is never dumped in full: joining one replaces making it.
     if (j.ns != "net" && (set.processes[0].ids.*(it->second))() != (set.inventory.root_ids().*(it->second))())
       return fail(make_error(Errc::conflict, "restore", "--join-ns " + j.ns + ":" + j.target,
@@ -284,6 +335,7 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
       in.fd = asked_for.back().get();
     }
   auto netns = CR_TRY(net::plan_restore(set, req, session.images_dir, log));
+  int join_pidns = CR_TRY(ns::external_pidns_fd(set, req, session.images_dir, log));
   // Declared before the tree: on failure the tasks are gone before the cgroups made for them are removed.
   auto cgroups = CR_TRY(cgroup::Placement::prepare(session.images_dir, set.inventory.root_cg_set(), req.manage_cgroups,
                                                    req.cgroup_roots, log));
@@ -301,7 +353,7 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
   // Before any task exists: tasks inherit the ptys, and session leaders take theirs as they are created.
   auto ptys = CR_TRY(tty::restore_ptys(files, set, req.orphan_pts_master, log));
   RestoredTree tree;
-  CR_OK(tree.create(set, req, session.images_dir, log, netns, cgroups, ptys, mounts ? &*mounts : nullptr));
+  CR_OK(tree.create(set, req, session.images_dir, log, netns, cgroups, ptys, mounts ? &*mounts : nullptr, join_pidns));
   if (mounts) CR_OK(fault_point("restore:mounts"));
   // From here on the image's paths name files in the restored root, not in crshim's.
   UniqueFd restored_root;
@@ -309,7 +361,12 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
     restored_root = CR_TRY(sys::open("/proc/" + std::to_string(tree.root_pid()) + "/root", O_PATH | O_DIRECTORY));
     files.set_root(restored_root.get());
   }
-  if (netns.clone_flags & CLONE_NEWNET) CR_OK(net::bring_up_loopback(tree.root_pid()));
+  // Declared after the tree: on failure the veths it made go before the tasks do.
+  auto net_guard = CR_TRY(net::restore_netns(netns, tree.root_pid(), req, session.images_dir, log));
+  // Sockets are made in the tree's network namespace when it has one of its own (made, joined or inherited).
+  UniqueFd tree_netns = CR_TRY(sys::open("/proc/" + std::to_string(tree.root_pid()) + "/ns/net", O_RDONLY));
+  if (CR_TRY(sys::read_link("/proc/" + std::to_string(tree.root_pid()) + "/ns/net")) != CR_TRY(sys::read_link("/proc/self/ns/net")))
+    files.set_netns(tree_netns.get());
   CR_OK(fault_point("restore:cgroups"));
   auto forked = Clock::now();
   // From here on every failure kills the tasks (RestoredTree's destructor) before returning.
@@ -318,7 +375,8 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
   CR_OK(hooks.fire(HookPoint::post_setup_namespaces, 0));
   for (const auto& o : ptys.orphans) CR_OK(hooks.fire_fd(HookPoint::orphan_pts_master, 0, o.master));
   mem::SharedMemory shmem(session.images_dir);
-  restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout(), tree.self_pidfd(), &shmem};
+  restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout(), tree.self_pidfd(), &shmem, session.progress};
+  ProgressPhase progress(session.progress, "restore", pages_to_restore(set));
   uint64_t pages = 0;
   for (size_t i = 0; i < set.processes.size(); i++) {
     const auto& img = set.processes[i];
@@ -340,6 +398,10 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
   if (!req.pidfile.empty()) CR_OK(sys::write_file(req.pidfile, std::to_string(tree.root_pid()) + "\n"));
   CR_OK(tree.resume(set));
   cgroups.commit();
+  // Every task has its files: the --link-remap links are not needed any more (a failed restore keeps
+  // them, as CRIU does, so the images can be restored again).
+  if (Status st = files.unlink_link_remaps(); !st) LOG_WARN(log, "%s", st.error().render().c_str());
+  net_guard.commit();
 
   RestoreResult result;
   result.root_pid = tree.root_pid();

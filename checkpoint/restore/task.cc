@@ -265,7 +265,8 @@ Status restore_parent_pages(pid_t pid, int mem_fd, const ProcessImage& img, int 
 
 // Maps every area of the image (writable while pages go in), writes the pages, sets final protections.
 Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& img, const ImageSet& set,
-                      files::RestoreFiles& files, int images_dir, mem::SharedMemory& shmem, Logger& log) {
+                      files::RestoreFiles& files, int images_dir, mem::SharedMemory& shmem, ProgressSink* progress,
+                      Logger& log) {
   const auto& vmas = img.mm.vmas();
   std::vector<bool> add_write(size_t(vmas.size()), false);
   {
@@ -292,6 +293,7 @@ Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& 
     auto flush = [&]() -> Status {
       if (batch.empty()) return {};
       CR_OK_IN(pages.restore_batch(pid, mem_fd.get(), batch), "memory");
+      progress_advance(progress, batch_pages);
       batch.clear();
       batch_pages = 0;
       return {};
@@ -304,7 +306,9 @@ Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& 
       if (batch.size() == 1024 || batch_pages >= 16384) CR_OK(flush());
     }
     CR_OK(flush());
+    uint64_t before_parents = restored;
     CR_OK(restore_parent_pages(pid, mem_fd.get(), img, images_dir, restored));
+    progress_advance(progress, restored - before_parents);
     LOG_INFO(log, "Restored %llu pages of %d", (unsigned long long)restored, pid);
   }
   CR_OK(fault_point("restore:memory"));
@@ -827,7 +831,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   FdPusher push{r, int(holder)};
 
   // 3. Memory: map every area (writable while pages go in), write the pages, set final protections.
-  if (share.own_vm) CR_OK(restore_memory(r, push, pid, img, set, files, images_dir, *opts.shmem, log));
+  if (share.own_vm) CR_OK(restore_memory(r, push, pid, img, set, files, images_dir, *opts.shmem, opts.progress, log));
 
   // 4. Files, mm fields, signal handlers, fs: each shared object by its owner only.
   LOG_DEBUG(log, "Restoring %d: %s", pid, "files");
@@ -892,21 +896,25 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     auto trs = CR_TRY(PtraceSyscall::begin(task.threads_[i], tramp));
     Remote tr(trs, pid, tramp + kScratchOffset, kTrampolineSize - kScratchOffset);
     CR_OK_IN(restore_thread_self(tr, vpid, vtid, core), "thread " + std::to_string(tid));
-    if (!same_creds(core.thread_core().creds(), self_status)) CR_OK_IN(restore_creds(tr, core.thread_core().creds()), "credentials");
+    bool thread_seccomp = core.thread_core().seccomp_mode() == filter;
+    if (thread_seccomp) CR_OK(task.threads_[i].set_options(kTraceOptions | PTRACE_O_SUSPEND_SECCOMP));
     CR_OK_IN(restore_seccomp(tr, core.thread_core(), set.seccomp), "seccomp");
+    if (!same_creds(core.thread_core().creds(), self_status)) CR_OK_IN(restore_creds(tr, core.thread_core().creds()), "credentials");
     CR_OK(trs.restore());
+    if (thread_seccomp) CR_OK(task.threads_[i].set_options(kTraceOptions));
   }
   CR_OK_IN(restore_process_wide(r, vpid, tc, log), "process");
   CR_OK_IN(restore_itimers(r, tc.timers()), "itimers");
   CR_OK_IN(restore_posix_timers(r, tc.timers()), "POSIX timers");
   const auto& lcore = img.cores[0].thread_core();
-  if (!same_creds(lcore.creds(), self_status)) CR_OK_IN(restore_creds(r, lcore.creds()), "credentials");
+  // The filter goes in while the task still has crshim's capabilities (a filter needs CAP_SYS_ADMIN
+  // or no_new_privs); suspended for the calls still to come (credentials, unmapping the trampoline).
   if (lcore.seccomp_mode() == filter) {
-    // The filter may forbid the calls still to come (munmap of the trampoline).
     CR_OK(leader.set_options(kTraceOptions | PTRACE_O_SUSPEND_SECCOMP));
     leader_seccomp = true;
   }
   CR_OK_IN(restore_seccomp(r, lcore, set.seccomp), "seccomp");
+  if (!same_creds(lcore.creds(), self_status)) CR_OK_IN(restore_creds(r, lcore.creds()), "credentials");
 
   // 7. The trampoline unmaps itself: the thread stops at the step trap and never fetches more.
   LOG_DEBUG(log, "Restoring %d: %s", pid, "trampoline removal");

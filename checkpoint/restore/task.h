@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "checkpoint/base/log.h"
+#include "checkpoint/base/progress.h"
 #include "checkpoint/files/kinds.h"
 #include "checkpoint/kernel/features.h"
 #include "checkpoint/kernel/remote.h"
@@ -26,6 +27,7 @@ struct TaskOptions {
   kernel::XsaveLayout xsave;
   int inherited_pidfd = -1;  // fd number of crshim's own pidfd, inherited by every created task
   mem::SharedMemory* shmem = nullptr;  // shared anonymous memory objects of the whole tree
+  ProgressSink* progress = nullptr;    // told of every batch of pages written back
 };
 
 // Which kernel objects a task shares with tasks restored before it (CLONE_VM/FILES/FS/SIGHAND from its

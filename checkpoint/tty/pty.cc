@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -56,6 +58,12 @@ bool is_ptmx(dev_t rdev) { return major(rdev) == kPtmxMajor && minor(rdev) == kP
 bool is_pts(dev_t rdev) { return major(rdev) >= kPtsMajorFirst && major(rdev) <= kPtsMajorLast; }
 uint32_t pts_index(dev_t rdev) { return (major(rdev) - kPtsMajorFirst) * 256 + minor(rdev); }
 dev_t pts_rdev(uint32_t index) { return makedev(kPtsMajorFirst + index / 256, index % 256); }
+
+std::string external_key(uint64_t rdev, uint64_t dev) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "tty[%" PRIx64 ":%" PRIx64 "]", rdev, dev);
+  return buf;
+}
 
 dev_t decode_tty_nr(int tty_nr) {
   unsigned v = unsigned(tty_nr);

@@ -16,6 +16,8 @@ inline constexpr const char* kInfoFile = "tty-info.img";
 inline constexpr const char* kDataFile = "tty-data.img";
 // RestoreFiles::objects() key of the restored pairs, by tty_info id: crshim's master and slave files.
 inline constexpr const char* kPairsKey = "tty:pairs";
+// RestoreFiles::objects() key of the ttys taken from --inherit-fd, by tty_info id: crshim's dup of it.
+inline constexpr const char* kInheritedKey = "tty:inherited";
 
 inline constexpr unsigned kPtmxMajor = 5, kPtmxMinor = 2;
 inline constexpr unsigned kPtsMajorFirst = 136, kPtsMajorLast = 143;  // Unix98 slaves, 256 per major
@@ -27,6 +29,9 @@ bool is_ptmx(dev_t rdev);
 bool is_pts(dev_t rdev);
 uint32_t pts_index(dev_t rdev);
 dev_t pts_rdev(uint32_t index);
+// The --external / --inherit-fd key of a terminal, as CRIU spells it: tty[RDEV:DEV], st_rdev and
+// st_dev in lower-case hex without 0x (glibc's dev_t encoding).
+std::string external_key(uint64_t rdev, uint64_t dev);
 // /proc/PID/stat tty_nr -> dev_t.
 dev_t decode_tty_nr(int tty_nr);
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -47,6 +48,33 @@ Result<Pair> new_pair(const std::string& what) {
   return p;
 }
 
+// A tty of the image that --inherit-fd names by its key: the inherited terminal gets the dumped
+// settings (as CRIU does) and stands in for every file of that tty; it becomes the controlling
+// terminal of the session the dumped one was.
+Status use_inherited(files::RestoreFiles& files, const tty_info_entry& ti, int fd, const std::string& key,
+                     RestoredPtys& out, Logger& log) {
+  std::string what = "--inherit-fd fd[" + std::to_string(fd) + "]:" + key;
+  struct stat st{};
+  if (::fstat(fd, &st) < 0) return fail(sys_error("fstat", what).with_hint("the inherited fd must be open in crshim"));
+  if (!::isatty(fd))
+    return fail(make_error(Errc::invalid_argument, "restore", what, "the inherited fd is not a terminal"));
+  UniqueFd own(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+  if (!own) return fail(sys_error("dup", what));
+  if (ti.has_termios_locked()) CR_OK(set_locked_termios(own.get(), ti.termios_locked(), what));
+  if (ti.has_termios()) CR_OK(set_termios(own.get(), from_entry(ti.termios()), what));
+  if (ti.has_winsize()) {
+    winsize ws{uint16_t(ti.winsize().ws_row()), uint16_t(ti.winsize().ws_col()), uint16_t(ti.winsize().ws_xpixel()),
+               uint16_t(ti.winsize().ws_ypixel())};
+    if (::ioctl(own.get(), TIOCSWINSZ, &ws) < 0) return fail(sys_error("ioctl(TIOCSWINSZ)", what));
+  }
+  uint32_t index = ti.id() >> 1, now = is_pts(st.st_rdev) ? pts_index(st.st_rdev) : 0;
+  LOG_INFO(log, "tty %u (%s, %s) comes from %s", ti.id(), TtyType_Name(ti.type()).c_str(), key.c_str(), what.c_str());
+  if (ti.sid()) out.cttys.push_back({ti.sid(), ti.pgrp(), own.get(), index, now});
+  if (ti.type() == PTY && !(ti.id() & 1)) out.slaves[index] = own.get();
+  files.objects()[kInheritedKey][ti.id()] = std::move(own);
+  return {};
+}
+
 }  // namespace
 
 Result<RestoredPtys> restore_ptys(files::RestoreFiles& files, const restorer::ImageSet& set, bool orphan_pts_master,
@@ -55,22 +83,33 @@ Result<RestoredPtys> restore_ptys(files::RestoreFiles& files, const restorer::Im
   auto infos = CR_TRY(read_all<tty_info_entry>(files.images_dir(), kInfoFile, image::Type::tty_info));
   if (infos.empty()) return out;
   auto data = CR_TRY(read_all<tty_data_entry>(files.images_dir(), kDataFile, image::Type::tty_data));
-  std::map<uint32_t, const tty_info_entry*> by_id;
+  std::map<uint32_t, const tty_info_entry*> by_id;  // the ptys made here
+  std::map<uint32_t, bool> all_ids;
   for (const auto& ti : infos) {
-    if (ti.type() != PTY)
+    if (ti.type() != PTY && ti.type() != EXT_TTY)
       return fail(make_error(Errc::unsupported, "restore", kInfoFile,
                              "tty " + std::to_string(ti.id()) + " of type " + TtyType_Name(ti.type()) + " is not supported"));
+    all_ids[ti.id()] = true;
+    // --inherit-fd fd[N]:tty[RDEV:DEV] serves the tty with that key, external at dump or not.
+    std::string key = external_key(ti.rdev(), ti.dev());
+    if (int fd = files.inherited_fd(key); fd >= 0) {
+      CR_OK(use_inherited(files, ti, fd, key, out, log));
+      continue;
+    }
+    if (ti.type() == EXT_TTY)
+      return fail(make_error(Errc::not_found, "restore", "external terminal " + key, "no inherited fd for it")
+                      .with_hint("pass --inherit-fd fd[N]:" + key + " with a terminal open as fd N"));
     by_id[ti.id()] = &ti;
   }
   std::map<uint32_t, bool> slave_files;  // index -> a slave open file exists
   for (const auto& [id, fe] : set.files)
     if (fe.type() == TTY && fe.has_tty() && !(fe.tty().tty_info_id() & 1)) slave_files[fe.tty().tty_info_id() >> 1] = true;
   for (const auto& [id, fe] : set.files)
-    if (fe.type() == TTY && (!fe.has_tty() || !by_id.count(fe.tty().tty_info_id())))
+    if (fe.type() == TTY && (!fe.has_tty() || !all_ids.count(fe.tty().tty_info_id())))
       return fail(make_error(Errc::corrupt_image, "restore", image::kFilesFile,
                              "TTY file " + std::to_string(id) + " has no tty_info_entry"));
   std::map<uint32_t, bool> indexes;
-  for (const auto& ti : infos) indexes[ti.id() >> 1] = true;
+  for (const auto& [id, ti] : by_id) indexes[id >> 1] = true;
   auto& pairs = files.objects()[kPairsKey];
   for (const auto& [index, unused] : indexes) {
     (void)unused;

@@ -17,6 +17,8 @@ E2E_NETNS=()
 
 e2e_cleanup() {
   local rc=$? pid ns
+  # A test's own teardown (another runtime's containers...) runs first.
+  if declare -F e2e_teardown >/dev/null; then e2e_teardown >/dev/null 2>&1 || true; fi
   "${RUNC[@]}" delete -f "$ID" >/dev/null 2>&1 || true
   for pid in "${E2E_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   # runc's restore mounts (criu-root) live under its state dir; never leave them behind.
@@ -50,6 +52,37 @@ for stmt in sys.argv[3:]:
     exec(stmt)
 json.dump(c, open(p, "w"), indent=2)
 PY
+}
+
+# run_container OUT [RUN OPTIONS...]: `runc run -d` of the bundle with stdin /dev/null and stdout/stderr an
+# anonymous pipe into OUT (a restore then maps them with inherit_fd pipe:[ino]); the container must run.
+run_container() {
+  local out=$1
+  shift
+  (cd "$BUNDLE" && "${RUNC[@]}" run -d "$@" "$ID" </dev/null > >(exec cat >"$out") 2>&1) ||
+    fail "runc run failed: $(sleep 0.2; tail -3 "$out")"
+  [[ "$(container_status)" == running ]] || fail "container is not running after runc run: $(container_status)"
+}
+
+# restore_container IMG WORKDIR OUT [RESTORE OPTIONS...]: `runc restore -d` from IMG with --work-path WORKDIR,
+# stdin /dev/null, stdout a new pipe into OUT and stderr another one into OUT.err (the container had one
+# pipe for both: its output must come back on the new stdout); the container must run afterwards.
+restore_container() {
+  local img=$1 wdir=$2 out=$3
+  shift 3
+  mkdir -p "$wdir"
+  (cd "$BUNDLE" && "${RUNC[@]}" restore -d "$@" --image-path "$img" --work-path "$wdir" "$ID" \
+    </dev/null > >(exec cat >"$out") 2> >(exec cat >"$out.err")) ||
+    fail "runc restore failed: $(sleep 0.2; tail -3 "$out.err") $(engine_log "$wdir")"
+  [[ "$(container_status)" == running ]] || fail "container not running after restore: $(container_status)"
+}
+
+# ppid_of PID: the parent pid from /proc/PID/stat (the field after the parenthesised command name).
+ppid_of() {
+  local stat ppid
+  stat=$(cat "/proc/$1/stat") || fail "no process $1"
+  read -r _ ppid _ <<<"${stat##*) }"
+  echo "$ppid"
 }
 
 # ticks FILE: the ticker's lines in FILE (a terminal adds carriage returns).
@@ -90,6 +123,17 @@ checkpoint_gone() {
   mkdir -p "$1" "$2"
   "${RUNC[@]}" checkpoint --image-path "$1" --work-path "$2" "$ID" || fail "runc checkpoint failed: $(engine_log "$2")"
   [[ -z "$(container_status)" ]] || fail "container still exists after checkpoint: $(container_status)"
+}
+
+# check_work_files IMG WORKDIR dump|restore: the engine wrote its log and its statistics (a CRIU STATS image
+# crit decodes) into WORKDIR (runc's --work-path), and neither into IMG.
+check_work_files() {
+  local img=$1 wdir=$2 what=$3
+  [[ -s "$wdir/$what.log" && -s "$wdir/stats-$what" ]] || fail "no $what.log/stats-$what in $wdir: $(ls "$wdir")"
+  grep -q "RPC ${what^^} request" "$wdir/$what.log" || fail "$wdir/$what.log is not the log of this ${what^^}"
+  crit decode -i "$wdir/stats-$what" | grep -q "\"${what}\"" || fail "crit cannot decode $wdir/stats-$what"
+  [[ ! -e "$img/$what.log" && ! -e "$img/stats-$what" ]] || fail "$what.log/stats-$what also written into $img"
+  echo "ok: $what.log and stats-$what in the work path"
 }
 
 # check_continues OLD NEW: the restored ticker printed the number after OLD's last one first, into NEW only.

@@ -7,36 +7,37 @@ source "$SRC/tests/e2e/lib_runc.sh"
 make_bundle
 
 # The container's stdout/stderr is an anonymous pipe into cat, so runc restores it with inherit_fd pipe:[ino].
-(cd "$BUNDLE" && "${RUNC[@]}" run -d "$ID" </dev/null > >(exec cat >"$WORK/out1") 2>&1) || fail "runc run failed"
-[[ "$(container_status)" == running ]] || fail "container is not running after runc run"
+run_container "$WORK/out1"
 wait_lines "$WORK/out1" 3
 
-# 1. --leave-running: the images are written and the container keeps ticking.
-mkdir -p "$WORK/img0" "$WORK/w0"
-"${RUNC[@]}" checkpoint --leave-running --image-path "$WORK/img0" --work-path "$WORK/w0" "$ID" ||
-  fail "runc checkpoint --leave-running failed: $(engine_log "$WORK/w0")"
+# 1. --leave-running: the images are written and the container keeps ticking. Without --work-path the
+# engine's log and statistics land in the images directory.
+mkdir -p "$WORK/img0"
+"${RUNC[@]}" checkpoint --leave-running --image-path "$WORK/img0" "$ID" ||
+  fail "runc checkpoint --leave-running failed: $(engine_log "$WORK/img0")"
 [[ "$(container_status)" == running ]] || fail "container not running after --leave-running checkpoint: $(container_status)"
 [[ -s "$WORK/img0/descriptors.json" && -f "$WORK/img0/pstree.img" ]] || fail "no images after --leave-running"
+[[ -s "$WORK/img0/dump.log" && -s "$WORK/img0/stats-dump" ]] || fail "no dump.log/stats-dump in the images dir: $(ls "$WORK/img0")"
 before=$(wc -l <"$WORK/out1")
 wait_lines "$WORK/out1" $((before + 3))
 echo "ok: runc checkpoint --leave-running, container still ticking"
-got=$(notifications "$WORK/w0/dump.log")
+got=$(notifications "$WORK/img0/dump.log")
 [[ "$got" == "pre-dump network-lock post-dump network-unlock" ]] || fail "leave-running dump notified: $got"
 
 # 2. checkpoint: the container goes away.
 checkpoint_gone "$WORK/img" "$WORK/w1"
 grep -q "pipe:\[" "$WORK/img/descriptors.json" || fail "descriptors.json has no pipe: $(cat "$WORK/img/descriptors.json")"
+# --work-path: the log and the statistics go there, not next to the images.
+check_work_files "$WORK/img" "$WORK/w1" dump
 sleep 0.3
 got=$(notifications "$WORK/w1/dump.log")
 [[ "$got" == "pre-dump network-lock post-dump" ]] || fail "dump notified: $got"
 echo "ok: runc checkpoint, container gone"
 
 # 3. restore -d with new stdio: the ticker carries on from where it was, in the new output.
-mkdir -p "$WORK/w2"
-(cd "$BUNDLE" && "${RUNC[@]}" restore -d --image-path "$WORK/img" --work-path "$WORK/w2" "$ID" \
-  </dev/null > >(exec cat >"$WORK/out2") 2>&1) || fail "runc restore failed: $(engine_log "$WORK/w2")"
-[[ "$(container_status)" == running ]] || fail "container not running after restore: $(container_status)"
+restore_container "$WORK/img" "$WORK/w2" "$WORK/out2"
 check_continues "$WORK/out1" "$WORK/out2"
+check_work_files "$WORK/img" "$WORK/w2" restore
 got=$(notifications "$WORK/w2/restore.log")
 [[ "$got" == "pre-restore setup-namespaces post-setup-namespaces post-restore network-unlock pre-resume post-resume" ]] ||
   fail "restore notified: $got"
@@ -53,9 +54,7 @@ echo "ok: runc exec/ps work on the restored container, init $init_pid in its cgr
 # 4. The restored container checkpoints and restores again.
 checkpoint_gone "$WORK/img2" "$WORK/w3"
 sleep 0.3
-mkdir -p "$WORK/w4"
-(cd "$BUNDLE" && "${RUNC[@]}" restore -d --image-path "$WORK/img2" --work-path "$WORK/w4" "$ID" \
-  </dev/null > >(exec cat >"$WORK/out3") 2>&1) || fail "second runc restore failed: $(engine_log "$WORK/w4")"
+restore_container "$WORK/img2" "$WORK/w4" "$WORK/out3"
 check_continues "$WORK/out2" "$WORK/out3"
 echo "ok: a restored container checkpoints and restores again"
 

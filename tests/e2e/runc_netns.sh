@@ -14,7 +14,7 @@ make_bundle \
   "c['linux']['namespaces'] = [n if n['type'] != 'network' else {'type': 'network', 'path': '/run/netns/$NETNS'} for n in c['linux']['namespaces']]" \
   "c['mounts'].append({'destination': '/data', 'type': 'bind', 'source': '$WORK/data', 'options': ['rbind', 'rw']})"
 
-(cd "$BUNDLE" && "${RUNC[@]}" run -d "$ID" </dev/null > >(exec cat >"$WORK/out1") 2>&1) || fail "runc run failed"
+run_container "$WORK/out1"
 wait_lines "$WORK/out1" 3
 netns_ino=$(stat -L -c %i "/run/netns/$NETNS")
 [[ "$(readlink "/proc/$(container_pid)/ns/net")" == "net:[$netns_ino]" ]] || fail "container is not in $NETNS"
@@ -23,10 +23,7 @@ checkpoint_gone "$WORK/img" "$WORK/w1"
 grep -q "extRootNetNS" "$WORK/w1/dump.log" || fail "dump.log does not mention the external netns key"
 echo "ok: runc checkpoint of a container in netns $NETNS"
 
-mkdir -p "$WORK/w2"
-(cd "$BUNDLE" && "${RUNC[@]}" restore -d --image-path "$WORK/img" --work-path "$WORK/w2" "$ID" \
-  </dev/null > >(exec cat >"$WORK/out2") 2>&1) || fail "runc restore failed: $(engine_log "$WORK/w2")"
-[[ "$(container_status)" == running ]] || fail "container not running after restore: $(container_status)"
+restore_container "$WORK/img" "$WORK/w2" "$WORK/out2"
 check_continues "$WORK/out1" "$WORK/out2"
 pid=$(container_pid)
 [[ "$(readlink "/proc/$pid/ns/net")" == "net:[$netns_ino]" ]] ||

@@ -10,8 +10,7 @@ python3 "$SRC/tests/e2e/console_receiver.py" "$WORK/console.sock" "$WORK/con" &
 E2E_PIDS+=($!)
 wait_for_file "$WORK/console.sock"
 
-(cd "$BUNDLE" && "${RUNC[@]}" run -d --console-socket "$WORK/console.sock" "$ID" </dev/null >"$WORK/run.out" 2>&1) ||
-  fail "runc run failed: $(cat "$WORK/run.out")"
+run_container "$WORK/run.out" --console-socket "$WORK/console.sock"
 wait_for_file "$WORK/con1.name"
 wait_lines "$WORK/con1.out" 3
 echo "ok: terminal container runs, output on the console master"
@@ -20,11 +19,7 @@ checkpoint_gone "$WORK/img" "$WORK/w1"
 sleep 0.3
 echo "ok: runc checkpoint of the terminal container"
 
-mkdir -p "$WORK/w2"
-(cd "$BUNDLE" && "${RUNC[@]}" restore -d --console-socket "$WORK/console.sock" --image-path "$WORK/img" \
-  --work-path "$WORK/w2" "$ID" </dev/null >"$WORK/restore.out" 2>&1) ||
-  fail "runc restore failed: $(cat "$WORK/restore.out") $(engine_log "$WORK/w2")"
-[[ "$(container_status)" == running ]] || fail "container not running after restore: $(container_status)"
+restore_container "$WORK/img" "$WORK/w2" "$WORK/restore.out" --console-socket "$WORK/console.sock"
 wait_for_file "$WORK/con2.name"
 [[ "$(cat "$WORK/con2.name")" == orphan-pts-master ]] || fail "console socket got '$(cat "$WORK/con2.name")'"
 check_continues "$WORK/con1.out" "$WORK/con2.out"
@@ -42,10 +37,7 @@ echo "ok: /dev/console restored as the console pty"
 # The restored terminal container checkpoints and restores again (its console is the restored pty now).
 checkpoint_gone "$WORK/img2" "$WORK/w3"
 sleep 0.3
-mkdir -p "$WORK/w4"
-(cd "$BUNDLE" && "${RUNC[@]}" restore -d --console-socket "$WORK/console.sock" --image-path "$WORK/img2" \
-  --work-path "$WORK/w4" "$ID" </dev/null >"$WORK/restore2.out" 2>&1) ||
-  fail "second runc restore failed: $(cat "$WORK/restore2.out") $(engine_log "$WORK/w4")"
+restore_container "$WORK/img2" "$WORK/w4" "$WORK/restore2.out" --console-socket "$WORK/console.sock"
 wait_for_file "$WORK/con3.name"
 check_continues "$WORK/con2.out" "$WORK/con3.out"
 echo "ok: the restored terminal container checkpoints and restores again"

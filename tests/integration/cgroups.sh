@@ -9,17 +9,8 @@ V2ROOT=/sys/fs/cgroup/unified
 [[ -f $V1ROOT/cgroup.procs && -f $V2ROOT/cgroup.procs ]] || fail "needs the v1 memory and the v2 hierarchy mounted"
 NAME=crshim-test-$$
 OTHER=crshim-other-$$
-remove_cgroups() {
-  local d i
-  for d in "$V1ROOT/$OTHER/deeper" "$V1ROOT/$NAME" "$V2ROOT/$NAME" "$V1ROOT/$OTHER"; do
-    for ((i = 0; i < 50; i++)); do
-      [[ -d $d ]] || break
-      rmdir "$d" 2>/dev/null && break
-      sleep 0.05  # a killed task leaves its cgroup when it is fully gone
-    done
-  done
-}
-trap 'rc=$?; if [[ -n "${TARGET_PID:-}" ]]; then kill -9 "$TARGET_PID" 2>/dev/null || true; fi; remove_cgroups || true; set +e; (exit $rc); cleanup' EXIT
+CGROUP_DIRS=("$V1ROOT/$OTHER/deeper" "$V1ROOT/$NAME" "$V2ROOT/$NAME" "$V1ROOT/$OTHER")  # deepest first
+trap 'rc=$?; if [[ -n "${TARGET_PID:-}" ]]; then kill -9 "$TARGET_PID" 2>/dev/null || true; fi; remove_cgroups "${CGROUP_DIRS[@]}" || true; set +e; (exit $rc); cleanup' EXIT
 
 # The target joins $NAME in both hierarchies, then becomes tp_memory.
 start_in_cgroups() {
@@ -61,7 +52,7 @@ echo "ok: restored into memory:/$NAME and 0::/$NAME"
 start_in_cgroups b
 checkpoint "$WORK/b"
 reap_target
-remove_cgroups
+remove_cgroups "${CGROUP_DIRS[@]}"
 [[ ! -d $V1ROOT/$NAME && ! -d $V2ROOT/$NAME ]] || fail "could not remove the test cgroups"
 restore_detached "$WORK/b"
 expect_cgroups "/$NAME" "/$NAME"
@@ -94,7 +85,7 @@ echo "ok: --manage-cgroups=ignore leaves the task in ours ($own_memory)"
 start_in_cgroups e
 checkpoint "$WORK/e"
 reap_target
-remove_cgroups
+remove_cgroups "${CGROUP_DIRS[@]}"
 mkdir "$V2ROOT/$NAME"  # exists already: must survive the failed restore
 if CRSHIM_FAULT=restore:cgroups "$CRSHIM" restore -D "$WORK/e" -o restore-fault.log -v4 -d \
   --cgroup-root "memory:/$OTHER/deeper" 2>"$WORK/err"; then

@@ -98,7 +98,8 @@ decode_all() {
   command -v crit >/dev/null || fail "crit is not installed"
   for img in "$dir"/*.img "$dir"/stats-dump; do
     [[ -f "$img" ]] || continue
-    case "$(basename "$img")" in pages-*|*.tar.gz.img) continue ;; esac
+    # Pages, tar archives and the raw ip(8)/iptables-save dumps of a network namespace are no protobuf.
+    case "$(basename "$img")" in pages-*|*.tar.gz.img|ifaddr-*|route-*|route6-*|rule-*|iptables-*|ip6tables-*) continue ;; esac
     crit decode -i "$img" >/dev/null 2>"$WORK/crit.err" || fail "crit cannot decode $img: $(tail -1 "$WORK/crit.err")"
   done
 }
@@ -140,4 +141,17 @@ cycle() {
   restore_detached "$WORK/img4"
   finish_and_check
   echo "ok: $name checkpoint again after restore"
+}
+
+# remove_cgroups DIR...: removes these cgroup directories (deepest first, as listed), waiting for
+# killed tasks to leave them.
+remove_cgroups() {
+  local d i
+  for d in "$@"; do
+    for ((i = 0; i < 50; i++)); do
+      [[ -d $d ]] || break
+      rmdir "$d" 2>/dev/null && break
+      sleep 0.05  # a killed task leaves its cgroup when it is fully gone
+    done
+  done
 }

@@ -19,14 +19,18 @@ start_in_netns() {
   [[ $(stat -L -c %i "/proc/$TARGET_PID/ns/net") == "$ns_ino" ]] || fail "target not started in $NS"
 }
 
-# 1. Neither mode: refused before freezing, naming the options; the target runs on.
+# 1. Neither mode, with a link that cannot be dumped (a bridge): refused before freezing, naming the
+# link and the options; the target runs on. (A namespace of lo and veths is dumped: netns_full.sh.)
+ip -n "$NS" link add crbr0 type bridge || fail "ip link add bridge in $NS"
 start_in_netns plain
 if "$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/refused" 2>"$WORK/err"; then fail "a private netns was dumped"; fi
 grep -q "own net namespace" "$WORK/err" || fail "unexpected error: $(cat "$WORK/err")"
+grep -q "link crbr0 (kind bridge)" "$WORK/err" || fail "the link is not named: $(cat "$WORK/err")"
 grep -q -- "--external net\[$ns_ino\]:KEY or --empty-ns net" "$WORK/err" || fail "no hint: $(cat "$WORK/err")"
 finish_and_check
 reap_target
-echo "ok: own netns without --external/--empty-ns refused, target untouched"
+ip -n "$NS" link del crbr0
+echo "ok: own netns with a bridge, without --external/--empty-ns, refused; target untouched"
 
 # 2. External: the image records the key; restore joins the namespace given as an inherited fd.
 start_in_netns ext

@@ -60,6 +60,21 @@ restore_detached "$WORK/full"
 finish_and_check
 echo "ok: a full dump after a pre-dump restores on its own and disarms the tracking"
 
+# A dump that arms the tracking and then fails leaves the task's fd table as it was.
+rm -f "$RESULT"
+start_program tp_predump "$WORK"
+fds_before=$(ls /proc/"$TARGET_PID"/fd | wc -l)
+mkdir -p "$WORK/failed"
+if CRSHIM_FAULT=dump:images "$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/failed" --track-mem -o dump.log -v4 2>/dev/null; then
+  fail "the dump with an injected fault succeeded"
+fi
+ls /proc/"$TARGET_PID"/fd | while read -r fd; do readlink "/proc/$TARGET_PID/fd/$fd"; done | grep -q userfaultfd &&
+  fail "a failed dump left its tracking userfaultfd in the target"
+(($(ls /proc/"$TARGET_PID"/fd | wc -l) == fds_before)) || fail "the failed dump changed the target's fd count"
+finish_and_check
+reap_target
+echo "ok: a failed dump with --track-mem disarms the tracking it armed"
+
 # The same over RPC, as runc --pre-dump drives it: FEATURE_CHECK says mem_track, PRE_DUMP, then a
 # DUMP naming the pre-dump as parent_img.
 source "$SRC/tests/rpc/client.sh"

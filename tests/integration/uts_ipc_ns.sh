@@ -24,8 +24,10 @@ restore_detached "$WORK/img"
 finish_and_check
 echo "ok: UTS and IPC namespaces restored with hostname, domain name and IPC limits"
 
-# A network namespace of its own cannot be dumped yet: refused before freezing, target untouched.
-setsid unshare --net "$PROGRAMS/tp_memory" "$READY.2" "$RESULT.2" </dev/null >"$WORK/out2" 2>&1 &
+# A network namespace of its own with a link that cannot be dumped (a bridge): refused before freezing,
+# target untouched.
+setsid unshare --net sh -c 'ip link add crbr0 type bridge && exec "$0" "$@"' "$PROGRAMS/tp_memory" "$READY.2" "$RESULT.2" \
+  </dev/null >"$WORK/out2" 2>&1 &
 TARGET_PID=$! READY=$READY.2 RESULT=$RESULT.2
 wait_for_file "$READY"
 if "$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/img2" 2>"$WORK/err"; then fail "a private netns was dumped"; fi

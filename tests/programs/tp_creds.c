@@ -19,8 +19,24 @@ static int capget_eff(unsigned* lo) {
   return 0;
 }
 
+/* getpriority fails with EPERM-like errno 77 once installed; everything else is allowed. */
+static void install_filter(void) {
+  struct sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getpriority, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 77),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {4, filter};
+  TP_CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0, "seccomp: %s", strerror(errno));
+}
+
+/* argv[3] "no-nnp": the filter is installed while still root (CAP_SYS_ADMIN), as container runtimes
+ * do, and no_new_privs stays off; the restore must install it before dropping the capabilities. */
 int main(int argc, char** argv) {
   tp_init(argc, argv);
+  int nnp = !(argc > 3 && strcmp(argv[3], "no-nnp") == 0);
+  if (!nnp) install_filter();
   gid_t groups[] = {1001, 1002};
   TP_CHECK(setgroups(2, groups) == 0, "setgroups");
   TP_CHECK(prctl(PR_SET_KEEPCAPS, 1) == 0, "keepcaps");
@@ -30,16 +46,10 @@ int main(int argc, char** argv) {
   struct __user_cap_data_struct d[2] = {{0}, {0}};
   d[0].effective = d[0].permitted = 1u << CAP_NET_BIND_SERVICE;
   TP_CHECK(syscall(SYS_capset, &h, d) == 0, "capset");
-  TP_CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "no_new_privs");
-  /* getpriority fails with EPERM-like errno 77 from now on; everything else is allowed. */
-  struct sock_filter filter[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getpriority, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 77),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  struct sock_fprog prog = {4, filter};
-  TP_CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0, "seccomp: %s", strerror(errno));
+  if (nnp) {
+    TP_CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "no_new_privs");
+    install_filter();
+  }
   errno = 0;
   TP_CHECK(syscall(SYS_getpriority, 0, 0) < 0 && errno == 77, "filter not active before dump");
 
@@ -57,7 +67,7 @@ int main(int argc, char** argv) {
   TP_CHECK(n == 2 && got[0] == 1001 && got[1] == 1002, "groups (%d)", n);
   unsigned eff = 0;
   TP_CHECK(capget_eff(&eff) == 0 && eff == 1u << CAP_NET_BIND_SERVICE, "effective caps %x", eff);
-  TP_CHECK(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1, "no_new_privs lost");
+  TP_CHECK(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == nnp, "no_new_privs is not %d", nnp);
   errno = 0;
   TP_CHECK(syscall(SYS_getpriority, 0, 0) < 0 && errno == 77, "seccomp filter lost (errno %d)", errno);
   TP_CHECK(prctl(PR_GET_SECCOMP) == 2, "seccomp mode %d", prctl(PR_GET_SECCOMP));

@@ -180,5 +180,23 @@ TEST(CgroupCollect, NoTaskNoSet) {
   EXPECT_FALSE(c.add_task(-1));
 }
 
+TEST(CgroupMap, NamespaceRootMovesWithTheRemappedPath) {
+  cgroup_entry e = sample();
+  // The task sits in /ctr/sub with its cgroup namespace rooted at /ctr (prefix 4).
+  e.mutable_sets(0)->mutable_ctls(1)->set_cgns_prefix(4);
+  apply_roots(e, {{"memory", "/other/deep"}});
+  EXPECT_EQ(e.sets(0).ctls(1).path(), "/other/deep/sub");
+  EXPECT_EQ(e.sets(0).ctls(1).cgns_prefix(), uint32_t(std::string("/other/deep").size()));
+}
+
+TEST(CgroupMap, NamespaceRootAboveTheTopBecomesTheNewTop) {
+  cgroup_entry e = sample();
+  // Rooted at "/" (prefix 0) while the dumped top is /ctr: the new top is the best root left.
+  e.mutable_sets(0)->mutable_ctls(1)->set_cgns_prefix(0);
+  apply_roots(e, {{"memory", "/other"}});
+  EXPECT_EQ(e.sets(0).ctls(1).path(), "/other/sub");
+  EXPECT_EQ(e.sets(0).ctls(1).cgns_prefix(), uint32_t(std::string("/other").size()));
+}
+
 }  // namespace
 }  // namespace crshim::cgroup

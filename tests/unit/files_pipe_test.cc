@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/base/sys.h"
 #include "checkpoint/base/unique_fd.h"
 #include "checkpoint/files/pipe_data.h"
 #include "checkpoint/files/unix_diag.h"
@@ -118,20 +119,7 @@ TEST(PeekQueue, PassedDescriptorsRefused) {
   auto s = make_socketpair(SOCK_DGRAM);
   int passed = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   ASSERT_GE(passed, 0);
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
-  char byte = 'x';
-  iovec iov{&byte, 1};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = ctl;
-  mh.msg_controllen = sizeof ctl;
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &passed, sizeof passed);
-  ASSERT_EQ(::sendmsg(s.a.get(), &mh, 0), 1);
+  ASSERT_TRUE(sys::send_with_fd(s.a.get(), "x", passed, "test socket"));
   ::close(passed);
   auto got = unixsk::peek_queue(s.b.get(), SOCK_DGRAM, "dgram with fds");
   ASSERT_FALSE(got);

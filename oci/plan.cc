@@ -1,0 +1,206 @@
+#include "oci/plan.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "checkpoint/base/sys.h"
+
+namespace crshim::oci {
+
+namespace {
+
+using json = nlohmann::json;
+
+// runc's keys for namespaces that come from outside (an inherited fd at restore).
+constexpr const char* kNetKey = "extRootNetNS";
+
+Error refused(const std::string& field, const std::string& what) {
+  return make_error(Errc::unsupported, "OCI bundle", "config.json", field + ": " + what);
+}
+
+std::string join_path(const std::string& a, const std::string& b) {
+  if (b.empty() || b == "/") return a.empty() ? "/" : a;
+  std::string out = a;
+  while (!out.empty() && out.back() == '/') out.pop_back();
+  return out + (b[0] == '/' ? "" : "/") + b;
+}
+
+// Namespaces the engine can only have made fresh (or not at all) in bundle mode.
+Status check_namespaces(const Config& c) {
+  for (size_t i = 0; i < c.namespaces.size(); i++) {
+    const Namespace& n = c.namespaces[i];
+    const std::string f = "linux.namespaces[" + std::to_string(i) + "]";
+    if (n.type == "user") return fail(refused(f, "user namespaces are not supported"));
+    if (n.path.empty()) continue;
+    if (n.type == "pid" || n.type == "mount" || n.type == "cgroup")
+      return fail(refused(f + ".path", "joining an existing " + n.type + " namespace is not supported"));
+  }
+  return {};
+}
+
+// The hierarchy (host naming) a cgroup mount of the container shows, by its super options.
+std::optional<std::string> hierarchy_of(const proc::MountInfo& m, const std::vector<cgroup::Hierarchy>& host) {
+  if (m.fstype == "cgroup2") return std::string();
+  std::set<std::string> opts;
+  for (auto o : sys::split(m.super_options, ',')) opts.emplace(o);
+  for (const auto& h : host) {
+    if (h.controllers == std::vector<std::string>{""}) continue;
+    bool all = !h.controllers.empty();
+    for (const auto& c : h.controllers) all &= opts.count(c) > 0;
+    if (!all) continue;
+    std::string name;
+    for (const auto& c : h.controllers) name += (name.empty() ? "" : ",") + c;
+    return name;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<CheckpointPlan> plan_checkpoint(const Config& c, const ContainerView& view) {
+  CR_OK(check_namespaces(c));
+  CheckpointPlan plan;
+  if (const Namespace* net = c.find_namespace("network")) {
+    if (net->path.empty()) {
+      // The container's own network namespace is not dumped; runc asks the same.
+      plan.empty_ns |= CLONE_NEWNET;
+    } else {
+      auto it = view.ns_path_inodes.find(net->path);
+      if (it == view.ns_path_inodes.end())
+        return fail(make_error(Errc::not_found, "OCI bundle", net->path, "the network namespace file was not inspected"));
+      auto own = view.ns_inodes.find("net");
+      if (own != view.ns_inodes.end() && own->second != it->second)
+        return fail(make_error(Errc::conflict, "OCI bundle", net->path,
+                               "the container is in net:[" + std::to_string(own->second) + "], not in this namespace (" +
+                                   std::to_string(it->second) + ")")
+                        .with_hint("is the pid the container's init?"));
+      plan.external.push_back("net[" + std::to_string(it->second) + "]:" + kNetKey);
+    }
+  }
+  // Bind mounts come from the host: the image names each by its destination, as runc does.
+  for (const auto& m : c.mounts)
+    if (m.is_bind()) plan.ext_mounts.emplace_back(m.destination, m.destination);
+  // Cgroup file systems show host directories: recorded so restore can bind the same hierarchy.
+  for (const auto& m : view.mounts) {
+    if (m.fstype != "cgroup" && m.fstype != "cgroup2") continue;
+    auto hierarchy = hierarchy_of(m, view.host_hierarchies);
+    if (!hierarchy)
+      return fail(make_error(Errc::not_found, "OCI bundle", "cgroup mount " + m.mount_point,
+                             "its hierarchy (" + m.super_options + ") is not mounted on this host"));
+    plan.cgroup_mounts.push_back({m.mount_point, *hierarchy, m.root});
+    plan.ext_mounts.emplace_back(m.mount_point, m.mount_point);
+  }
+  return plan;
+}
+
+std::string cgroup_target(const std::string& path, const cgroup::Member& own) {
+  if (!path.empty() && path[0] == '/') return path;
+  return join_path(own.path, path);
+}
+
+Result<RestorePlan> plan_restore(const Config& c, const std::string& bundle, const std::vector<std::string>& descriptors,
+                                 const std::vector<CgroupMount>& cgroup_mounts, const HostView& host) {
+  CR_OK(check_namespaces(c));
+  RestorePlan plan;
+  plan.root = c.root_path[0] == '/' ? c.root_path : join_path(bundle, c.root_path);
+  plan.terminal = c.terminal;
+
+  for (const auto& n : c.namespaces) {
+    if (n.type == "network") {
+      if (n.path.empty()) plan.empty_ns |= CLONE_NEWNET;
+      else plan.open.push_back({kNetKey, n.path});
+    } else if (!n.path.empty()) {
+      // ipc, uts, time: the restored tree joins the namespace the config names.
+      plan.join_ns.push_back({n.type, n.path});
+    }
+  }
+  for (const auto& m : c.mounts)
+    if (m.is_bind()) plan.ext_mounts.emplace_back(m.destination, m.source[0] == '/' ? m.source : join_path(bundle, m.source));
+
+  // Stdio: what fds 0..2 were at checkpoint becomes crshim's own 0..2 (runc maps pipes only: files
+  // and /dev/null are reopened by path, a terminal comes back as a new pty).
+  if (!descriptors.empty() && descriptors.size() != 3)
+    return fail(make_error(Errc::corrupt_image, "OCI bundle", kDescriptorsFile,
+                           "expected 3 entries, got " + std::to_string(descriptors.size())));
+  for (size_t i = 0; i < descriptors.size(); i++)
+    if (descriptors[i].find("pipe:") != std::string::npos) plan.stdio.push_back({int(i), descriptors[i]});
+
+  // Cgroups: with linux.cgroupsPath every hierarchy's dumped root moves there; without, the tasks go
+  // back where they were.
+  if (c.cgroups_path)
+    for (const auto& own : host.own_cgroups) plan.cgroup_roots.push_back({own.name, cgroup_target(*c.cgroups_path, own)});
+  for (const auto& m : cgroup_mounts) {
+    std::string host_mount = cgroup::find_mount(host.hierarchies, m.hierarchy);
+    if (host_mount.empty())
+      return fail(make_error(Errc::not_found, "OCI bundle", "cgroup mount " + m.mount_point,
+                             "hierarchy '" + (m.hierarchy.empty() ? std::string("cgroup2") : m.hierarchy) +
+                                 "' is not mounted on this host"));
+    std::string dir = m.root;
+    if (c.cgroups_path) {
+      auto own = std::find_if(host.own_cgroups.begin(), host.own_cgroups.end(), [&](const cgroup::Member& o) {
+        return cgroup::controllers_of(o.name) == cgroup::controllers_of(m.hierarchy);
+      });
+      dir = cgroup_target(*c.cgroups_path, own != host.own_cgroups.end() ? *own : cgroup::Member{});
+    }
+    std::string source = join_path(host_mount, dir);
+    plan.ext_mounts.emplace_back(m.mount_point, source);
+    plan.cgroup_dirs.push_back(source);
+  }
+  return plan;
+}
+
+std::string descriptors_json(const std::vector<std::string>& targets) {
+  return json(targets).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<std::vector<std::string>> parse_descriptors(std::string_view text) {
+  auto bad = [](const std::string& why) {
+    return fail(make_error(Errc::corrupt_image, "parse", kDescriptorsFile, why));
+  };
+  json doc = json::parse(text.begin(), text.end(), nullptr, false);
+  if (doc.is_discarded()) return bad("not valid JSON");
+  if (!doc.is_array()) return bad("expected an array of strings");
+  std::vector<std::string> out;
+  for (const auto& e : doc) {
+    if (!e.is_string()) return bad("expected an array of strings");
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+std::string record_json(const std::vector<CgroupMount>& mounts) {
+  json list = json::array();
+  for (const auto& m : mounts) list.push_back({{"mountPoint", m.mount_point}, {"hierarchy", m.hierarchy}, {"root", m.root}});
+  return json{{"cgroupMounts", list}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<std::vector<CgroupMount>> parse_record(std::string_view text) {
+  auto bad = [](const std::string& why) {
+    return fail(make_error(Errc::corrupt_image, "parse", kBundleRecordFile, why));
+  };
+  json doc = json::parse(text.begin(), text.end(), nullptr, false);
+  if (doc.is_discarded()) return bad("not valid JSON");
+  if (!doc.is_object()) return bad("expected an object");
+  std::vector<CgroupMount> out;
+  auto it = doc.find("cgroupMounts");
+  if (it == doc.end()) return out;
+  if (!it->is_array()) return bad("cgroupMounts: expected an array");
+  for (const auto& e : *it) {
+    if (!e.is_object()) return bad("cgroupMounts: expected objects");
+    CgroupMount m;
+    for (auto [key, field] : {std::pair{"mountPoint", &m.mount_point}, {"hierarchy", &m.hierarchy}, {"root", &m.root}}) {
+      auto f = e.find(key);
+      if (f == e.end() || !f->is_string()) return bad(std::string("cgroupMounts: ") + key + " must be a string");
+      *field = f->get<std::string>();
+    }
+    if (m.mount_point.empty() || m.mount_point[0] != '/' || m.root.empty() || m.root[0] != '/')
+      return bad("cgroupMounts: paths must be absolute");
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+}  // namespace crshim::oci

@@ -1,0 +1,90 @@
+// OCI bundle -> engine request pieces: what a checkpoint marks external, what a restore binds, joins,
+// inherits and opens. Pure functions over facts gathered elsewhere, so every mapping is unit-testable.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "checkpoint/base/result.h"
+#include "checkpoint/cgroup/cgroup.h"
+#include "checkpoint/engine.h"
+#include "checkpoint/kernel/proc.h"
+#include "oci/config.h"
+
+namespace crshim::oci {
+
+// A cgroup file system mounted in the container, as recorded at checkpoint: restore binds the host
+// directory of the same hierarchy in its place.
+struct CgroupMount {
+  std::string mount_point;  // in the container
+  std::string hierarchy;    // "cpu", "cpu,cpuacct", "name=systemd", "" for cgroup2
+  std::string root;         // the directory of the hierarchy it shows, "/h5"
+  bool operator==(const CgroupMount&) const = default;
+};
+
+// Files written next to the images: runc's stdio record and crshim's own bundle record.
+inline constexpr const char* kDescriptorsFile = "descriptors.json";
+inline constexpr const char* kBundleRecordFile = "crshim-oci.json";
+
+// What the checkpoint learns from the running container.
+struct ContainerView {
+  std::vector<proc::MountInfo> mounts;           // its mountinfo
+  std::map<std::string, uint64_t> ns_path_inodes;  // linux.namespaces[].path -> inode of that file
+  std::map<std::string, uint64_t> ns_inodes;     // the container's own: "net" -> inode
+  std::vector<cgroup::Hierarchy> host_hierarchies;  // this host's, to name the cgroup mounts
+};
+
+struct CheckpointPlan {
+  std::vector<std::pair<std::string, std::string>> ext_mounts;  // mount point -> name in the image
+  std::vector<std::string> external;                           // net[INO]:extRootNetNS
+  uint32_t empty_ns = 0;
+  std::vector<CgroupMount> cgroup_mounts;
+};
+
+Result<CheckpointPlan> plan_checkpoint(const Config& config, const ContainerView& view);
+
+// What the restore needs to know about this host.
+struct HostView {
+  std::vector<cgroup::Hierarchy> hierarchies;
+  cgroup::Set own_cgroups;  // crshim's /proc/self/cgroup
+};
+
+// A file the shim opens and hands to the engine as --inherit-fd KEY.
+struct FileToOpen {
+  std::string key;
+  std::string path;
+};
+
+struct RestorePlan {
+  std::string root;  // absolute rootfs path
+  std::vector<std::pair<std::string, std::string>> ext_mounts;  // name in the image -> host path
+  std::vector<JoinNamespace> join_ns;
+  std::vector<InheritedFd> stdio;  // fds 0..2 of crshim itself, keyed by what descriptors.json recorded
+  std::vector<FileToOpen> open;
+  uint32_t empty_ns = 0;
+  bool terminal = false;
+  std::vector<CgroupRootRemap> cgroup_roots;
+  std::vector<std::string> cgroup_dirs;  // host directories bound into the container: made beforehand
+};
+
+// `bundle` is absolute; `descriptors` the three recorded stdio targets (may be empty).
+Result<RestorePlan> plan_restore(const Config& config, const std::string& bundle,
+                                 const std::vector<std::string>& descriptors,
+                                 const std::vector<CgroupMount>& cgroup_mounts, const HostView& host);
+
+// The cgroup a container's tasks go to in hierarchy `own` (crshim's membership there) for
+// linux.cgroupsPath `path`: absolute paths are taken as they are, relative ones below crshim's own.
+std::string cgroup_target(const std::string& path, const cgroup::Member& own);
+
+// descriptors.json and crshim-oci.json (de)serialisation.
+std::string descriptors_json(const std::vector<std::string>& targets);
+Result<std::vector<std::string>> parse_descriptors(std::string_view text);
+std::string record_json(const std::vector<CgroupMount>& mounts);
+Result<std::vector<CgroupMount>> parse_record(std::string_view text);
+
+}  // namespace crshim::oci

@@ -1,0 +1,179 @@
+// OCI bundle -> engine request pieces: externals at checkpoint, binds/joins/inherited files at restore.
+#include <gtest/gtest.h>
+#include <sched.h>
+
+#include "oci/plan.h"
+
+namespace crshim::oci {
+namespace {
+
+Config config_of(const std::string& text) {
+  auto c = parse_config(text);
+  EXPECT_TRUE(c) << c.error().render();
+  return c ? *c : Config{};
+}
+
+const char* kBundle = R"({
+  "ociVersion": "1.0.2",
+  "root": {"path": "rootfs"},
+  "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/data", "type": "bind", "source": "/srv/data", "options": ["rbind", "rw"]},
+    {"destination": "/cfg", "source": "cfg", "options": ["bind", "ro"]}
+  ],
+  "linux": {"namespaces": [{"type": "pid"}, {"type": "network", "path": "/run/netns/n1"}, {"type": "mount"},
+                           {"type": "ipc", "path": "/proc/7/ns/ipc"}, {"type": "uts"}]}
+})";
+
+proc::MountInfo cgroup_mount(const std::string& mp, const std::string& root, const std::string& super) {
+  proc::MountInfo m;
+  m.mount_point = mp;
+  m.root = root;
+  m.fstype = "cgroup";
+  m.super_options = super;
+  return m;
+}
+
+std::vector<cgroup::Hierarchy> host_hierarchies() {
+  return {{{"cpu", "cpuacct"}, "/sys/fs/cgroup/cpu,cpuacct"},
+          {{"memory"}, "/sys/fs/cgroup/memory"},
+          {{"name=systemd"}, "/sys/fs/cgroup/systemd"},
+          {{""}, "/sys/fs/cgroup/unified"}};
+}
+
+TEST(OciPlan, CheckpointMarksBindsCgroupsAndTheNetnsExternal) {
+  ContainerView view;
+  view.ns_path_inodes["/run/netns/n1"] = 4026532999;
+  view.ns_inodes["net"] = 4026532999;
+  view.host_hierarchies = host_hierarchies();
+  view.mounts = {cgroup_mount("/sys/fs/cgroup/cpu,cpuacct", "/ctr", "rw,cpu,cpuacct"),
+                 cgroup_mount("/sys/fs/cgroup/systemd", "/ctr", "rw,xattr,name=systemd"),
+                 cgroup_mount("/sys/fs/cgroup/memory", "/nest/ctr", "rw,memory")};
+  auto plan = plan_checkpoint(config_of(kBundle), view);
+  ASSERT_TRUE(plan) << plan.error().render();
+  EXPECT_EQ(plan->external, (std::vector<std::string>{"net[4026532999]:extRootNetNS"}));
+  EXPECT_EQ(plan->empty_ns, 0u);
+  using P = std::pair<std::string, std::string>;
+  EXPECT_EQ(plan->ext_mounts, (std::vector<P>{{"/data", "/data"},
+                                              {"/cfg", "/cfg"},
+                                              {"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct"},
+                                              {"/sys/fs/cgroup/systemd", "/sys/fs/cgroup/systemd"},
+                                              {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory"}}));
+  EXPECT_EQ(plan->cgroup_mounts, (std::vector<CgroupMount>{{"/sys/fs/cgroup/cpu,cpuacct", "cpu,cpuacct", "/ctr"},
+                                                           {"/sys/fs/cgroup/systemd", "name=systemd", "/ctr"},
+                                                           {"/sys/fs/cgroup/memory", "memory", "/nest/ctr"}}));
+}
+
+TEST(OciPlan, CheckpointOwnNetnsIsLeftEmptyAndAWrongNetnsIsRefused) {
+  auto own = plan_checkpoint(config_of(R"({"ociVersion": "1", "root": {"path": "r"},
+      "linux": {"namespaces": [{"type": "network"}]}})"), {});
+  ASSERT_TRUE(own);
+  EXPECT_EQ(own->empty_ns, uint32_t(CLONE_NEWNET));
+  EXPECT_TRUE(own->external.empty());
+
+  ContainerView view;
+  view.ns_path_inodes["/run/netns/n1"] = 11;
+  view.ns_inodes["net"] = 12;
+  auto wrong = plan_checkpoint(config_of(kBundle), view);
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().render(),
+            "OCI bundle /run/netns/n1: the container is in net:[12], not in this namespace (11); hint: is the pid the container's init?");
+}
+
+TEST(OciPlan, UnsupportedNamespacesAreRefusedOnBothSides) {
+  auto user = config_of(R"({"ociVersion": "1", "root": {"path": "r"}, "linux": {"namespaces": [{"type": "user"}]}})");
+  auto pid = config_of(R"({"ociVersion": "1", "root": {"path": "r"},
+      "linux": {"namespaces": [{"type": "ipc"}, {"type": "pid", "path": "/proc/1/ns/pid"}]}})");
+  auto r1 = plan_checkpoint(user, {});
+  ASSERT_FALSE(r1);
+  EXPECT_EQ(r1.error().message, "linux.namespaces[0]: user namespaces are not supported");
+  auto r2 = plan_restore(pid, "/b", {}, {}, {});
+  ASSERT_FALSE(r2);
+  EXPECT_EQ(r2.error().code, Errc::unsupported);
+  EXPECT_EQ(r2.error().message, "linux.namespaces[1].path: joining an existing pid namespace is not supported");
+}
+
+TEST(OciPlan, RestoreBindsJoinsAndInheritsWhatTheBundleNames) {
+  HostView host;
+  host.hierarchies = host_hierarchies();
+  auto plan = plan_restore(config_of(kBundle), "/b", {"/dev/null", "pipe:[100]", "pipe:[101]"}, {}, host);
+  ASSERT_TRUE(plan) << plan.error().render();
+  EXPECT_EQ(plan->root, "/b/rootfs");
+  using P = std::pair<std::string, std::string>;
+  EXPECT_EQ(plan->ext_mounts, (std::vector<P>{{"/data", "/srv/data"}, {"/cfg", "/b/cfg"}}));
+  ASSERT_EQ(plan->join_ns.size(), 1u);
+  EXPECT_EQ(plan->join_ns[0].ns, "ipc");
+  EXPECT_EQ(plan->join_ns[0].target, "/proc/7/ns/ipc");
+  ASSERT_EQ(plan->open.size(), 1u);
+  EXPECT_EQ(plan->open[0].key, "extRootNetNS");
+  EXPECT_EQ(plan->open[0].path, "/run/netns/n1");
+  ASSERT_EQ(plan->stdio.size(), 2u);  // /dev/null is reopened by path, pipes are inherited
+  EXPECT_EQ(plan->stdio[0].fd, 1);
+  EXPECT_EQ(plan->stdio[0].key, "pipe:[100]");
+  EXPECT_EQ(plan->stdio[1].fd, 2);
+  EXPECT_EQ(plan->empty_ns, 0u);
+  EXPECT_TRUE(plan->cgroup_roots.empty());
+}
+
+TEST(OciPlan, RestoreCgroupMountsFollowCgroupsPath) {
+  HostView host;
+  host.hierarchies = host_hierarchies();
+  host.own_cgroups = {{"", "/"}, {"cpu,cpuacct", "/"}, {"memory", "/limited"}, {"name=systemd", "/"}};
+  std::vector<CgroupMount> recorded = {{"/sys/fs/cgroup/cpu,cpuacct", "cpu,cpuacct", "/old"},
+                                       {"/sys/fs/cgroup/memory", "memory", "/limited/old"}};
+  const std::string base = R"({"ociVersion": "1", "root": {"path": "/r"})";
+  // Without cgroupsPath the tasks go back to where they were, and so do the mounts' sources.
+  auto same = plan_restore(config_of(base + "}"), "/b", {}, recorded, host);
+  ASSERT_TRUE(same) << same.error().render();
+  using P = std::pair<std::string, std::string>;
+  EXPECT_EQ(same->ext_mounts, (std::vector<P>{{"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct/old"},
+                                              {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/limited/old"}}));
+  EXPECT_EQ(same->cgroup_dirs, (std::vector<std::string>{"/sys/fs/cgroup/cpu,cpuacct/old", "/sys/fs/cgroup/memory/limited/old"}));
+  EXPECT_TRUE(same->cgroup_roots.empty());
+
+  // A relative cgroupsPath lives below crshim's own cgroup in each hierarchy.
+  auto rel = plan_restore(config_of(base + R"(, "linux": {"cgroupsPath": "new"}})"), "/b", {}, recorded, host);
+  ASSERT_TRUE(rel) << rel.error().render();
+  EXPECT_EQ(rel->ext_mounts, (std::vector<P>{{"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct/new"},
+                                             {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/limited/new"}}));
+  ASSERT_EQ(rel->cgroup_roots.size(), 4u);
+  EXPECT_EQ(rel->cgroup_roots[2].controller, "memory");
+  EXPECT_EQ(rel->cgroup_roots[2].path, "/limited/new");
+  EXPECT_EQ(rel->cgroup_roots[0].path, "/new");
+
+  auto abs = plan_restore(config_of(base + R"(, "linux": {"cgroupsPath": "/top/ctr"}})"), "/b", {}, recorded, host);
+  ASSERT_TRUE(abs);
+  for (const auto& r : abs->cgroup_roots) EXPECT_EQ(r.path, "/top/ctr") << r.controller;
+  EXPECT_EQ(abs->ext_mounts[1].second, "/sys/fs/cgroup/memory/top/ctr");
+
+  std::vector<CgroupMount> missing = {{"/sys/fs/cgroup/blkio", "blkio", "/x"}};
+  auto none = plan_restore(config_of(base + "}"), "/b", {}, missing, host);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().render(), "OCI bundle cgroup mount /sys/fs/cgroup/blkio: hierarchy 'blkio' is not mounted on this host");
+}
+
+TEST(OciPlan, RecordsRoundTripAndBadOnesAreCorrupt) {
+  std::vector<std::string> fds = {"pipe:[1]", "/dev/null", "/tmp/a \"b\""};
+  auto back = parse_descriptors(descriptors_json(fds));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, fds);
+  EXPECT_EQ(descriptors_json({"pipe:[1]", "/dev/null", "/dev/null"}), R"(["pipe:[1]","/dev/null","/dev/null"])");
+  EXPECT_EQ(parse_descriptors("[1]").error().message, "expected an array of strings");
+  EXPECT_EQ(parse_descriptors("[\"a\"").error().message, "not valid JSON");
+
+  std::vector<CgroupMount> mounts = {{"/sys/fs/cgroup/cpu", "cpu", "/c"}, {"/sys/fs/cgroup", "", "/"}};
+  auto rec = parse_record(record_json(mounts));
+  ASSERT_TRUE(rec) << rec.error().render();
+  EXPECT_EQ(*rec, mounts);
+  EXPECT_EQ(parse_record(R"({"cgroupMounts": [{"mountPoint": "x", "hierarchy": "", "root": "/"}]})").error().message,
+            "cgroupMounts: paths must be absolute");
+  EXPECT_EQ(parse_record(R"({"cgroupMounts": [{"mountPoint": "/x", "root": "/"}]})").error().message,
+            "cgroupMounts: hierarchy must be a string");
+
+  auto bad_count = plan_restore(config_of(R"({"ociVersion": "1", "root": {"path": "r"}})"), "/b", {"pipe:[1]"}, {}, {});
+  ASSERT_FALSE(bad_count);
+  EXPECT_EQ(bad_count.error().message, "expected 3 entries, got 1");
+}
+
+}  // namespace
+}  // namespace crshim::oci
