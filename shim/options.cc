@@ -454,6 +454,7 @@ const std::vector<OptionSpec>& option_table() {
       flag("orphan-pts-master", 0, &Options::orphan_pts_master),
       flag("page-server", 0, &Options::page_server),
       str("address", 0, &Options::address),
+      str("allow-group", 0, &Options::allow_group),
       custom("port", 0, Arg::required, set_port),
       str("prev-images-dir", 0, &Options::prev_images_dir),
       flag("track-mem", 0, &Options::track_mem),
@@ -1023,7 +1024,7 @@ std::string usage(const std::string& verb) {
     case Verb::lazy_pages:
       return "Usage: crshim lazy-pages -D DIR [--page-server --address ADDR --port PORT]\n" + common;
     case Verb::service:
-      return "Usage: crshim service --address SOCKET [-d|--daemon] [--pidfile FILE] [--status-fd FD]\n" + common;
+      return "Usage: crshim service --address SOCKET [-d|--daemon] [--pidfile FILE] [--status-fd FD] [--allow-group GROUP]\n" + common;
     case Verb::swrk:
       return "Usage: crshim swrk FD\n  serve RPC requests on the SEQPACKET socket FD\n";
     case Verb::exec:

@@ -175,6 +175,7 @@ struct Options {
   // Memory / page server / lazy pages.
   bool page_server = false;
   std::optional<std::string> address;  // page server or service address
+  std::optional<std::string> allow_group;  // service: members of this group may use it besides root
   std::optional<uint16_t> port;
   std::optional<int> ps_socket;
   std::optional<int> status_fd;

@@ -220,6 +220,27 @@ Result<Peer> peer_credentials(int sock) {
   return Peer{cred.pid, cred.uid, cred.gid};
 }
 
+namespace {
+
+// Whether `peer` has group `gid`, as its primary group or in its supplementary list (/proc/PID/status).
+bool in_group(const Peer& peer, std::optional<gid_t> gid) {
+  if (!gid) return false;
+  if (peer.gid == *gid) return true;
+  auto status = sys::read_file("/proc/" + std::to_string(peer.pid) + "/status");
+  if (!status) return false;
+  for (auto line : sys::split(*status, '\n')) {
+    if (!line.starts_with("Groups:")) continue;
+    for (auto g : sys::split(line.substr(7), ' ')) {
+      uint64_t v;
+      auto t = sys::trim(g);
+      if (!t.empty() && sys::parse_u64(t, v) && v == *gid) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 std::string cap_errmsg(std::string msg) {
   if (msg.size() <= kMaxErrmsg) return msg;
   size_t n = kMaxErrmsg;
@@ -249,11 +270,14 @@ int serve(int sock, const ServeConfig& cfg) {
     } else if (!peer) {
       resp.set_type(req.type());
       set_failure(resp, peer.error());
-    } else if (cfg.require_root && peer->uid != 0) {
+    } else if (cfg.require_root && peer->uid != 0 && !in_group(*peer, cfg.allowed_group)) {
       resp.set_type(req.type());
       set_failure(resp,
                   make_error(Errc::invalid_argument, "RPC request", "uid " + std::to_string(peer->uid),
-                             "only root may use the crshim service"),
+                             cfg.allowed_group ? "only root and members of group " + std::to_string(*cfg.allowed_group) +
+                                                     " may use the crshim service"
+                                               : "only root may use the crshim service")
+                      .with_hint("start the service with --allow-group GROUP to let a group in"),
                   EPERM);
     } else {
       resp = answer(req, sock, cfg, *peer);

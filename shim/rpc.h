@@ -62,7 +62,8 @@ std::string cap_errmsg(std::string msg);
 struct ServeConfig {
   Mode mode = Mode::swrk;
   Options base;               // defaults every request starts from (config files of the serving process)
-  bool require_root = false;  // refuse peers whose SO_PEERCRED uid is not 0
+  bool require_root = false;  // refuse peers whose SO_PEERCRED uid is not 0 ...
+  std::optional<gid_t> allowed_group;  // ... unless this group is theirs (primary or supplementary)
 };
 
 // Serves one connection: answers requests until the final answer (keep_open is honoured after a

@@ -1,5 +1,6 @@
 // `crshim service`: a listening SEQPACKET socket serving CRIU RPC, one forked worker per connection.
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -30,6 +31,17 @@ int service_error(const Error& e) {
   return 1;
 }
 
+// A group by name or number.
+Result<gid_t> group_id(const std::string& name) {
+  uint64_t v;
+  if (sys::parse_u64(name, v)) return gid_t(v);
+  group* g = ::getgrnam(name.c_str());
+  if (!g)
+    return fail(make_error(Errc::not_found, "service", "--allow-group " + name, "no such group")
+                    .with_hint("name an existing group, or its number"));
+  return g->gr_gid;
+}
+
 Result<UniqueFd> listen_on(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -57,6 +69,12 @@ void reap_workers() {
 
 int run_service(const Options& opts) {
   const std::string path = opts.address.value_or(kDefaultAddress);
+  std::optional<gid_t> allowed_group;
+  if (opts.allow_group) {
+    auto gid = group_id(*opts.allow_group);
+    if (!gid) return service_error(gid.error());
+    allowed_group = *gid;
+  }
   auto sk = listen_on(path);
   if (!sk) return service_error(sk.error());
 
@@ -110,7 +128,10 @@ int run_service(const Options& opts) {
   cfg.base.status_fd.reset();
   cfg.base.restore_detached = false;
   cfg.base.address.reset();
-  cfg.require_root = true;  // for now: /proc/<client>/fd reopening and restores are root-only anyway
+  cfg.base.allow_group.reset();
+  // Root only, unless a group is let in: it then acts with crshim's privileges on their behalf.
+  cfg.require_root = true;
+  cfg.allowed_group = allowed_group;
   for (;;) {
     pollfd fds[2] = {{sk->get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
     int r = ::poll(fds, 2, -1);

@@ -1,15 +1,17 @@
 #!/bin/bash
 # `crshim service`: a listening socket serving CRIU RPC with one worker per connection; swrk-only
-# options are refused; a dump and restore through it work; SIGTERM removes the socket.
+# options are refused; a dump and restore through it work; only root (and --allow-group members) may
+# use it; SIGTERM removes the socket.
 source "$(dirname "$0")/lib.sh"
 
 source "$SRC/tests/rpc/client.sh"
 SOCK=$WORK/svc.sock
 PIDFILE=$WORK/svc.pid
 RPC_SERVICE=$SOCK
+GSOCK=$WORK/group.sock GPIDFILE=$WORK/group.pid
 stop_service() {
-  local rc=$?
-  [[ -f "$PIDFILE" ]] && kill "$(cat "$PIDFILE")" 2>/dev/null
+  local rc=$? f
+  for f in "$PIDFILE" "$GPIDFILE"; do [[ -f "$f" ]] && kill "$(cat "$f")" 2>/dev/null; done
   return $rc
 }
 trap 'stop_service; cleanup' EXIT
@@ -51,7 +53,30 @@ expect notify "pre-restore,setup-namespaces,post-setup-namespaces,post-restore,p
 finish_and_check
 echo "ok: dump and restore through the service"
 
-# 4. SIGTERM stops the service and removes its socket.
+# 4. Only root may use it, unless --allow-group lets a group in (primary or supplementary).
+command -v setpriv >/dev/null || fail "setpriv(1) is needed (package util-linux)"
+chmod 0711 "$WORK"  # the unprivileged clients reach the sockets in here
+as_nobody() {  # as_nobody GROUPS SOCKET REQUEST: a VERSION request from uid/gid 65534 with these groups
+  setpriv --reuid 65534 --regid 65534 --groups "$1" "$PY" "$SRC/tests/rpc/crpc.py" --crshim "$CRSHIM" --service "$2" "$3"
+}
+as_nobody 4242 "$SOCK" VERSION >"$WORK/nobody.out"
+expect success 0 "$WORK/nobody.out"
+expect cr_errno 1 "$WORK/nobody.out"
+expect_in cr_errmsg "only root may use the crshim service" "$WORK/nobody.out"
+if "$CRSHIM" service --address "$GSOCK" --allow-group no-such-group-here -d 2>"$WORK/grp.err"; then
+  fail "a service with an unknown group started"
+fi
+grep -q "allow-group no-such-group-here.*no such group" "$WORK/grp.err" || fail "unknown group error: $(cat "$WORK/grp.err")"
+"$CRSHIM" service --address "$GSOCK" --pidfile "$GPIDFILE" --allow-group 4242 -d || fail "service --allow-group failed"
+as_nobody 4242 "$GSOCK" VERSION >"$WORK/member.out"
+expect success 1 "$WORK/member.out"
+as_nobody 4243 "$GSOCK" VERSION >"$WORK/other.out"
+expect success 0 "$WORK/other.out"
+expect_in cr_errmsg "only root and members of group 4242" "$WORK/other.out"
+kill "$(cat "$GPIDFILE")" && rm -f "$GPIDFILE"
+echo "ok: non-root peers refused; --allow-group lets its members in, nobody else"
+
+# 5. SIGTERM stops the service and removes its socket.
 kill -TERM "$svc"
 for ((i = 0; i < 100; i++)); do kill -0 "$svc" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$svc" 2>/dev/null && fail "service $svc survived SIGTERM"
