@@ -75,6 +75,15 @@ int run_service(const Options& opts) {
     if (!gid) return service_error(gid.error());
     allowed_group = *gid;
   }
+  // SIGTERM/SIGINT end the service cleanly (socket file removed); SIGCHLD reaps a worker as soon as it
+  // ends. Blocked before the socket exists, so a SIGTERM sent once it appears is never lost. Workers
+  // get the old mask back.
+  sigset_t handled, old;
+  sigemptyset(&handled);
+  sigaddset(&handled, SIGTERM);
+  sigaddset(&handled, SIGINT);
+  sigaddset(&handled, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &handled, &old);
   auto sk = listen_on(path);
   if (!sk) return service_error(sk.error());
 
@@ -108,14 +117,6 @@ int run_service(const Options& opts) {
     ::close(*opts.status_fd);
   }
 
-  // SIGTERM/SIGINT end the service cleanly (socket file removed); SIGCHLD reaps a worker as soon as it
-  // ends. Workers get the old mask back.
-  sigset_t handled, old;
-  sigemptyset(&handled);
-  sigaddset(&handled, SIGTERM);
-  sigaddset(&handled, SIGINT);
-  sigaddset(&handled, SIGCHLD);
-  ::sigprocmask(SIG_BLOCK, &handled, &old);
   UniqueFd sigfd(::signalfd(-1, &handled, SFD_CLOEXEC));
   if (!sigfd) return service_error(sys_error("signalfd"));
 

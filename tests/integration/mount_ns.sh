@@ -9,49 +9,7 @@ command -v unshare >/dev/null || fail "unshare(1) is needed (package util-linux)
 [[ -x /bin/busybox ]] || fail "/bin/busybox is needed (package busybox-static)"
 command -v tar >/dev/null || fail "GNU tar is needed"
 
-# make_rootfs DIR: busybox, its applets, and the directories the container mounts on.
-make_rootfs() {
-  local dir=$1 applet
-  mkdir -p "$dir"/{bin,proc,sys,dev,tmp,data,etc,mnt/ro}
-  cp /bin/busybox "$dir/bin/busybox"
-  for applet in sh mount umount mkdir sleep cat echo pivot_root; do ln -s busybox "$dir/bin/$applet"; done
-  echo "motd of the rootfs" >"$dir/etc/motd"
-}
-
-# mounts PID: "mountpoint fstype per-mount-options" of every mount the task sees, sorted.
-mounts() {
-  awk '{ for (i = 7; $i != "-"; i++) ; print $5, $(i + 1), $6 }' "/proc/$1/mountinfo" | sort
-}
-
-# just_written: returns right after the container wrote its counter, so that it sleeps through the
-# dump instead of holding /data/counter open (files are reopened by path in crshim's root at restore).
-just_written() {
-  local c n
-  c=$(cat "$HOST/counter" 2>/dev/null || echo 0)
-  for _ in $(seq 200); do
-    n=$(cat "$HOST/counter" 2>/dev/null || true)
-    # Empty: truncated and not written yet. Then a moment for the close; the next write is 0.4 s away.
-    if [[ -n "$n" && "$n" != "$c" ]]; then sleep 0.05; return 0; fi
-    sleep 0.01
-  done
-  fail "the counter does not change"
-}
-
-# leftovers: what the host mount table holds of this test, and any yard still on disk.
-leftovers() {
-  grep -e "$WORK" -e crshim-yard /proc/self/mountinfo || true
-  ls -d /tmp/crshim-yard-* 2>/dev/null || true
-}
-
-# tasks_in ROOT: pids of processes whose root directory is ROOT's inode.
-tasks_in() {
-  local want p
-  want=$(stat -c %d:%i "$1")
-  for p in /proc/[0-9]*; do
-    [[ "$(stat -c %d:%i "$p/root/" 2>/dev/null)" == "$want" ]] && echo "${p#/proc/}"
-  done
-  true
-}
+source "$(dirname "$0")/lib_container.sh"
 
 HOST=$WORK/hostdata
 mkdir -p "$HOST"
@@ -112,7 +70,7 @@ grep -qF -- "--external mnt[/data]:KEY" "$WORK/refused.err" || fail "refusal lac
 kill -0 "$TARGET_PID" || fail "the container died after the refused dump"
 echo "ok: a host bind mount that is not external is refused with a hint"
 
-just_written
+just_written "$HOST/counter"
 checkpoint "$WORK/img" --external 'mnt[/data]:data'
 wait "$UNSHARE" 2>/dev/null || true
 decode_all "$WORK/img"
@@ -185,7 +143,7 @@ echo "ok: the counter goes on in the external /data ($COUNT -> $C1 -> $C2)"
 [[ -z "$(leftovers)" ]] || fail "crshim left mounts on the host: $(leftovers)"
 
 # The restored container is checkpointed again (RPC-style --ext-mount-map this time) and comes back once more.
-just_written
+just_written "$HOST/counter"
 checkpoint "$WORK/img2" --ext-mount-map /data:data
 for _ in $(seq 100); do kill -0 "$TARGET_PID" 2>/dev/null || break; sleep 0.05; done
 ROOT3=$WORK/rootfs3
