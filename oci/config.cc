@@ -1,5 +1,7 @@
 #include "oci/config.h"
 
+#include <sys/capability.h>
+
 #include <algorithm>
 #include <array>
 #include <climits>
@@ -71,6 +73,20 @@ class Reader {
       const json& e = (*j)[i];
       if (!e.is_string()) return fail(wrong_type(field + "[" + std::to_string(i) + "]", "a string", e));
       out.push_back(e.get_ref<const std::string&>());
+    }
+    return out;
+  }
+
+  // The bounding, effective and permitted sets of process.capabilities ("CAP_CHOWN", ...) as masks.
+  Result<Capabilities> capabilities(const json& caps) const {
+    Capabilities out;
+    for (auto [name, mask] : {std::pair{"bounding", &out.bounding}, {"effective", &out.effective}, {"permitted", &out.permitted}}) {
+      const std::string f = std::string("process.capabilities.") + name;
+      for (const auto& cap : CR_TRY(strings(caps, name, f))) {
+        cap_value_t v;
+        if (::cap_from_name(cap.c_str(), &v) < 0 || v < 0 || v >= 64) return fail(bad(f, "unknown capability '" + cap + "'"));
+        *mask |= uint64_t(1) << v;
+      }
     }
     return out;
   }
@@ -151,8 +167,11 @@ Result<Config> convert(const json& doc, const Reader& r) {
   if (c.root_path.empty()) return fail(r.bad("root.path", "must not be empty"));
   c.root_readonly = CR_TRY(r.boolean(*root, "readonly", "root.readonly"));
 
-  if (const json* p = CR_TRY(r.member(doc, "process", "process", json::value_t::object, "an object", false)))
+  if (const json* p = CR_TRY(r.member(doc, "process", "process", json::value_t::object, "an object", false))) {
     c.terminal = CR_TRY(r.boolean(*p, "terminal", "process.terminal"));
+    const json* caps = CR_TRY(r.member(*p, "capabilities", "process.capabilities", json::value_t::object, "an object", false));
+    if (caps) c.capabilities = CR_TRY(r.capabilities(*caps));
+  }
 
   if (const json* ms = CR_TRY(r.member(doc, "mounts", "mounts", json::value_t::array, "an array", false))) {
     for (size_t i = 0; i < ms->size(); i++) {
@@ -211,6 +230,7 @@ Result<Config> convert(const json& doc, const Reader& r) {
     if (c.cgroups_path && c.cgroups_path->find(':') != std::string::npos)
       return fail(r.bad("linux.cgroupsPath", "'" + *c.cgroups_path +
                                                  "' looks like a systemd slice:prefix:name path, which is not supported"));
+    c.seccomp = CR_TRY(r.member(*l, "seccomp", "linux.seccomp", json::value_t::object, "an object", false)) != nullptr;
     c.masked_paths = CR_TRY(r.absolute_paths(*l, "maskedPaths", "linux.maskedPaths"));
     c.readonly_paths = CR_TRY(r.absolute_paths(*l, "readonlyPaths", "linux.readonlyPaths"));
   }

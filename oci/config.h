@@ -1,6 +1,7 @@
 // OCI runtime config.json: the parts a checkpoint/restore needs, parsed and validated into a struct.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -39,11 +40,19 @@ struct Namespace {
   std::string path;  // "" = a new namespace
 };
 
+// process.capabilities: each set as a mask of capability bits.
+struct Capabilities {
+  uint64_t bounding = 0, effective = 0, permitted = 0;
+  bool operator==(const Capabilities&) const = default;
+};
+
 struct Config {
   std::string oci_version;
   std::string root_path;  // as written (relative to the bundle unless absolute)
   bool root_readonly = false;
   bool terminal = false;
+  std::optional<Capabilities> capabilities;  // absent: the bundle says nothing, nothing is checked
+  bool seccomp = false;                      // linux.seccomp is given
   std::vector<Mount> mounts;
   HookLists hooks;
   std::vector<Namespace> namespaces;

@@ -3,8 +3,10 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 
 #include "checkpoint/base/sys.h"
 
@@ -201,6 +203,30 @@ Result<std::vector<CgroupMount>> parse_record(std::string_view text) {
     out.push_back(std::move(m));
   }
   return out;
+}
+
+Status check_security(const Config& config, const InitSecurity& init) {
+  auto mismatch = [](const std::string& field, const std::string& what) {
+    return fail(make_error(Errc::invalid_argument, "restore", field, what)
+                    .with_hint("restore with the bundle the container was checkpointed from"));
+  };
+  auto hex = [](uint64_t v) {
+    char buf[24];
+    snprintf(buf, sizeof buf, "0x%llx", (unsigned long long)v);
+    return std::string(buf);
+  };
+  if (config.capabilities) {
+    for (auto [name, want, have] : {std::tuple{"bounding", config.capabilities->bounding, init.caps.bounding},
+                                    {"effective", config.capabilities->effective, init.caps.effective},
+                                    {"permitted", config.capabilities->permitted, init.caps.permitted}})
+      if (want != have)
+        return mismatch(std::string("process.capabilities.") + name,
+                        "the bundle grants " + hex(want) + " but the checkpointed init has " + hex(have));
+  }
+  if (config.seccomp != init.seccomp)
+    return mismatch("linux.seccomp", config.seccomp ? "the bundle has a seccomp profile but the checkpointed init has no filter"
+                                                    : "the checkpointed init has a seccomp filter but the bundle has no profile");
+  return {};
 }
 
 }  // namespace crshim::oci

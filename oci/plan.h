@@ -87,4 +87,15 @@ Result<std::vector<std::string>> parse_descriptors(std::string_view text);
 std::string record_json(const std::vector<CgroupMount>& mounts);
 Result<std::vector<CgroupMount>> parse_record(std::string_view text);
 
+// What the checkpointed init runs with: its capability sets and whether a seccomp filter is on.
+struct InitSecurity {
+  Capabilities caps;
+  bool seccomp = false;
+};
+
+// Refuses a restore whose bundle does not describe the checkpointed init: process.capabilities
+// (when given) must equal its sets, and linux.seccomp must be given exactly when it has a filter
+// (a restore brings back what was dumped, not what the bundle asks for).
+Status check_security(const Config& config, const InitSecurity& init);
+
 }  // namespace crshim::oci

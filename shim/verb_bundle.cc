@@ -14,6 +14,7 @@
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/engine.h"
+#include "checkpoint/restore/images.h"
 #include "hooks/hook_chain.h"
 #include "hooks/script_hooks.h"
 #include "oci/bundle.h"
@@ -161,6 +162,23 @@ Status write_in(int dir, const char* name, const std::string& text) {
   return sys::write_all(fd.get(), text, name);
 }
 
+// The capability sets and seccomp state of the checkpointed init (the root task's main thread).
+Result<oci::InitSecurity> init_security(int images_dir) {
+  auto set = CR_TRY(restorer::load_images(images_dir));
+  const thread_core_entry& tc = set.processes.at(0).cores.at(0).thread_core();
+  auto mask = [](const google::protobuf::RepeatedField<uint32_t>& words) {
+    uint64_t m = 0;
+    for (int i = 0; i < words.size() && i < 2; i++) m |= uint64_t(words.Get(i)) << (32 * i);
+    return m;
+  };
+  oci::InitSecurity init;
+  init.caps.bounding = mask(tc.creds().cap_bnd());
+  init.caps.effective = mask(tc.creds().cap_eff());
+  init.caps.permitted = mask(tc.creds().cap_prm());
+  init.seccomp = tc.has_seccomp_mode() && tc.seccomp_mode() != disabled;
+  return init;
+}
+
 }  // namespace
 
 int run_checkpoint_bundle(const Options& opts) {
@@ -275,6 +293,7 @@ int run_restore_bundle(const Options& opts) {
     host.hierarchies = CR_TRY(cgroup::parse_hierarchies(CR_TRY(sys::read_file("/proc/self/mountinfo"))));
     host.own_cgroups = CR_TRY(cgroup::read_task_cgroups(::getpid()));
     auto plan = CR_TRY(oci::plan_restore(*config, *bundle, descriptors, cgroup_mounts, host));
+    CR_OK(oci::check_security(*config, CR_TRY(init_security(images))));
 
     RestoreRequest req = restore_request(o);
     req.root = plan.root;

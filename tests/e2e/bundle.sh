@@ -90,6 +90,24 @@ grep -q '/sys/fs/cgroup/' "$WORK/img/crshim-oci.json" || fail "no cgroup mounts 
 echo "ok: checkpoint --bundle, container gone ($(cat "$WORK/img/descriptors.json"))"
 sleep 0.3
 
+# A bundle that grants other capabilities than the checkpointed init has is refused before any task exists.
+OTHER=$WORK/other-bundle
+mkdir -p "$OTHER"
+python3 - "$BUNDLE/config.json" "$OTHER/config.json" "$(realpath "$BUNDLE/rootfs")" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["root"]["path"] = sys.argv[3]
+c["process"]["capabilities"]["effective"] = [x for x in c["process"]["capabilities"]["effective"] if x != "CAP_KILL"]
+json.dump(c, open(sys.argv[2], "w"))
+PY
+if "$CRSHIM" restore --bundle "$OTHER" --image-path "$WORK/img" --work-path "$WORK/w-other" --detach </dev/null \
+  >/dev/null 2>"$WORK/other.err"; then
+  fail "a bundle with other capabilities restored"
+fi
+grep -q "process.capabilities.effective: the bundle grants 0x[0-9a-f]* but the checkpointed init has" "$WORK/other.err" ||
+  fail "capability mismatch error: $(cat "$WORK/other.err")"
+echo "ok: a bundle granting other capabilities than the checkpointed init's is refused"
+
 # 3. Restore --detach onto new stdio pipes.
 "$CRSHIM" restore --bundle "$BUNDLE" --image-path "$WORK/img" --work-path "$WORK/w2" --detach \
   --pid-file "$WORK/restored.pid" -v4 </dev/null > >(exec cat >"$WORK/out2") 2>"$WORK/restore.err" ||

@@ -202,5 +202,30 @@ TEST(OciConfig, TruncationsAndByteFlipsFailCleanly) {
   EXPECT_LT(parsed, 4000u);
 }
 
+TEST(OciConfig, CapabilitiesAndSeccompPresence) {
+  auto c = parse_config(R"({"ociVersion": "1.0.2", "root": {"path": "r"},
+    "process": {"capabilities": {"bounding": ["CAP_CHOWN", "CAP_KILL"], "effective": ["CAP_KILL"],
+                                 "permitted": ["CAP_KILL"], "inheritable": ["CAP_KILL"]}},
+    "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}})");
+  ASSERT_TRUE(c) << c.error().render();
+  ASSERT_TRUE(c->capabilities);
+  EXPECT_EQ(c->capabilities->bounding, (1ull << 0) | (1ull << 5));  // CAP_CHOWN 0, CAP_KILL 5
+  EXPECT_EQ(c->capabilities->effective, 1ull << 5);
+  EXPECT_EQ(c->capabilities->permitted, 1ull << 5);
+  EXPECT_TRUE(c->seccomp);
+  auto bare = parse_config(R"({"ociVersion": "1.0.2", "root": {"path": "r"}})");
+  ASSERT_TRUE(bare);
+  EXPECT_FALSE(bare->capabilities);
+  EXPECT_FALSE(bare->seccomp);
+}
+
+TEST(OciConfig, BadCapabilitiesAreNamed) {
+  EXPECT_EQ(error_of(R"({"ociVersion": "1.0.2", "root": {"path": "r"}, "process": {"capabilities": {"effective": ["CAP_NOPE"]}}})"),
+            "process.capabilities.effective: unknown capability 'CAP_NOPE'");
+  EXPECT_EQ(error_of(R"({"ociVersion": "1.0.2", "root": {"path": "r"}, "process": {"capabilities": {"bounding": "CAP_KILL"}}})"),
+            "process.capabilities.bounding: expected an array of strings, got a string");
+  EXPECT_EQ(error_of(R"({"ociVersion": "1.0.2", "root": {"path": "r"}, "linux": {"seccomp": []}})"), "linux.seccomp: expected an object, got an array");
+}
+
 }  // namespace
 }  // namespace crshim::oci

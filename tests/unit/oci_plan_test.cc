@@ -175,5 +175,26 @@ TEST(OciPlan, RecordsRoundTripAndBadOnesAreCorrupt) {
   EXPECT_EQ(bad_count.error().message, "expected 3 entries, got 1");
 }
 
+TEST(OciPlan, SecurityMustMatchTheCheckpointedInit) {
+  Config c = config_of(R"({"ociVersion": "1.0.2", "root": {"path": "r"},
+    "process": {"capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}},
+    "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}})");
+  InitSecurity init{{1ull << 5, 1ull << 5, 1ull << 5}, true};
+  EXPECT_TRUE(check_security(c, init));
+  init.caps.effective = (1ull << 5) | 1;
+  auto st = check_security(c, init);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().object, "process.capabilities.effective");
+  EXPECT_NE(st.error().message.find("the bundle grants 0x20 but the checkpointed init has 0x21"), std::string::npos)
+      << st.error().render();
+  init.caps.effective = 1ull << 5;
+  init.seccomp = false;
+  st = check_security(c, init);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().object, "linux.seccomp");
+  // A bundle without capabilities checks only the seccomp presence.
+  EXPECT_TRUE(check_security(config_of(R"({"ociVersion": "1.0.2", "root": {"path": "r"}})"), InitSecurity{{1, 2, 3}, false}));
+}
+
 }  // namespace
 }  // namespace crshim::oci
