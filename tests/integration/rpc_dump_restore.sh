@@ -80,3 +80,24 @@ expect_in cr_errmsg "notify post-dump: RPC client reported script error" "$WORK/
 kill -0 "$TARGET_PID" || fail "the program died after a refused dump"
 finish_and_check
 echo "ok: refused options and a NACKed post-dump leave the program running"
+
+# 6. A client that goes away in the middle of a restore: every task made so far is killed, swrk exits
+# non-zero and does not hang; the images can be restored afterwards.
+start_program tp_memory
+mkdir -p "$WORK/img6"
+checkpoint "$WORK/img6"
+reap_target
+before=$(sha256sum "$WORK"/img6/*.img | sha256sum)
+timeout 30 "$PY" "$SRC/tests/rpc/crpc.py" --crshim "$CRSHIM" --images "$WORK/img6" --log-file gone.log --notify \
+  --hang-up-at setup-namespaces RESTORE >"$WORK/gone.out" || fail "the client or swrk hung (exit $?)"
+expect hung_up 1 "$WORK/gone.out"
+[[ "$(field exit "$WORK/gone.out")" != 0 ]] || fail "swrk exited 0 after its client went away"
+pid=$(field notify_pid.setup-namespaces "$WORK/gone.out")
+[[ -n "$pid" ]] || fail "no pid in the setup-namespaces notification"
+for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$pid" 2>/dev/null && fail "task $pid survived the client going away"
+grep -q "Error" "$WORK/img6/gone.log" || fail "the log says nothing of the lost client"
+[[ "$(sha256sum "$WORK"/img6/*.img | sha256sum)" == "$before" ]] || fail "the images changed"
+restore_detached "$WORK/img6"
+finish_and_check
+echo "ok: a client gone mid-restore: task $pid killed, swrk exited $(field exit "$WORK/gone.out"), images restorable"

@@ -90,6 +90,10 @@ def converse(sk, req, args, out):
         out.append("notify+=" + script)
         if resp.notify.HasField("pid"):
             out.append("notify_pid.%s=%d" % (script, resp.notify.pid))
+        if script == args.hang_up_at:
+            out.append("hung_up=1")
+            sk.shutdown(socket.SHUT_RDWR)  # the client goes away without answering
+            return None
         ack = rpc.criu_req()
         ack.type = rpc.NOTIFY
         ack.notify_success = script not in args.nack
@@ -130,6 +134,7 @@ def main():
     p.add_argument("--log-file")
     p.add_argument("--notify", action="store_true", help="set notify_scripts and answer NOTIFYs")
     p.add_argument("--nack", action="append", default=[], help="answer this hook with notify_success=false")
+    p.add_argument("--hang-up-at", help="close the connection instead of answering this hook's NOTIFY")
     p.add_argument("--opt", action="append", default=[], help="criu_opts NAME=VALUE")
     p.add_argument("--inherit-fd", action="append", default=[], help="KEY:FD (fd in the engine's table)")
     p.add_argument("--feature", action="append", default=[], help="FEATURE_CHECK: feature to probe")
