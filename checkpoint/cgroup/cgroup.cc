@@ -213,7 +213,7 @@ Status record_ns_roots(pid_t pid, Set& s) {
     if (tail.starts_with("/..") || !m.path.ends_with(tail) || (m.path.size() > tail.size() && !tail.empty() &&
                                                                 m.path[m.path.size() - tail.size()] != '/'))
       return fail(make_error(Errc::unsupported, "dump", who,
-                             "cgroup '" + m.path + "' (" + m.name + ") lies outside the task's cgroup namespace root '" +
+                             "cgroup '" + m.path + "' (" + (m.name.empty() ? "v2" : m.name) + ") lies outside the task's cgroup namespace root '" +
                                  in->path + "'"));
     size_t prefix = m.path.size() - tail.size();
     m.ns_prefix = m.path == "/" || prefix <= 1 ? 0 : uint32_t(prefix);

@@ -22,6 +22,7 @@
 #include "checkpoint/net/netns.h"
 #include "checkpoint/ns/namespaces.h"
 #include "checkpoint/ns/pidns.h"
+#include "checkpoint/ns/time_ns.h"
 #include "stats.pb.h"
 
 namespace crshim {
@@ -84,6 +85,10 @@ Status preflight(const DumpRequest& req) {
         problems.push_back(est);
         if (hint.empty()) hint = "use --tcp-established to dump established TCP connections";
       }
+    if (auto timens = ns::time_ns_problem(p); !timens.empty()) {
+      problems.push_back((p == pid ? "" : "pid " + std::to_string(p) + ": ") + timens);
+      if (hint.empty()) hint = "dump the process that runs in the new time namespace (its child), not the one that made it";
+    }
     Status st = files::check_fds_supported(p, req.shell_job);
     if (st || st.error().err == ENOENT) continue;
     problems.push_back((p == pid ? "" : "pid " + std::to_string(p) + ": ") + st.error().message);

@@ -60,14 +60,14 @@ std::string offset_line(const char* clock, int64_t ns) {
 
 }  // namespace
 
+std::string time_ns_problem(pid_t pid) {
+  auto active = sys::read_link("/proc/" + std::to_string(pid) + "/ns/time");
+  auto children = sys::read_link("/proc/" + std::to_string(pid) + "/ns/time_for_children");
+  if (!active || !children || *active == *children) return "";  // gone, or no time namespaces: nothing to refuse
+  return "its children would be born in another time namespace than its own (" + *children + ")";
+}
+
 Status dump_time_ns(pid_t pid, uint32_t id, int images_dir) {
-  std::string who = "pid " + std::to_string(pid);
-  auto active = CR_TRY(sys::read_link("/proc/" + std::to_string(pid) + "/ns/time"));
-  auto children = CR_TRY(sys::read_link("/proc/" + std::to_string(pid) + "/ns/time_for_children"));
-  if (active != children)
-    return fail(make_error(Errc::unsupported, "dump", who,
-                           "its children would be born in another time namespace than its own (" + children + ")")
-                    .with_hint("dump the process after it has created its first child"));
   int64_t monotonic = 0, boottime = 0;
   CR_OK(read_offsets(pid, monotonic, boottime));
   timens_entry e;

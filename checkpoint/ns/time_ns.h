@@ -5,12 +5,17 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <string>
 
 #include "checkpoint/base/log.h"
 #include "checkpoint/base/result.h"
 #include "checkpoint/base/unique_fd.h"
 
 namespace crshim::ns {
+
+// Why `pid` cannot be dumped as far as time namespaces go, or "": a process whose children would be
+// born in another time namespace than its own (it unshared one and has not exec'd) cannot be recreated.
+std::string time_ns_problem(pid_t pid);
 
 // Writes timens-<id>.img: `pid`'s monotonic and boot-time clocks as its namespace shows them now.
 Status dump_time_ns(pid_t pid, uint32_t id, int images_dir);
