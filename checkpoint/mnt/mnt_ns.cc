@@ -57,14 +57,7 @@ Status run_tar(const std::string& tar, const std::vector<std::string>& args, int
   return {};
 }
 
-std::map<std::string, std::string> dump_side_map(const DumpRequest& req, Status& st) {
-  auto m = external_map(req.external, req.ext_mounts);
-  if (!m) {
-    st = fail(m.error());
-    return {};
-  }
-  return *m;
-}
+
 
 }  // namespace
 
@@ -76,11 +69,10 @@ Result<bool> own_mount_namespace(pid_t pid) {
 
 Result<std::vector<std::string>> check_dumpable(pid_t pid, const DumpRequest& req) {
   if (!CR_TRY(own_mount_namespace(pid))) return std::vector<std::string>{};
-  Status st;
-  auto ext = dump_side_map(req, st);
-  CR_OK(st);
+  auto ext = CR_TRY(external_map(req.external, req.ext_mounts));
+  auto devices = CR_TRY(device_map(req.external));
   auto mounts = CR_TRY(proc::read_mountinfo(pid));
-  auto problems = build_table(mounts, ext).problems;
+  auto problems = build_table(mounts, ext, devices).problems;
   // A namespace copied from the host's can have hundreds: the first few tell what is wrong.
   constexpr size_t kShown = 5;
   if (problems.size() > kShown) {
@@ -92,11 +84,10 @@ Result<std::vector<std::string>> check_dumpable(pid_t pid, const DumpRequest& re
 }
 
 Status dump_mounts(pid_t pid, uint32_t ns_id, const DumpRequest& req, int images_dir, Logger& log) {
-  Status st;
-  auto ext = dump_side_map(req, st);
-  CR_OK(st);
+  auto ext = CR_TRY(external_map(req.external, req.ext_mounts));
+  auto devices = CR_TRY(device_map(req.external));
   auto mounts = CR_TRY(proc::read_mountinfo(pid));
-  Table t = build_table(mounts, ext);
+  Table t = build_table(mounts, ext, devices);
   if (!t.problems.empty())
     return fail(make_error(Errc::unsupported, "dump", "pid " + std::to_string(pid), t.problems.front())
                     .with_hint("mark the mount external: --external mnt[MOUNTPOINT]:KEY"));
@@ -160,12 +151,13 @@ Result<TreeBuilder> TreeBuilder::prepare(int images_dir, uint32_t ns_id, const R
     }
   }
   auto ext = CR_TRY(external_map(req.external, req.ext_mounts));
+  auto devices = CR_TRY(device_map(req.external));
   TreeBuilder b;
   b.root_ = real;
   char yard[] = "/tmp/crshim-yard-XXXXXX";
   if (!::mkdtemp(yard)) return fail(sys_error("mkdtemp", yard));
   b.yard_ = yard;
-  b.plan_ = CR_TRY(plan_restore(entries, b.root_, b.yard_, ext));
+  b.plan_ = CR_TRY(plan_restore(entries, b.root_, b.yard_, ext, devices));
   for (const auto& s : b.plan_.steps)
     if (s.op == Step::Op::bind && s.source.rfind(b.root_, 0) != 0 && s.source.rfind(b.yard_, 0) != 0 &&
         ::access(s.source.c_str(), F_OK) < 0)

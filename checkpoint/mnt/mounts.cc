@@ -67,6 +67,19 @@ constexpr FsName kFs[] = {
 
 }  // namespace
 
+Result<std::map<std::string, std::string>> device_map(const std::vector<std::string>& external) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : external) {
+    if (e.rfind("dev[", 0) != 0) continue;
+    size_t close = e.find(']');
+    if (close == std::string::npos || close == 4 || close + 2 >= e.size() || e[close + 1] != ':')
+      return fail(make_error(Errc::invalid_argument, "options", "--external " + e,
+                             "expected dev[MAJOR/MINOR]:NAME at dump, dev[NAME]:DEVICE at restore"));
+    out[e.substr(4, close - 4)] = e.substr(close + 2);
+  }
+  return out;
+}
+
 Result<std::map<std::string, std::string>> external_map(const std::vector<std::string>& external,
                                                         const std::vector<std::pair<std::string, std::string>>& pairs) {
   std::map<std::string, std::string> out;
@@ -136,7 +149,8 @@ std::pair<uint32_t, std::string> super_flags(std::string_view super_options) {
 
 std::string tmpfs_file(uint32_t s_dev) { return "tmpfs-dev-" + std::to_string(s_dev) + ".tar.gz.img"; }
 
-Table build_table(const std::vector<proc::MountInfo>& mounts, const std::map<std::string, std::string>& ext) {
+Table build_table(const std::vector<proc::MountInfo>& mounts, const std::map<std::string, std::string>& ext,
+                  const std::map<std::string, std::string>& devices) {
   Table t;
   std::map<int, const proc::MountInfo*> by_id;
   for (const auto& m : mounts) by_id[m.mnt_id] = &m;
@@ -195,8 +209,15 @@ Table build_table(const std::vector<proc::MountInfo>& mounts, const std::map<std
     if (m.major == root->major && m.minor == root->minor) {
       if (!below(root->root, m.root))
         t.problems.push_back(describe(m) + ": a bind mount of a path outside the root file system" + hint_key);
+    } else if (auto dev = devices.find(std::to_string(m.major) + "/" + std::to_string(m.minor)); dev != devices.end()) {
+      e.set_fstype(AUTO);
+      e.set_fsname(m.fstype);
+      e.set_source("dev[" + dev->second + "]");
     } else if (fstype_name(e.fstype()).empty()) {
-      t.problems.push_back(describe(m) + ": " + m.fstype + " mounts cannot be restored" + hint_key);
+      std::string hint = "mark it external: --external mnt[" + m.mount_point + "]:KEY";
+      // Major 0 is an anonymous superblock (tmpfs, overlay, ...): only real block devices can be named.
+      if (m.major) hint += ", or its device: --external dev[" + std::to_string(m.major) + "/" + std::to_string(m.minor) + "]:NAME";
+      t.problems.push_back(describe(m) + ": " + m.fstype + " mounts cannot be restored (" + hint + ")");
     } else if (e.fstype() == TMPFS) {
       uint32_t dev = e.root_dev();
       if (!t.tmpfs.count(dev)) {
@@ -216,7 +237,8 @@ Table build_table(const std::vector<proc::MountInfo>& mounts, const std::map<std
 }
 
 Result<Plan> plan_restore(const std::vector<mnt_entry>& entries, const std::string& root, const std::string& yard,
-                          const std::map<std::string, std::string>& ext) {
+                          const std::map<std::string, std::string>& ext,
+                          const std::map<std::string, std::string>& devices) {
   auto bad = [](const mnt_entry& e, const std::string& why) {
     return fail(make_error(Errc::corrupt_image, "restore", "mount " + e.mountpoint(), why));
   };
@@ -287,6 +309,20 @@ Result<Plan> plan_restore(const std::vector<mnt_entry>& entries, const std::stri
         source = join(root, *rel);
       } else {
         std::string fs = fstype_name(m->fstype());
+        std::string device = m->source();
+        if (m->fstype() == AUTO && m->source().starts_with("dev[") && m->source().ends_with("]")) {
+          // An external block device: its file system is mounted again from the device named for it.
+          std::string name = m->source().substr(4, m->source().size() - 5);
+          auto d = devices.find(name);
+          if (d == devices.end())
+            return fail(make_error(Errc::invalid_argument, "restore", "mount " + m->mountpoint(),
+                                   "the image has it on the external device '" + name + "', and no device was given for it")
+                            .with_hint("give --external dev[" + name + "]:DEVICE_PATH"));
+          if (m->fsname().empty() || m->fsname().find_first_of(",/ ") != std::string::npos)
+            return bad(*m, "an external device mount without a valid file system type");
+          fs = m->fsname();
+          device = d->second;
+        }
         if (fs.empty()) return bad(*m, "its file system type (" + std::to_string(m->fstype()) + ") cannot be mounted");
         auto h = holders.find(m->root_dev());
         if (h == holders.end()) {
@@ -295,7 +331,7 @@ Result<Plan> plan_restore(const std::vector<mnt_entry>& entries, const std::stri
           // A read-only tmpfs (runc masks paths with one) is filled while writable, then sealed.
           const bool fill = m->fstype() == TMPFS;
           const bool seal = fill && (m->sb_flags() & MS_RDONLY);
-          plan.steps.push_back({Step::Op::fresh, dir, m->source(), fs, m->options(),
+          plan.steps.push_back({Step::Op::fresh, dir, device, fs, m->options(),
                                 seal ? m->sb_flags() & ~uint32_t(MS_RDONLY) : m->sb_flags(), {}, m->mountpoint()});
           if (fill) {
             std::string tar = tmpfs_file(m->root_dev());

@@ -22,6 +22,10 @@ namespace crshim::mnt {
 Result<std::map<std::string, std::string>> external_map(const std::vector<std::string>& external,
                                                         const std::vector<std::pair<std::string, std::string>>& pairs);
 
+// KEY -> VALUE from --external dev[KEY]:VALUE (block devices under mounts). At dump KEY is the device as
+// "MAJOR/MINOR" and VALUE the name the image keeps; at restore KEY is that name and VALUE the device path.
+Result<std::map<std::string, std::string>> device_map(const std::vector<std::string>& external);
+
 // The fstype enum value of a mountinfo filesystem type ("proc" -> PROC); UNSUPPORTED if none.
 uint32_t fstype_code(std::string_view fstype);
 // The filesystem type mount(2) takes for an fstype value we can mount afresh; empty if none.
@@ -42,8 +46,12 @@ struct Table {
   // tmpfs superblocks whose contents are dumped: s_dev -> mount point of one mount showing its root.
   std::map<uint32_t, std::string> tmpfs;
 };
-// `ext` maps mount points to external names (dump side of external_map()).
-Table build_table(const std::vector<proc::MountInfo>& mounts, const std::map<std::string, std::string>& ext);
+// `ext` maps mount points to external names (dump side of external_map()), `devices` block devices to
+// external names (dump side of device_map()): a mount of such a device is recorded as fstype AUTO with
+// its real type in fsname and "dev[NAME]" as source, as CRIU does, and mounted again from the device
+// given for NAME at restore.
+Table build_table(const std::vector<proc::MountInfo>& mounts, const std::map<std::string, std::string>& ext,
+                  const std::map<std::string, std::string>& devices = {});
 
 // One mount(2)-level action of a restore, with every path already absolute in the helper's view.
 struct Step {
@@ -73,8 +81,10 @@ struct Plan {
   std::set<std::string> tar_images;
 };
 // Orders `entries` parent-first and turns them into steps that rebuild the tree under `root`, with
-// fresh superblocks in `yard`; `ext` maps external names to host paths (restore side).
+// fresh superblocks in `yard`; `ext` maps external names to host paths and `devices` external device
+// names to device paths (restore sides).
 Result<Plan> plan_restore(const std::vector<mnt_entry>& entries, const std::string& root, const std::string& yard,
-                          const std::map<std::string, std::string>& ext);
+                          const std::map<std::string, std::string>& ext,
+                          const std::map<std::string, std::string>& devices = {});
 
 }  // namespace crshim::mnt

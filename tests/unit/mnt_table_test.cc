@@ -198,6 +198,46 @@ TEST(MntPlan, ReadOnlyTmpfsIsFilledThenSealed) {
   EXPECT_EQ(ops, (std::vector<std::string>{"fresh", "extract", "seal"}));
 }
 
+// A block device's file system named with --external dev[MAJ/MIN]:NAME travels as fstype AUTO with its
+// type in fsname and "dev[NAME]" as source, and is mounted again from the device given for NAME.
+TEST(MntPlan, ExternalDeviceMountIsMountedFromTheGivenDevice) {
+  const char* text =
+      "100 50 254:0 /tmp/ct/rootfs / rw,relatime - ext4 /dev/vda rw\n"
+      "101 100 7:3 /sub /disk rw,relatime - ext4 /dev/loop3 rw,errors=remount-ro\n";
+  Table refused = build_table(parse(text), {});
+  ASSERT_EQ(refused.problems.size(), 1u);
+  EXPECT_NE(refused.problems[0].find("--external dev[7/3]:NAME"), std::string::npos) << refused.problems[0];
+
+  auto devices = device_map({"mnt[/x]:y", "dev[7/3]:disk"});
+  ASSERT_TRUE(devices.has_value());
+  Table t = build_table(parse(text), {}, *devices);
+  EXPECT_TRUE(t.problems.empty()) << t.problems.front();
+  const auto& e = at(t, "/disk");
+  EXPECT_EQ(e.fstype(), uint32_t(AUTO));
+  EXPECT_EQ(e.fsname(), "ext4");
+  EXPECT_EQ(e.source(), "dev[disk]");
+
+  auto missing = plan_restore(t.entries, "/new", "/y", {});
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_NE(missing.error().render().find("--external dev[disk]:DEVICE_PATH"), std::string::npos);
+
+  auto plan = plan_restore(t.entries, "/new", "/y", {}, {{"disk", "/dev/loop9"}});
+  ASSERT_TRUE(plan.has_value()) << plan.error().render();
+  bool fresh = false;
+  for (const auto& s : plan->steps)
+    if (s.op == Step::Op::fresh) {
+      EXPECT_EQ(s.source, "/dev/loop9");
+      EXPECT_EQ(s.fstype, "ext4");
+      EXPECT_EQ(s.data, "errors=remount-ro");
+      fresh = true;
+    }
+  EXPECT_TRUE(fresh);
+  EXPECT_NE(render(*plan).find("bind /y/0/sub /new/disk"), std::string::npos) << render(*plan);
+
+  EXPECT_FALSE(device_map({"dev[7/3]"}).has_value());
+  EXPECT_FALSE(device_map({"dev[]:x"}).has_value());
+}
+
 // runc binds the console's pty slave (root /0 of the container's devpts) on /dev/console.
 TEST(MntPlan, BindOfADevptsPtyFileIsMarkedWithItsIndex) {
   const char* text =
