@@ -213,6 +213,7 @@ Status PtraceSyscall::restore() {
         // From a syscall-stop the kernel would not apply its restart rule on resume; go through
         // an interrupt stop first, then write back the untouched registers (orig_rax included).
         CR_OK(tracee_->leave_syscall_stop());
+        if (mode_ == Mode::single_step && calls_ > 0) CR_OK(tracee_->leave_step_stop());
         CR_OK(set_regs(tid, orig_regs_));
         CR_OK(set_sigmask(tid, orig_mask_));
         return {};

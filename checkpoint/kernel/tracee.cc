@@ -267,8 +267,17 @@ Status Tracee::leave_syscall_stop() {
   Regs r = CR_TRY(get_regs(tid_));
   r.orig_rax = static_cast<unsigned long long>(-1L);
   CR_OK(set_regs(tid_, r));
+  return enter_interrupt_stop();
+}
+
+Status Tracee::leave_step_stop() {
+  if (kind_ != StopKind::signal) return {};
+  return enter_interrupt_stop();
+}
+
+Status Tracee::enter_interrupt_stop() {
   // The resumed thread runs straight into the interrupt trap inside the signal path (no user code
-  // runs: the trap is taken on the way back to user mode).
+  // runs: the trap is taken on the way back to user mode). PTRACE_CONT also clears a single-step flag.
   if (ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) != 0)
     return fail(sys_error("ptrace(PTRACE_INTERRUPT)", tid_object(tid_)));
   if (ptrace(PTRACE_CONT, tid_, nullptr, nullptr) != 0)

@@ -104,6 +104,11 @@ class Tracee {
   // From a syscall-stop, moves the thread into an interrupt stop inside the kernel's signal path,
   // where registers written by us get the kernel's restart handling on resume. No-op otherwise.
   Status leave_syscall_stop();
+  // From the stop after a PTRACE_SINGLESTEP, moves the thread into an interrupt stop: the kernel keeps
+  // a thread's single-step flag until it is resumed otherwise, and a thread released with it set (by a
+  // tracer that died) is killed by SIGTRAP at its next syscall exit. No-op otherwise.
+  Status leave_step_stop();
+  Status enter_interrupt_stop();
   Status requeue_deferred();
   void release() { kind_ = StopKind::gone; }
 
