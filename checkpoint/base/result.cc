@@ -1,5 +1,6 @@
 #include "checkpoint/base/result.h"
 
+#include <cerrno>
 #include <cstring>
 
 namespace crshim {
@@ -59,6 +60,13 @@ Error errno_error(int err, std::string op, std::string object, std::string messa
   e.op = std::move(op);
   e.object = std::move(object);
   e.message = std::move(message);
+  // Errors whose cure does not depend on where they happened get it here; callers may override it.
+  switch (err) {
+    case ENOSPC: e.hint = "free space on that file system, or write the images elsewhere (-D, -W)"; break;
+    case EDQUOT: e.hint = "the disk quota is exhausted: raise it, or write the images elsewhere (-D, -W)"; break;
+    case EMFILE: e.hint = "raise the open-file limit (ulimit -n) crshim runs with"; break;
+    default: break;
+  }
   return e;
 }
 

@@ -13,6 +13,16 @@ TEST(ErrorRender, NamesContextOperationObjectErrnoAndHint) {
             "hint: is the task still alive?");
 }
 
+TEST(ErrorRender, ResourceExhaustionCarriesItsCure) {
+  EXPECT_EQ(errno_error(ENOSPC, "write", "pages-1.img").render(),
+            "write pages-1.img: No space left on device (ENOSPC); "
+            "hint: free space on that file system, or write the images elsewhere (-D, -W)");
+  EXPECT_NE(errno_error(EMFILE, "open", "x").render().find("ulimit -n"), std::string::npos);
+  // A caller's own hint wins.
+  EXPECT_EQ(errno_error(ENOSPC, "write", "f").with_hint("mine").hint, "mine");
+  EXPECT_TRUE(errno_error(ENOENT, "open", "f").hint.empty());
+}
+
 TEST(ErrorRender, NonSystemErrorHasNoErrnoPart) {
   Error e = make_error(Errc::corrupt_image, "read", "core-1.img", "entry length 4294967295 exceeds limit");
   EXPECT_EQ(e.render(), "read core-1.img: entry length 4294967295 exceeds limit");
