@@ -166,6 +166,7 @@ Tracee::Tracee(Tracee&& o) noexcept
       dirty_(std::exchange(o.dirty_, false)),
       captured_(o.captured_),
       seized_(o.seized_),
+      unresponsive_(o.unresponsive_),
       saved_regs_(o.saved_regs_),
       saved_mask_(o.saved_mask_),
       delivered_(std::move(o.delivered_)),
@@ -203,7 +204,17 @@ Status Tracee::request_interrupt() {
 
 Status Tracee::wait_interrupted(milliseconds timeout) {
   if (kind_ == StopKind::gone) return fail(make_error(Errc::internal, "interrupt", tid_object(tid_), "not attached"));
-  if (!stopped()) CR_OK(wait_event_stop(timeout, OnSignal::deliver));
+  if (!stopped()) {
+    Status st = wait_event_stop(timeout, OnSignal::deliver);
+    if (!st && st.error().code == Errc::timeout) {
+      unresponsive_ = true;
+      std::string t = timeout.count() % 1000 ? std::to_string(timeout.count()) + " ms" : std::to_string(timeout.count() / 1000) + " s";
+      return fail(make_error(Errc::timeout, "freeze", tid_object(tid_),
+                             "did not stop within " + t + "; it is in an uninterruptible wait (a vfork parent, stuck I/O)")
+                      .with_hint("see /proc/" + std::to_string(tid_) + "/stack; raise --timeout if it is only slow"));
+    }
+    CR_OK(st);
+  }
   return capture_state();
 }
 
@@ -332,6 +343,10 @@ Status Tracee::resume(int sig) {
 Status Tracee::detach(int sig) {
   if (kind_ == StopKind::gone) return {};
   if (kind_ == StopKind::running) {
+    // A thread that did not stop in time will not stop now (D state): the kernel detaches it when
+    // this process exits, which a dump that failed on it is about to do (the service forks a worker
+    // per request).
+    if (unresponsive_) return {};
     // PTRACE_DETACH needs a stopped tracee.
     CR_OK(request_interrupt());
     if (auto r = wait_event_stop(std::chrono::seconds(2), OnSignal::deliver); !r) {
@@ -360,71 +375,91 @@ Status Tracee::set_options(unsigned options) {
 // ---- FrozenProcess ----
 
 Result<FrozenProcess> FrozenProcess::freeze(pid_t pid, const FreezeOptions& opts) {
+  auto fp = CR_TRY(start_freeze(pid, opts));
+  CR_OK(fp.finish_freeze(opts));
+  return fp;
+}
+
+Result<FrozenProcess> FrozenProcess::start_freeze(pid_t pid, const FreezeOptions& opts) {
+  FrozenProcess fp;
+  fp.pid_ = pid;
+  fp.frozen_ = true;  // from here on, the destructor thaws whatever got stopped
+  fp.started_ = Clock::now();
+  CR_TRY(fp.seize_listed(opts));
+  return fp;
+}
+
+Result<bool> FrozenProcess::seize_listed(const FreezeOptions& opts) {
+  const pid_t pid = pid_;
   const std::string what = "freeze pid " + std::to_string(pid);
   const unsigned options = (opts.ptrace_options | PTRACE_O_TRACESYSGOOD) &
                            ~unsigned(PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK |
                                      PTRACE_O_TRACEVFORKDONE);
-  FrozenProcess fp;
-  fp.pid_ = pid;
-  fp.frozen_ = true;  // from here on, the destructor thaws whatever got stopped
-  const auto t0 = Clock::now();
-  std::set<pid_t> known;
-
-  for (int round = 1; round <= opts.max_rounds; ++round) {
-    fp.rounds_ = round;
-    auto tids = list_tasks(pid);
-    if (!tids) {
-      Error e = tids.error();
-      if (e.err == ENOENT) e.code = Errc::not_found;
-      return fail(e.within(what));
-    }
-    const size_t first_new = fp.threads_.size();
-    for (pid_t tid : *tids) {
-      if (!known.insert(tid).second) continue;
-      auto t = Tracee::seize(tid, options);
-      if (!t) {
-        if (t.error().err == ESRCH && tid != pid) continue;  // exited since the listing
-        if (t.error().err == EPERM && tid != pid) {
-          // A thread that is exiting cannot be attached; it is no part of what we dump.
-          char state = thread_state(tid);
-          if (state == 'Z' || state == 'X' || state == '?') continue;
-        }
-        if (t.error().err == EPERM && thread_state(tid) == 'Z') {
-          // A leader that left through pthread_exit() while other threads run cannot be attached.
-          return fail(make_error(Errc::unsupported, "freeze", "pid " + std::to_string(pid),
-                                 "thread " + std::to_string(tid) + " is a zombie (exited leader)")
-                          .within(what));
-        }
-        return fail(t.error().within(what));
-      }
-      if (auto r = t->request_interrupt(); !r) {
-        if (r.error().err == ESRCH && tid != pid) continue;
-        return fail(r.error().within(what));
-      }
-      fp.threads_.push_back(std::move(*t));
-    }
-    if (fp.threads_.size() == first_new && round > 1) {
-      // Everything listed is stopped, and stopped threads cannot create new ones: stable.
-      fp.freeze_time_ = Clock::now() - t0;
-      if (!fp.find(pid))
-        return fail(make_error(Errc::not_found, "freeze", "pid " + std::to_string(pid), "the leader is gone"));
-      return fp;
-    }
-    for (size_t i = first_new; i < fp.threads_.size(); ++i) {
-      Tracee& t = fp.threads_[i];
-      if (auto r = t.wait_interrupted(opts.timeout); !r) {
-        if (t.gone() && t.tid() != pid) continue;  // a thread that exited on its own
-        return fail(r.error().within(what));
-      }
-    }
-    std::erase_if(fp.threads_, [](const Tracee& t) { return t.gone(); });
+  ++rounds_;
+  auto tids = list_tasks(pid);
+  if (!tids) {
+    Error e = tids.error();
+    if (e.err == ENOENT) e.code = Errc::not_found;
+    return fail(e.within(what));
   }
-  return fail(make_error(Errc::timeout, "freeze", "pid " + std::to_string(pid),
-                         "the thread set did not settle after " + std::to_string(opts.max_rounds) + " rounds"));
+  const size_t first_new = threads_.size();
+  for (pid_t tid : *tids) {
+    if (!known_.insert(tid).second) continue;
+    auto t = Tracee::seize(tid, options);
+    if (!t) {
+      if (t.error().err == ESRCH && tid != pid) continue;  // exited since the listing
+      if (t.error().err == EPERM && tid != pid) {
+        // A thread that is exiting cannot be attached; it is no part of what we dump.
+        char state = thread_state(tid);
+        if (state == 'Z' || state == 'X' || state == '?') continue;
+      }
+      if (t.error().err == EPERM && thread_state(tid) == 'Z') {
+        // A leader that left through pthread_exit() while other threads run cannot be attached.
+        return fail(make_error(Errc::unsupported, "freeze", "pid " + std::to_string(pid),
+                               "thread " + std::to_string(tid) + " is a zombie (exited leader)")
+                        .within(what));
+      }
+      return fail(t.error().within(what));
+    }
+    if (auto r = t->request_interrupt(); !r) {
+      if (r.error().err == ESRCH && tid != pid) continue;
+      return fail(r.error().within(what));
+    }
+    threads_.push_back(std::move(*t));
+  }
+  return threads_.size() != first_new;
+}
+
+Status FrozenProcess::finish_freeze(const FreezeOptions& opts) {
+  const std::string what = "freeze pid " + std::to_string(pid_);
+  for (;;) {
+    for (size_t i = waited_; i < threads_.size(); ++i) {
+      Tracee& t = threads_[i];
+      if (auto r = t.wait_interrupted(opts.timeout); !r) {
+        if (t.gone() && t.tid() != pid_) continue;  // a thread that exited on its own
+        return fail(r.error().within(what));
+      }
+    }
+    std::erase_if(threads_, [](const Tracee& t) { return t.gone(); });
+    waited_ = threads_.size();
+    if (rounds_ >= opts.max_rounds)
+      return fail(make_error(Errc::timeout, "freeze", "pid " + std::to_string(pid_),
+                             "the thread set did not settle after " + std::to_string(opts.max_rounds) + " rounds"));
+    if (!CR_TRY(seize_listed(opts))) {
+      // Everything listed is stopped, and stopped threads cannot create new ones: stable.
+      freeze_time_ = Clock::now() - started_;
+      if (!find(pid_))
+        return fail(make_error(Errc::not_found, "freeze", "pid " + std::to_string(pid_), "the leader is gone"));
+      return {};
+    }
+  }
 }
 
 FrozenProcess::FrozenProcess(FrozenProcess&& o) noexcept
     : pid_(o.pid_),
+      known_(std::move(o.known_)),
+      waited_(o.waited_),
+      started_(o.started_),
       frozen_(std::exchange(o.frozen_, false)),
       threads_(std::move(o.threads_)),
       freeze_time_(o.freeze_time_),
@@ -436,6 +471,9 @@ FrozenProcess& FrozenProcess::operator=(FrozenProcess&& o) noexcept {
   if (this != &o) {
     (void)thaw();
     pid_ = o.pid_;
+    known_ = std::move(o.known_);
+    waited_ = o.waited_;
+    started_ = o.started_;
     frozen_ = std::exchange(o.frozen_, false);
     threads_ = std::move(o.threads_);
     o.threads_.clear();

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <set>
 #include <vector>
 
 #include "checkpoint/base/result.h"
@@ -119,6 +120,7 @@ class Tracee {
   bool dirty_ = false;     // registers/sigmask changed since capture and not put back
   bool captured_ = false;  // saved_regs_/saved_mask_ hold real values
   bool seized_ = true;     // PTRACE_SEIZE semantics (PTRACE_INTERRUPT, event stops)
+  bool unresponsive_ = false;  // did not stop within the freeze timeout
   Regs saved_regs_;
   uint64_t saved_mask_ = 0;
   std::vector<int> delivered_;
@@ -138,6 +140,11 @@ struct FreezeOptions {
 class FrozenProcess {
  public:
   static Result<FrozenProcess> freeze(pid_t pid, const FreezeOptions& opts = {});
+  // The two halves of freeze(), to stop many processes at once: start_freeze() seizes and interrupts
+  // the threads listed now without waiting; finish_freeze() waits for their stops and re-lists until
+  // the thread set is stable. Until finish_freeze() succeeds the process is not fully frozen.
+  static Result<FrozenProcess> start_freeze(pid_t pid, const FreezeOptions& opts = {});
+  Status finish_freeze(const FreezeOptions& opts = {});
 
   FrozenProcess(FrozenProcess&& o) noexcept;
   FrozenProcess& operator=(FrozenProcess&& o) noexcept;
@@ -163,7 +170,13 @@ class FrozenProcess {
 
  private:
   FrozenProcess() = default;
+  // One listing of /proc/PID/task: seizes and interrupts the threads not seen before; true if any.
+  Result<bool> seize_listed(const FreezeOptions& opts);
+
   pid_t pid_ = -1;
+  std::set<pid_t> known_;  // every tid listed so far
+  size_t waited_ = 0;      // threads_[0, waited_) are stopped
+  std::chrono::steady_clock::time_point started_{};
   bool frozen_ = false;
   std::vector<Tracee> threads_;
   std::chrono::nanoseconds freeze_time_{0};
