@@ -1,26 +1,41 @@
 #!/bin/bash
-# bench/run.sh [--quick] [--keep]: times `crshim dump` and `crshim restore -d` against baselines measured
-# in the same run on the same filesystem (dd from /dev/zero for dumps, the populate+memcpy floor for
-# restores) and prints the machine and ONE markdown table on stdout; progress goes to stderr.
-#   --quick  one run per row, no 1 GiB rows
-#   --keep   keep the work dir, with the logs and stats of each row's last run in logs/
+# bench/run.sh [--quick] [--keep] [--only ROWS]: times `crshim dump` and `crshim restore -d` against
+# baselines measured in the same run on the same filesystem (dd from /dev/zero for dumps, the
+# populate+memcpy floor for restores) and prints the machine and ONE markdown table on stdout; progress
+# goes to stderr. Notes give CPU time (user+sys of crshim) next to wall time.
+#   --quick       one run per row, no 1 GiB rows
+#   --keep        keep the work dir, with the logs and stats of each row's last run in logs/
+#   --only ROWS   only these rows, comma-separated: trivial,anon,vmas,fds,tree (the trivial row, the
+#                 baseline of vmas/fds/tree, always runs)
 # Environment: CRSHIM=binary (no build; helpers then come from $BUILD/bench or are compiled with cc),
 #   BUILD=build dir (default <repo>/build-bench), BENCH_TMP=where the images go (default /tmp),
 #   BENCH_VERBOSITY=crshim -v level for the timed runs (default 2; 4 writes large logs and skews times).
 set -uo pipefail
 
-usage() { sed -n '2,9s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }
 
 QUICK=0
 KEEP=0
-for arg in "$@"; do
-  case $arg in
+ONLY=""
+args=("$@")
+for ((a = 0; a < ${#args[@]}; a++)); do
+  case ${args[a]} in
     --quick) QUICK=1 ;;
     --keep) KEEP=1 ;;
+    --only) ONLY=${args[a + 1]:-}; a=$((a + 1)) ;;
+    --only=*) ONLY=${args[a]#--only=} ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "run.sh: unknown option $arg" >&2; usage >&2; exit 2 ;;
+    *) echo "run.sh: unknown option ${args[a]}" >&2; usage >&2; exit 2 ;;
   esac
 done
+for r in ${ONLY//,/ }; do
+  case $r in
+    trivial|anon|vmas|fds|tree) ;;
+    *) echo "run.sh: unknown row $r (rows: trivial,anon,vmas,fds,tree)" >&2; exit 2 ;;
+  esac
+done
+# wanted ROW: whether --only selects ROW (everything without --only).
+wanted() { [[ -z $ONLY || ,$ONLY, == *,$1,* ]]; }
 
 progress() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
@@ -185,15 +200,34 @@ start_target() {
   return 1
 }
 
+# cpu_us: user+sys CPU time (µs) of the last timed crshim run, from bash's `time` in $WORK/time.
+TIMEFORMAT='%3U %3S'
+cpu_us() { awk '{printf "%d", ($1 + $2) * 1e6; exit}' "$WORK/time" 2>/dev/null; }
+
+# files_baseline COUNT: µs to create COUNT small files (write + close each) in a new directory of the
+# images filesystem, the part of a dump's time that the filesystem sets (ext4 without a journal, for
+# one, is slow to allocate inodes in a group with many recently deleted ones).
+files_baseline() {
+  local d=$WORK/files-baseline i t0 t1
+  rm -rf "$d"
+  mkdir -p "$d"
+  t0=${EPOCHREALTIME/./}
+  for ((i = 0; i < $1; i++)); do printf 'x' >"$d/f-$i.img"; done
+  t1=${EPOCHREALTIME/./}
+  rm -rf "$d"
+  echo $((t1 - t0))
+}
+
 # dump_once DIR: dumps TPID into DIR (which must not exist), reaps the killed target. Sets T_US or ERR.
 dump_once() {
   local dir=$1 t0 t1 rc
   mkdir -p "$dir"
   sync  # no dirty backlog from earlier runs, for the dump as for dd
   t0=${EPOCHREALTIME/./}
-  "$CRSHIM" dump -t "$TPID" -D "$dir" -o dump.log -v"$VERB" 2>"$WORK/err"
+  { time "$CRSHIM" dump -t "$TPID" -D "$dir" -o dump.log -v"$VERB" 2>"$WORK/err"; } 2>"$WORK/time"
   rc=$?
   t1=${EPOCHREALTIME/./}
+  T_CPU=$(cpu_us)
   # Already dead after a successful dump; never left running after a failed one. Its pid must be free
   # before the restore can take it again.
   kill -9 "$TPID" 2>/dev/null
@@ -212,9 +246,10 @@ restore_once() {
   local dir=$1 t0 t1 rc pid state
   rm -f "$WORK/pidfile"
   t0=${EPOCHREALTIME/./}
-  "$CRSHIM" restore -D "$dir" -o restore.log -v"$VERB" -d --pidfile "$WORK/pidfile" 2>"$WORK/err"
+  { time "$CRSHIM" restore -D "$dir" -o restore.log -v"$VERB" -d --pidfile "$WORK/pidfile" 2>"$WORK/err"; } 2>"$WORK/time"
   rc=$?
   t1=${EPOCHREALTIME/./}
+  T_CPU=$(cpu_us)
   pid=$(cat "$WORK/pidfile" 2>/dev/null)
   [[ -n $pid ]] || pid=$TPID
   state=$(proc_state "$pid")
@@ -356,7 +391,7 @@ FREEZE_NOTES=()
 bench_small() {
   local label=$1 runs=$2 tdump=$3 trest=$4
   shift 4
-  local -a dumps=() rests=() sizes=() freezes=() shows=()
+  local -a dumps=() rests=() sizes=() freezes=() shows=() dcpus=() rcpus=() fbase=() nfiles=()
   local derr="" rerr="" i dir=$WORK/img f t0 t1 showerr=""
   for ((i = 1; i <= runs; i++)); do
     progress "$label: run $i/$runs"
@@ -364,9 +399,17 @@ bench_small() {
     if ! start_target "$@"; then derr=${derr:-$ERR}; continue; fi
     if ! dump_once "$dir"; then derr=${derr:-$ERR}; keep_logs "$dir" "$label"; continue; fi
     dumps+=("$T_US")
+    [[ -n $T_CPU ]] && dcpus+=("$T_CPU")
     sizes+=("$(image_bytes "$dir")")
+    nfiles+=("$(find "$dir" -name '*.img' | wc -l)")
     f=$(stat_field "$dir/stats-dump" freezing_time) && [[ -n $f ]] && freezes+=("$f")
-    if restore_once "$dir"; then rests+=("$T_US"); else rerr=${rerr:-$ERR}; fi
+    if restore_once "$dir"; then
+      rests+=("$T_US")
+      [[ -n $T_CPU ]] && rcpus+=("$T_CPU")
+    else
+      rerr=${rerr:-$ERR}
+    fi
+    fbase+=("$(files_baseline "${nfiles[-1]}")")
     # Baseline for the fixed cost: starting crshim and decoding one image, nothing else.
     t0=${EPOCHREALTIME/./}
     if "$CRSHIM" show "$dir/inventory.img" >/dev/null 2>"$WORK/err"; then
@@ -383,6 +426,9 @@ bench_small() {
   local dbase="-" rbase="-" dr="-" rr="-" dt="-" rt="-" dnotes="n=$runs" rnotes="n=${#dumps[@]}"
   ((${#dumps[@]} > 1)) && dnotes+="; range $(span "${dumps[@]}")"
   ((${#rests[@]} > 1)) && rnotes+="; range $(span "${rests[@]}")"
+  ((${#dcpus[@]})) && dnotes+="; cpu $(fmt_us "$(median "${dcpus[@]}")")"
+  ((${#rcpus[@]})) && rnotes+="; cpu $(fmt_us "$(median "${rcpus[@]}")")"
+  ((${#fbase[@]})) && dnotes+="; creating its $(median "${nfiles[@]}") image files alone: $(fmt_us "$(median "${fbase[@]}")")"
   if [[ $label == trivial* ]]; then
     ((${#shows[@]})) && dbase="crshim show inventory.img: $(fmt_us "$(median "${shows[@]}")")"
     [[ -n $showerr ]] && dbase="FAIL: $showerr"
@@ -435,7 +481,7 @@ machine() {
   echo "- images dir: $WORK on $fs"
   echo "- crshim: $CRSHIM, commit $commit; timed runs at -v$VERB"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- mode: $([[ $QUICK == 1 ]] && echo "--quick (1 run per row, no 1 GiB rows)" || echo "full (medians of n runs)")"
+  echo "- mode: $([[ $QUICK == 1 ]] && echo "--quick (1 run per row, no 1 GiB rows)" || echo "full (medians of n runs)")${ONLY:+, --only $ONLY}"
 }
 
 START=${EPOCHREALTIME/./}
@@ -448,15 +494,17 @@ if ((QUICK)); then RUNS_SMALL=1 RUNS_TRIVIAL=1 RUNS_BIG=1; fi
 # The trivial process first: its medians are the baseline of the VMA and fd rows.
 COUNT=1
 bench_small "trivial process" "$RUNS_TRIVIAL" 20000 15000 trivial
-bench_anon "16 MiB anon" 16 100 "$RUNS_SMALL" "" ""
-bench_anon "256 MiB anon" 256 100 "$RUNS_SMALL" "" ""
-if ((!QUICK)); then bench_anon "1 GiB anon" 1024 100 "$RUNS_BIG" 1.3 1.5; fi
-bench_anon "1 GiB anon, 10% touched" 1024 10 "$RUNS_SMALL" "" ""
+if wanted anon; then
+  bench_anon "16 MiB anon" 16 100 "$RUNS_SMALL" "" ""
+  bench_anon "256 MiB anon" 256 100 "$RUNS_SMALL" "" ""
+  if ((!QUICK)); then bench_anon "1 GiB anon" 1024 100 "$RUNS_BIG" 1.3 1.5; fi
+  bench_anon "1 GiB anon, 10% touched" 1024 10 "$RUNS_SMALL" "" ""
+fi
 COUNT=5000
-bench_small "5000 VMAs" "$RUNS_SMALL" "" "" vmas 5000
-bench_small "5000 fds" "$RUNS_SMALL" "" "" fds "$WORK/fds.data" 5000
+if wanted vmas; then bench_small "5000 VMAs" "$RUNS_SMALL" "" "" vmas 5000; fi
+if wanted fds; then bench_small "5000 fds" "$RUNS_SMALL" "" "" fds "$WORK/fds.data" 5000; fi
 COUNT=100
-bench_small "100-task tree" "$RUNS_SMALL" "" "" tree 100
+if wanted tree; then bench_small "100-task tree" "$RUNS_SMALL" "" "" tree 100; fi
 FREEZE_TEXT=$(IFS=';'; echo "${FREEZE_NOTES[*]}")
 row "freeze (stats-dump freezing_time, median)" "${FREEZE_NOTES[0]:-FAIL: no stats-dump}" "-" "-" \
   "< 5 ms for a 100-task tree: see its entry in the notes" "-" "${FREEZE_TEXT//;/; }"

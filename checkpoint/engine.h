@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,6 +35,10 @@ struct CgroupRootRemap {
   std::string path;
 };
 
+// --network-lock: how the network of a tree is kept quiet while its sockets are dumped and restored.
+// The values are CRIU's inventory numbering (inventory_entry.network_lock_method).
+enum class NetLockMethod : uint32_t { iptables = 0, nftables = 1, skip = 2 };
+
 struct DumpRequest {
   pid_t pid = 0;               // root of the tree to dump
   bool leave_running = false;  // resume the tree after the dump instead of killing it
@@ -44,17 +49,25 @@ struct DumpRequest {
   bool file_locks = false;            // --file-locks: dump the locks tasks hold (else they are an error)
   bool orphan_pts_master = false;     // a pty slave whose master is outside the tree is dumped (else refused)
   bool tcp_established = false;       // --tcp-established: established TCP connections are dumped (else refused)
+  NetLockMethod network_lock = NetLockMethod::iptables;  // recorded in the inventory for the restore
   // --ext-mount-map KEY:VAL and RPC ext_mnt (besides --external mnt[KEY]:VAL in `external`): the
   // mount at mount point KEY of the tree's mount namespace comes from outside; the image names it VAL.
   std::vector<std::pair<std::string, std::string>> ext_mounts;
   uint32_t empty_ns = 0;      // CLONE_NEWNET (--empty-ns net): the tree's own netns is not dumped
   std::string freeze_cgroup;  // --freeze-cgroup PATH: noted; the tree is frozen with ptrace
+  unsigned freeze_timeout_s = 10;  // --timeout: how long one thread may take to stop (a task in D state)
   // Incremental dumps. A pre-dump writes memory only and leaves the tree running; with track_mem
   // the kernel records what the tree writes afterwards, so a dump with parent_img = that pre-dump's
   // images writes only the pages written since and refers to the parent for the rest.
   bool pre_dump = false;
   bool track_mem = false;   // --track-mem (always on for a pre-dump)
   std::string parent_img;   // --prev-images-dir: the previous dump's images, relative to the images dir
+  // --page-server: pagemaps and pages go to a page server (CRIU's protocol) instead of the images
+  // dir; every other image stays there. ps_fd: an already connected socket instead of address:port.
+  bool page_server = false;
+  std::string ps_address;
+  uint16_t ps_port = 0;
+  int ps_fd = -1;
 };
 
 struct DumpResult {
@@ -95,6 +108,10 @@ struct RestoreRequest {
   uint32_t empty_ns = 0;           // CLONE_NEWNET: a netns the image does not hold is made empty (lo up)
   CgroupsMode manage_cgroups = CgroupsMode::soft;
   std::vector<CgroupRootRemap> cgroup_roots;
+  // --lazy-pages: private anonymous memory is left to the `crshim lazy-pages` daemon listening in the
+  // work dir, which serves it through userfaultfd while the tree already runs.
+  bool lazy_pages = false;
+  std::optional<NetLockMethod> network_lock;  // unset (as CRIU): the method the inventory names
 };
 
 struct RestoreResult {

@@ -3,16 +3,20 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/base/unique_fd.h"
+#include "checkpoint/kernel/proc.h"
 
 extern char** environ;
 
@@ -50,9 +54,141 @@ Status run_tar(std::vector<std::string> args, const std::string& what) {
                              (first.empty() ? "" : ": " + first)));
 }
 
+// The value of `key`=... among comma-separated mount options, "" when absent.
+std::string mount_option(std::string_view options, std::string_view key) {
+  for (auto opt : sys::split(options, ','))
+    if (opt.size() > key.size() && opt.substr(0, key.size()) == key && opt[key.size()] == '=')
+      return std::string(opt.substr(key.size() + 1));
+  return {};
+}
+
+bool has_xattr(const std::string& path, const char* name) {
+  char value[256];
+  return ::lgetxattr(path.c_str(), name, value, sizeof value) > 0;
+}
+
+// Writes the diff of an overlay rootfs into `stage`: rootfs-diff.tar always, deleted.files when
+// something was deleted.
+Status stage_rootfs_diff(const std::string& stage, const std::string& upper, const RootfsDiff& diff) {
+  std::string list;
+  for (const auto& f : diff.files) list += f + '\0';
+  std::string list_path = stage + "/.rootfs-diff.list";
+  CR_OK(sys::write_file(list_path, list));
+  Status st = run_tar({"--create", "--file", stage + "/" + kRootfsDiffFile, "--directory", upper, "--no-recursion",
+                       "--null", "--files-from", list_path},
+                      "rootfs diff of " + upper);
+  ::unlink(list_path.c_str());
+  CR_OK(st);
+  if (!diff.deleted.empty()) CR_OK(sys::write_file(stage + "/" + kDeletedFilesFile, deleted_files_json(diff.deleted)));
+  return {};
+}
+
 }  // namespace
 
-Status export_archive(const std::string& archive, const std::string& images_dir, const std::string& bundle) {
+Result<std::string> overlay_upperdir(std::string_view mountinfo, const std::string& rootfs) {
+  auto mounts = CR_TRY(proc::parse_mountinfo(mountinfo));
+  const proc::MountInfo* top = nullptr;
+  for (const auto& m : mounts)
+    if (m.mount_point == rootfs) top = &m;  // later entries are mounted on top
+  if (!top || top->fstype != "overlay") return std::string();
+  std::string upper = mount_option(top->super_options, "upperdir");
+  if (upper.empty())
+    return fail(make_error(Errc::unsupported, "export", rootfs, "the overlay rootfs has no upper directory to export"));
+  if (mount_option(top->super_options, "metacopy") == "on")
+    return fail(make_error(Errc::unsupported, "export", rootfs,
+                           "the overlay rootfs uses metacopy: its upper files do not hold their data"));
+  return upper;
+}
+
+Result<RootfsDiff> scan_upperdir(const std::string& upper) {
+  namespace fs = std::filesystem;
+  RootfsDiff diff;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(upper, fs::directory_options::none, ec), end;
+  if (ec) return fail(errno_error(ec.value(), "open", upper, "overlay upper directory"));
+  for (; it != end; it.increment(ec)) {
+    if (ec) return fail(errno_error(ec.value(), "read", upper, "overlay upper directory"));
+    const std::string path = it->path().string();
+    const std::string rel = path.substr(upper.size() + (upper.back() == '/' ? 0 : 1));
+    struct stat st;
+    if (::lstat(path.c_str(), &st) < 0) return fail(sys_error("lstat", path));
+    if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) {
+      diff.deleted.push_back("/" + rel);
+      continue;
+    }
+    if (S_ISSOCK(st.st_mode)) continue;
+    if (S_ISDIR(st.st_mode)) {
+      if (has_xattr(path, "trusted.overlay.opaque")) diff.unsupported.push_back("/" + rel + " (opaque)");
+      if (has_xattr(path, "trusted.overlay.redirect")) diff.unsupported.push_back("/" + rel + " (redirected)");
+    }
+    diff.files.push_back(rel);
+  }
+  return diff;
+}
+
+std::string deleted_files_json(const std::vector<std::string>& paths) {
+  return nlohmann::json(paths).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Result<std::vector<std::string>> parse_deleted_files(std::string_view text) {
+  auto bad = [](const std::string& why) { return fail(make_error(Errc::corrupt_image, "parse", kDeletedFilesFile, why)); };
+  auto doc = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+  if (doc.is_discarded()) return bad("not valid JSON");
+  // podman writes null for a container that deleted nothing.
+  if (doc.is_null()) return std::vector<std::string>();
+  if (!doc.is_array()) return bad("expected an array of paths");
+  std::vector<std::string> out;
+  for (const auto& e : doc) {
+    if (!e.is_string()) return bad("expected an array of paths");
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+Status remove_in_root(int root_fd, const std::string& path) {
+  std::vector<std::string_view> parts;
+  for (auto p : sys::split(path, '/'))
+    if (!p.empty() && p != ".") parts.push_back(p);
+  for (auto p : parts)
+    if (p == "..") return fail(make_error(Errc::invalid_argument, "remove", path, "the path leaves the rootfs"));
+  if (parts.empty()) return fail(make_error(Errc::invalid_argument, "remove", path, "refusing to remove the rootfs itself"));
+  std::string parent = "/";
+  for (size_t i = 0; i + 1 < parts.size(); i++) parent += std::string(parts[i]) + "/";
+  const std::string name(parts.back());
+  auto dir = sys::open_in_root(root_fd, parent, O_PATH | O_DIRECTORY);
+  if (!dir) {
+    if (dir.error().err == ENOENT || dir.error().err == ENOTDIR) return {};
+    return fail(dir.error());
+  }
+  if (::unlinkat(dir->get(), name.c_str(), 0) == 0 || errno == ENOENT) return {};
+  if (errno != EISDIR) return fail(sys_error("unlink", path, "in the rootfs"));
+  // A directory: its parent is pinned by the fd, and remove_all does not follow symlinks below it.
+  std::error_code ec;
+  std::filesystem::remove_all("/proc/self/fd/" + std::to_string(dir->get()) + "/" + name, ec);
+  if (ec) return fail(errno_error(ec.value(), "remove", path, "in the rootfs"));
+  return {};
+}
+
+Status apply_rootfs_diff(const std::string& dir, const std::string& rootfs, Logger& log) {
+  const std::string tar = dir + "/" + kRootfsDiffFile;
+  const std::string deleted = dir + "/" + kDeletedFilesFile;
+  if (::access(tar.c_str(), F_OK) == 0) {
+    // As root, tar keeps the owners and modes the container gave its files.
+    CR_OK(run_tar({"--extract", "--same-owner", "--same-permissions", "--file", tar, "--directory", rootfs},
+                  "rootfs changes into " + rootfs));
+    LOG_INFO(log, "Applied %s to %s", kRootfsDiffFile, rootfs.c_str());
+  }
+  if (::access(deleted.c_str(), F_OK) == 0) {
+    auto paths = CR_TRY(parse_deleted_files(CR_TRY(sys::read_file(deleted, 16u << 20))));
+    auto root = CR_TRY(sys::open(rootfs, O_PATH | O_DIRECTORY));
+    for (const auto& p : paths) CR_OK_IN(remove_in_root(root.get(), p), kDeletedFilesFile);
+    LOG_INFO(log, "Removed the %zu paths %s lists from %s", paths.size(), kDeletedFilesFile, rootfs.c_str());
+  }
+  return {};
+}
+
+Status export_archive(const std::string& archive, const std::string& images_dir, const std::string& bundle,
+                      const std::string& rootfs, Logger& log) {
   // A staging directory of two symlinks, archived with --dereference: checkpoint/ and spec.dump.
   char tmpl[] = "/tmp/crshim-export-XXXXXX";
   if (!::mkdtemp(tmpl)) return fail(sys_error("mkdtemp", tmpl));
@@ -63,9 +199,21 @@ Status export_archive(const std::string& archive, const std::string& images_dir,
     if (::symlink(real, (stage + "/checkpoint").c_str()) < 0) return fail(sys_error("symlink", stage + "/checkpoint"));
     if (::symlink((bundle + "/config.json").c_str(), (stage + "/spec.dump").c_str()) < 0)
       return fail(sys_error("symlink", stage + "/spec.dump"));
-    return run_tar({"--create", "--auto-compress", "--dereference", "--file", archive, "--directory", stage, "checkpoint",
-                    "spec.dump"},
-                   "export " + archive);
+    std::vector<std::string> members{"checkpoint", "spec.dump"};
+    std::string upper = CR_TRY(overlay_upperdir(CR_TRY(sys::read_file("/proc/self/mountinfo")), rootfs));
+    if (!upper.empty()) {
+      RootfsDiff diff = CR_TRY(scan_upperdir(upper));
+      for (const auto& u : diff.unsupported)
+        LOG_WARN(log, "Rootfs diff: %s: the lower layers' entries below it are not recorded as deleted", u.c_str());
+      CR_OK(stage_rootfs_diff(stage, upper, diff));
+      members.push_back(kRootfsDiffFile);
+      if (!diff.deleted.empty()) members.push_back(kDeletedFilesFile);
+      LOG_INFO(log, "Rootfs diff of %s (upper %s): %zu entries, %zu deleted", rootfs.c_str(), upper.c_str(),
+               diff.files.size(), diff.deleted.size());
+    }
+    std::vector<std::string> args{"--create", "--auto-compress", "--dereference", "--file", archive, "--directory", stage};
+    args.insert(args.end(), members.begin(), members.end());
+    return run_tar(std::move(args), "export " + archive);
   }();
   std::error_code ec;
   std::filesystem::remove_all(stage, ec);

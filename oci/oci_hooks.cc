@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +13,9 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string_view>
+#include <utility>
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/base/unique_fd.h"
@@ -32,6 +37,67 @@ Result<UniqueFd> above_stdio(UniqueFd fd) {
   return UniqueFd(moved);
 }
 
+// A namespace of a container task the hook joins.
+struct NsEntry {
+  UniqueFd fd;
+  int type;
+};
+
+// Where a container hook runs: the task's namespaces that differ from crshim's, in the order they
+// are joined (user first, for the rights over the rest; mount last), and its root directory.
+struct ContainerPlace {
+  std::vector<NsEntry> ns;
+  UniqueFd root;
+};
+
+Result<ContainerPlace> container_place(pid_t pid, const std::string& label) {
+  static constexpr std::pair<const char*, int> kOrder[] = {
+      {"user", CLONE_NEWUSER}, {"cgroup", CLONE_NEWCGROUP}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
+      {"net", CLONE_NEWNET},   {"pid", CLONE_NEWPID},       {"time", CLONE_NEWTIME}, {"mnt", CLONE_NEWNS}};
+  const std::string proc = "/proc/" + std::to_string(pid);
+  ContainerPlace place;
+  for (const auto& [name, type] : kOrder) {
+    struct stat mine, theirs;
+    std::string path = proc + "/ns/" + name;
+    if (::stat(path.c_str(), &theirs) < 0) {
+      if (errno == ENOENT && std::string_view(name) == "time") continue;  // a kernel without time namespaces
+      return fail(sys_error("stat", path, "OCI hook " + label));
+    }
+    if (::stat((std::string("/proc/self/ns/") + name).c_str(), &mine) == 0 && mine.st_ino == theirs.st_ino &&
+        mine.st_dev == theirs.st_dev)
+      continue;
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return fail(sys_error("open", path, "OCI hook " + label));
+    place.ns.push_back({CR_TRY(above_stdio(std::move(fd))), type});
+  }
+  UniqueFd root(::open((proc + "/root").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return fail(sys_error("open", proc + "/root", "OCI hook " + label));
+  place.root = CR_TRY(above_stdio(std::move(root)));
+  return place;
+}
+
+// In the forked hook child: joins the container's namespaces and root. Returns false after writing
+// why to stderr (the hook's log). Only async-signal-safe calls.
+bool enter_container(const ContainerPlace& place, bool& joined_pid) {
+  auto say = [](const char* what) {
+    char num[16];
+    int n = sizeof num, e = errno;
+    num[--n] = '\n';
+    do num[--n] = char('0' + e % 10); while ((e /= 10) > 0 && n > 0);
+    (void)!::write(2, what, ::strlen(what));
+    (void)!::write(2, ": errno ", 8);
+    (void)!::write(2, num + n, sizeof num - size_t(n));
+    return false;
+  };
+  for (const auto& n : place.ns) {
+    if (::setns(n.fd.get(), n.type) < 0) return say("setns into the container's namespaces");
+    if (n.type == CLONE_NEWPID) joined_pid = true;
+  }
+  if (::fchdir(place.root.get()) < 0 || ::chroot(".") < 0 || ::chdir("/") < 0)
+    return say("entering the container's root directory");
+  return true;
+}
+
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
@@ -47,8 +113,10 @@ std::string state_json(const State& s) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-Status run_hook(const Hook& hook, const std::string& name, const std::string& stdin_text, Logger& log) {
+Status run_hook(const Hook& hook, const std::string& name, const std::string& stdin_text, Logger& log, pid_t ns_of) {
   const std::string label = name + " " + hook.path;
+  std::optional<ContainerPlace> place;
+  if (ns_of > 0) place = CR_TRY(container_place(ns_of, label));
   // Everything the child needs is built before fork(): afterwards it only makes async-signal-safe calls.
   std::vector<std::string> args = hook.args.empty() ? std::vector<std::string>{hook.path} : hook.args;
   std::vector<char*> argv;
@@ -74,7 +142,8 @@ Status run_hook(const Hook& hook, const std::string& name, const std::string& st
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
 
-  LOG_INFO(log, "Running OCI hook %s", label.c_str());
+  if (place) LOG_INFO(log, "Running OCI hook %s in the namespaces of pid %d", label.c_str(), int(ns_of));
+  else LOG_INFO(log, "Running OCI hook %s", label.c_str());
   pid_t child = ::fork();
   if (child < 0) return fail(sys_error("fork", "OCI hook " + label));
   if (child == 0) {
@@ -83,6 +152,29 @@ Status run_hook(const Hook& hook, const std::string& name, const std::string& st
     ::sigaction(SIGPIPE, &dfl, nullptr);
     ::sigaction(SIGCHLD, &dfl, nullptr);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // Our ends of the pipes: close-on-exec is not enough when a process stays behind without exec
+    // (the pid namespace case below), and the hook must see EOF on its stdin.
+    for (int fd : {in_w.get(), out_r.get()})
+      if (fd > 2) ::close(fd);  // one at 0..2 was replaced by dup2() already
+    bool joined_pid = false;
+    if (place && !enter_container(*place, joined_pid)) ::_exit(126);
+    if (joined_pid) {
+      // A pid namespace applies to children only: the hook is a child that stays in our group, and
+      // this process passes its exit on.
+      pid_t hook_pid = ::fork();
+      if (hook_pid < 0) ::_exit(126);
+      if (hook_pid > 0) {
+        int st = 0;
+        while (::waitpid(hook_pid, &st, 0) < 0)
+          if (errno != EINTR) ::_exit(126);
+        if (WIFSIGNALED(st)) {
+          ::signal(WTERMSIG(st), SIG_DFL);
+          ::kill(::getpid(), WTERMSIG(st));
+          ::_exit(128 + WTERMSIG(st));
+        }
+        ::_exit(WEXITSTATUS(st));
+      }
+    }
     ::execve(path.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
@@ -149,6 +241,7 @@ Status run_hook(const Hook& hook, const std::string& name, const std::string& st
   }
   std::string how = describe_status(status);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127) how += " (could it be executed?)";
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 126 && place) how += " (could it enter the container?)";
   return fail(make_error(Errc::aborted, "OCI hook", label, how));
 }
 
@@ -160,14 +253,28 @@ Status send_fd(int sock, int fd, const std::string& name) {
 OciHooks::OciHooks(const HookLists& hooks, State state, Logger& log, int console_socket)
     : hooks_(hooks), state_(std::move(state)), log_(log), console_socket_(console_socket) {}
 
-Status OciHooks::run_list(const std::vector<Hook>& list, const char* kind) {
+Status OciHooks::run_list(const std::vector<Hook>& list, const char* kind, bool in_container) {
   const std::string json = state_json(state_);
   for (size_t i = 0; i < list.size(); i++) {
     std::string name = std::string(kind) + "[" + std::to_string(i) + "]";
     ran_.push_back(name);
-    CR_OK(run_hook(list[i], name, json, log_));
+    CR_OK(run_hook(list[i], name, json, log_, in_container ? pid_ : 0));
   }
   return {};
+}
+
+void OciHooks::run_poststop() {
+  if (stopped_) return;
+  stopped_ = true;
+  state_.status = "stopped";
+  state_.pid = pid_;
+  const std::string json = state_json(state_);
+  for (size_t i = 0; i < hooks_.poststop.size(); i++) {
+    std::string name = "poststop[" + std::to_string(i) + "]";
+    ran_.push_back(name);
+    if (Status st = run_hook(hooks_.poststop[i], name, json, log_); !st)
+      LOG_WARN(log_, "poststop hook failed: %s", st.error().render().c_str());
+  }
 }
 
 Status OciHooks::fire(HookPoint point, pid_t pid) {
@@ -179,6 +286,22 @@ Status OciHooks::fire(HookPoint point, pid_t pid) {
       state_.status = "creating";
       CR_OK(run_list(hooks_.prestart, "prestart"));
       return run_list(hooks_.create_runtime, "createRuntime");
+    case HookPoint::post_setup_namespaces:
+      // The restored init's namespaces and mounts exist: createContainer runs in them, as runc runs it
+      // in the container after its mounts are made. A failure aborts the restore.
+      state_.status = "created";
+      return run_list(hooks_.create_container, "createContainer", true);
+    case HookPoint::pre_resume: {
+      // Every task is rebuilt and about to continue. A failure must stop the container (OCI spec),
+      // but the engine only logs pre-resume failures: kill the stopped init so it never resumes.
+      state_.status = "created";
+      Status st = run_list(hooks_.start_container, "startContainer", true);
+      if (!st) {
+        start_failure_ = st.error();
+        if (pid_ > 0) ::kill(pid_, SIGKILL);
+      }
+      return st;
+    }
     case HookPoint::post_resume: {
       // The container runs already: a failing poststart hook is reported, not fatal (OCI spec).
       state_.status = "running";

@@ -35,6 +35,8 @@ int cli_main(int argc, char** argv) {
     case Verb::features: return run_features(*opts);
     case Verb::swrk: return run_swrk(*opts);
     case Verb::service: return run_service(*opts);
+    case Verb::lazy_pages: return run_lazy_pages(*opts);
+    case Verb::page_server: return run_page_server(*opts);
     default:
       fprintf(stderr, "Error: '%s' is not implemented yet\n", std::string(verb_name(opts->verb)).c_str());
       return 1;

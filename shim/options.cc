@@ -318,7 +318,7 @@ Status set_timeout(Options& o, const Use& u) {
 
 Status set_port(Options& o, const Use& u) {
   int64_t v;
-  if (!parse_int_in(*u.value, 1, 65535, v)) return fail(bad_value(u, "expected a port number 1..65535"));
+  if (!parse_int_in(*u.value, 0, 65535, v)) return fail(bad_value(u, "expected a port number 0..65535"));
   o.port = static_cast<uint16_t>(v);
   return {};
 }
@@ -959,7 +959,7 @@ std::string usage(const std::string& verb) {
            "  features      print supported features as JSON\n"
            "  show          print an image file or directory as JSON\n"
            "  cpuinfo       dump|check CPU information\n"
-           "  page-server   serve pages of a dump over the network\n"
+           "  page-server   receive the pages of a dump over the network into DIR\n"
            "  lazy-pages    serve pages to a lazily restored tree\n"
            "  service       run the RPC service: service --address SOCKET\n"
            "  swrk          serve RPC requests on an inherited socket: swrk FD\n"
@@ -1018,11 +1018,11 @@ std::string usage(const std::string& verb) {
     case Verb::cpuinfo:
       return "Usage: crshim cpuinfo dump|check [-D DIR]\n" + common;
     case Verb::page_server:
-      return "Usage: crshim page-server [-D DIR] [--address ADDR] [--port PORT] [--ps-socket FD]\n"
-             "              [-d|--daemon] [--status-fd FD] [--lazy-pages]\n" +
+      return "Usage: crshim page-server [-D DIR] [--address ADDR] --port PORT|--ps-socket FD\n"
+             "              [--prev-images-dir REL] [-d|--daemon] [--pidfile FILE] [--status-fd FD]\n" +
              common;
     case Verb::lazy_pages:
-      return "Usage: crshim lazy-pages -D DIR [--page-server --address ADDR --port PORT]\n" + common;
+      return "Usage: crshim lazy-pages -D DIR [-W DIR] [--status-fd FD] [--timeout SEC] [-d] [--pidfile FILE]\n" + common;
     case Verb::service:
       return "Usage: crshim service --address SOCKET [-d|--daemon] [--pidfile FILE] [--status-fd FD] [--allow-group GROUP]\n" + common;
     case Verb::swrk:

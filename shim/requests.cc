@@ -17,16 +17,19 @@ Status refuse_unsupported(const Options& o) {
   no(o.leave_stopped, "--leave-stopped");
   no(o.exec_cmd, "--exec-cmd");
   no(o.ext_mount_auto, "--ext-mount-map auto");
-  no(o.page_server, "--page-server");
-  no(o.lazy_pages, "--lazy-pages");
+  no(o.page_server && o.verb != Verb::dump && o.verb != Verb::pre_dump, "--page-server");
+  no(o.tls && (o.page_server || o.verb == Verb::page_server), "--tls");
+  // Restores take it (pages from a lazy-pages daemon); a lazy dump needs a page server.
+  no(o.lazy_pages && o.verb != Verb::restore, "--lazy-pages (lazy dumps to a page server)");
   no(o.auto_dedup, "--auto-dedup");
   no(o.lsm_profile.has_value() || o.lsm_mount_context.has_value(), "--lsm-profile/--lsm-mount-context");
   no(o.stream, "--stream");
   no(o.compress, "--compress");
   for (const auto& e : o.external)
-    if (e.rfind("file[", 0) != 0 && !(e.rfind("net[", 0) == 0 && o.verb == Verb::dump) && e.rfind("unix[", 0) != 0 &&
+    if (e.rfind("file[", 0) != 0 && !(e.rfind("net[", 0) == 0 && (o.verb == Verb::dump || o.verb == Verb::pre_dump)) && e.rfind("unix[", 0) != 0 &&
         !((e.rfind("tty[", 0) == 0 || e.rfind("pid[", 0) == 0) && o.verb == Verb::dump) &&
-        !(e.rfind("mnt[", 0) == 0 && e.rfind("mnt[]", 0) != 0) && e.rfind("veth[", 0) != 0)
+        !(e.rfind("mnt[", 0) == 0 && e.rfind("mnt[]", 0) != 0) && e.rfind("veth[", 0) != 0 &&
+        e.rfind("dev[", 0) != 0)
       refused.push_back("--external " + e);
   if (refused.empty()) return {};
   std::string all;
@@ -55,11 +58,21 @@ DumpRequest dump_request(const Options& opts) {
   req.file_locks = opts.file_locks;
   req.orphan_pts_master = opts.orphan_pts_master;
   req.tcp_established = opts.tcp_established;
+  switch (opts.network_lock) {
+    case NetworkLock::iptables: req.network_lock = NetLockMethod::iptables; break;
+    case NetworkLock::nftables: req.network_lock = NetLockMethod::nftables; break;
+    case NetworkLock::skip: req.network_lock = NetLockMethod::skip; break;
+  }
   req.empty_ns = opts.empty_ns_net ? CLONE_NEWNET : 0;
   req.freeze_cgroup = opts.freeze_cgroup.value_or("");
+  if (opts.timeout) req.freeze_timeout_s = opts.timeout;  // 0 keeps the default, as with CRIU
   req.pre_dump = opts.verb == Verb::pre_dump;
   req.track_mem = opts.track_mem || req.pre_dump;
   req.parent_img = opts.prev_images_dir.value_or("");
+  req.page_server = opts.page_server;
+  req.ps_address = opts.address.value_or("");
+  req.ps_port = opts.port.value_or(0);
+  req.ps_fd = opts.ps_socket.value_or(-1);
   for (const auto& m : opts.ext_mounts) req.ext_mounts.push_back({m.key, m.val});
   return req;
 }
@@ -90,6 +103,7 @@ RestoreRequest restore_request(const Options& opts) {
   for (const auto& v : opts.veth_pairs)
     req.external.push_back("veth[" + v.inner + "]:" + v.outer + (v.bridge.empty() ? "" : "@" + v.bridge));
   for (const auto& m : opts.ext_mounts) req.ext_mounts.push_back({m.key, m.val});
+  req.lazy_pages = opts.lazy_pages;
   return req;
 }
 

@@ -4,12 +4,16 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <optional>
 
 #include "checkpoint/engine.h"
+#include "checkpoint/dump/incremental.h"
 #include "checkpoint/kernel/features.h"
+#include "checkpoint/mem/page_server.h"
 #include "hooks/hook_chain.h"
 #include "hooks/rpc_io.h"
 #include "hooks/rpc_notify.h"
@@ -185,6 +189,67 @@ criu_resp job_answer(const criu_req& req, int sock, const ServeConfig& cfg, cons
   return resp;
 }
 
+// PAGE_SERVER (daemonised) and PAGE_SERVER_CHLD: a page server in a child of this process; it listens
+// (opts.ps address/port, port 0 picks one) before the answer, so the client may connect at once. CRIU
+// answers both with type PAGE_SERVER and ps{pid, port}.
+criu_resp page_server_answer(const criu_req& req, int sock, const ServeConfig& cfg, const Peer& peer) {
+  criu_resp resp;
+  resp.set_type(::PAGE_SERVER);
+  resp.set_success(false);
+  auto mapped = map_request(req, cfg.base, peer, cfg.mode);
+  if (!mapped) {
+    set_failure(resp, mapped.error(), kBadRequestErrno);
+    return resp;
+  }
+  const Options& o = mapped->opts;
+  if (o.tls || o.lazy_pages) {
+    set_failure(resp, make_error(Errc::unsupported, "PAGE_SERVER", "", "tls and lazy_pages are not supported"), 0);
+    return resp;
+  }
+  auto opened = open_job(o, o.log_file.value_or("page-server.log"), true);
+  if (!opened) {
+    set_failure(resp, opened.error());
+    return resp;
+  }
+  Job& job = **opened;
+  job.progress.reset();
+  if (o.prev_images_dir) {
+    auto parent = dumper::ParentImages::link(job.images_dir.get(), *o.prev_images_dir);
+    if (!parent) {
+      set_failure(resp, parent.error());
+      return resp;
+    }
+  }
+  std::optional<mem::PageServer> server;
+  if (!o.ps_socket) {
+    auto listening = mem::PageServer::listen(o.address.value_or(""), o.port.value_or(0));
+    if (!listening) {
+      job.log.log_error(__FILE__, __LINE__, listening.error());
+      set_failure(resp, listening.error());
+      return resp;
+    }
+    server.emplace(std::move(*listening));
+  }
+  pid_t child = ::fork();
+  if (child < 0) {
+    set_failure(resp, sys_error("fork", "page server"));
+    return resp;
+  }
+  if (child == 0) {
+    ::close(sock);  // the client talks to the parent only
+    if (req.type() == ::PAGE_SERVER) ::setsid();
+    Status st = server ? server->serve_one(job.images_dir.get(), job.log)
+                       : mem::PageServer::serve(*o.ps_socket, job.images_dir.get(), job.log, "ps.fd", false);
+    if (!st) job.log.log_error(__FILE__, __LINE__, st.error());
+    ::_exit(st ? 0 : 1);
+  }
+  LOG_INFO(job.log, "Page server %d listening on port %u", child, unsigned(server ? server->port() : 0));
+  resp.set_success(true);
+  resp.mutable_ps()->set_pid(child);
+  resp.mutable_ps()->set_port(server ? server->port() : 0);
+  return resp;
+}
+
 criu_resp answer(const criu_req& req, int sock, const ServeConfig& cfg, const Peer& peer) {
   switch (req.type()) {
     case ::VERSION: return version_answer();
@@ -195,7 +260,7 @@ criu_resp answer(const criu_req& req, int sock, const ServeConfig& cfg, const Pe
     case ::SINGLE_PRE_DUMP:
     case ::RESTORE: return job_answer(req, sock, cfg, peer);
     case ::PAGE_SERVER:
-    case ::PAGE_SERVER_CHLD:
+    case ::PAGE_SERVER_CHLD: return page_server_answer(req, sock, cfg, peer);
     case ::CPUINFO_DUMP:
     case ::CPUINFO_CHECK:
     case ::WAIT_PID: return unsupported_answer(req);
@@ -206,7 +271,9 @@ criu_resp answer(const criu_req& req, int sock, const ServeConfig& cfg, const Pe
 }
 
 // The types after which CRIU reads another request on the same socket when keep_open is set.
-bool keeps_open(criu_req_type t) { return t == ::VERSION || t == ::FEATURE_CHECK; }
+bool keeps_open(criu_req_type t) {
+  return t == ::VERSION || t == ::FEATURE_CHECK || t == ::PAGE_SERVER || t == ::PAGE_SERVER_CHLD;
+}
 // After a PRE_DUMP, CRIU always waits for the next one (or the final DUMP) on the same socket.
 bool continues_series(criu_req_type t) { return t == ::PRE_DUMP; }
 

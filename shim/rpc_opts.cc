@@ -38,8 +38,9 @@ CgroupMode cgroup_mode(criu_cg_mode m) {
 }  // namespace
 
 Result<JobRequest> map_request(const criu_req& req, const Options& base, const Peer& peer, Mode mode) {
-  if (req.type() != ::DUMP && req.type() != ::PRE_DUMP && req.type() != ::SINGLE_PRE_DUMP && req.type() != ::RESTORE)
-    return fail(bad_request(std::string("not a DUMP, PRE_DUMP or RESTORE request: ") + criu_req_type_Name(req.type())));
+  if (req.type() != ::DUMP && req.type() != ::PRE_DUMP && req.type() != ::SINGLE_PRE_DUMP && req.type() != ::RESTORE &&
+      req.type() != ::PAGE_SERVER && req.type() != ::PAGE_SERVER_CHLD)
+    return fail(bad_request(std::string("not a DUMP, PRE_DUMP, RESTORE or PAGE_SERVER request: ") + criu_req_type_Name(req.type())));
   if (!req.has_opts()) return fail(bad_request("the request carries no options"));
   const criu_opts& r = req.opts();
   const bool service = mode == Mode::service;
@@ -51,6 +52,8 @@ Result<JobRequest> map_request(const criu_req& req, const Options& base, const P
     case ::DUMP: o.verb = Verb::dump; break;
     case ::PRE_DUMP:
     case ::SINGLE_PRE_DUMP: o.verb = Verb::pre_dump; break;
+    case ::PAGE_SERVER:
+    case ::PAGE_SERVER_CHLD: o.verb = Verb::page_server; break;
     default: o.verb = Verb::restore; break;
   }
   o.args.clear();
@@ -220,9 +223,11 @@ Result<std::vector<std::string>> check_engine_support(const JobRequest& job) {
   // Refused: honouring them would change what is dumped or how the tree comes back.
   if (dump && !o.tree_pid) refused.push_back("DUMP without opts.pid (dumping the client itself) is not supported");
   if (!o.veth_pairs.empty()) refused.push_back("veths: network namespaces are not supported yet");
-  if (o.lazy_pages) refused.push_back("lazy_pages: lazy (post-copy) memory is not supported");
+  // A lazy dump keeps pages on a page server; restores take lazy_pages (the lazy-pages daemon).
+  if (o.lazy_pages && dump) refused.push_back("lazy_pages: lazy (post-copy) memory is not supported");
   if (!dump && (o.track_mem || o.prev_images_dir)) refused.push_back("track_mem/parent_img: only a dump takes them");
-  if (o.page_server || o.tls) refused.push_back("ps/tls: page servers are not supported");
+  if (o.page_server && !dump) refused.push_back("ps: only DUMP and PRE_DUMP send pages to a page server");
+  if (o.tls) refused.push_back("tls: TLS page-server connections are not supported");
   if (o.lsm_profile || o.lsm_mount_context) refused.push_back("lsm_profile/lsm_mount_context: LSM labels are not applied yet");
   if (o.leave_stopped) refused.push_back("leave_stopped: leaving tasks stopped is not supported yet");
   if (o.exec_cmd) refused.push_back("exec_cmd: running a command after restore is not supported");
@@ -247,7 +252,7 @@ Result<std::vector<std::string>> check_engine_support(const JobRequest& job) {
       !o.enable_fs.empty())
     ignored.push_back("auto_ext_mnt/ext_sharing/ext_masters/skip_mnt/enable_fs: every host mount must be named in ext_mnt");
   for (const auto& e : o.external)
-    if (e.starts_with("dev[") || e.starts_with("mnt[]")) ignored.push_back("external '" + e + "': not honoured yet");
+    if (e.starts_with("mnt[]")) ignored.push_back("external '" + e + "': not honoured yet");
   if (dump && o.root) ignored.push_back("root: only used when restoring");
   if (o.auto_dedup) ignored.push_back("auto_dedup: without parent images there is nothing to deduplicate");
   if (job.has_cpu_cap) ignored.push_back("cpu_cap: no cpuinfo image is written or checked");

@@ -224,7 +224,9 @@ int run_checkpoint_bundle(const Options& opts) {
   auto res = dump(req, session, scripts);
   if (!res) return report_failure(job->get(), "checkpoint", res.error());
   if (opts.bundle.export_path) {
-    if (Status st = oci::export_archive(*opts.bundle.export_path, *o.bundle.image_path, *bundle); !st)
+    auto real_rootfs = real_path(rootfs);
+    if (!real_rootfs) return report_failure(job->get(), "checkpoint", real_rootfs.error());
+    if (Status st = oci::export_archive(*opts.bundle.export_path, *o.bundle.image_path, *bundle, *real_rootfs, log); !st)
       return report_failure(job->get(), "checkpoint", st.error());
     LOG_INFO(log, "Exported the checkpoint to %s", opts.bundle.export_path->c_str());
   }
@@ -269,6 +271,8 @@ int run_restore_bundle(const Options& opts) {
     std::error_code ec;
     std::filesystem::remove_all(opts.bundle.work_path ? unpacked : unpacked + "/checkpoint", ec);
     std::filesystem::remove(unpacked + "/spec.dump", ec);
+    std::filesystem::remove(unpacked + "/" + oci::kRootfsDiffFile, ec);
+    std::filesystem::remove(unpacked + "/" + oci::kDeletedFilesFile, ec);
   };
   auto job = open_job(o, "restore.log", false);
   if (!job) {
@@ -294,6 +298,8 @@ int run_restore_bundle(const Options& opts) {
     host.own_cgroups = CR_TRY(cgroup::read_task_cgroups(::getpid()));
     auto plan = CR_TRY(oci::plan_restore(*config, *bundle, descriptors, cgroup_mounts, host));
     CR_OK(oci::check_security(*config, CR_TRY(init_security(images))));
+    // An imported archive's rootfs changes go onto the bundle's rootfs before anything is restored on it.
+    if (!unpacked.empty()) CR_OK_IN(oci::apply_rootfs_diff(unpacked, plan.root, log), "--import");
 
     RestoreRequest req = restore_request(o);
     req.root = plan.root;
@@ -326,7 +332,16 @@ int run_restore_bundle(const Options& opts) {
     ScriptHooks scripts(o.action_scripts, image_dir_env(images), log);
     HookChain chain{&oci_hooks, &scripts};
     Session session = j->session();
-    return restore(req, session, chain);
+    auto restored = restore(req, session, chain);
+    // A failed startContainer hook stopped the container: that is the error, whatever the engine saw.
+    if (oci_hooks.start_failure()) {
+      if (restored && !detached) LOG_INFO(log, "The container was stopped after its startContainer hook failed");
+      restored = fail(*oci_hooks.start_failure());
+    }
+    // poststop: the container is gone, its init exited in the foreground or a restore that had run
+    // hooks failed (as runc destroys a container whose start failed). A detached one outlives us.
+    if ((!restored && !oci_hooks.ran().empty()) || (restored && !detached)) oci_hooks.run_poststop();
+    return restored;
   };
   auto res = restore_in();
   j->images_dir.reset();

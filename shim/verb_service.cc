@@ -16,6 +16,7 @@
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/base/unique_fd.h"
+#include "shim/daemon.h"
 #include "shim/rpc.h"
 #include "shim/verbs.h"
 
@@ -87,35 +88,9 @@ int run_service(const Options& opts) {
   auto sk = listen_on(path);
   if (!sk) return service_error(sk.error());
 
-  if (opts.daemonize()) {
-    pid_t child = ::fork();
-    if (child < 0) return service_error(sys_error("fork", "service daemon"));
-    if (child > 0) {
-      // The parent writes the pidfile, so it exists once `service -d` returns.
-      if (opts.pidfile) {
-        if (Status st = sys::write_file(*opts.pidfile, std::to_string(child) + "\n"); !st) {
-          ::kill(child, SIGTERM);
-          return service_error(st.error());
-        }
-      }
-      return 0;
-    }
-    ::setsid();
-    int null = ::open("/dev/null", O_RDWR);
-    if (null >= 0) {
-      ::dup2(null, 0);
-      ::dup2(null, 1);
-      ::dup2(null, 2);
-      if (null > 2) ::close(null);
-    }
-  } else if (opts.pidfile) {
-    if (Status st = sys::write_file(*opts.pidfile, std::to_string(::getpid()) + "\n"); !st) return service_error(st.error());
-  }
-  if (opts.status_fd) {
-    char ready = 0;
-    (void)!::write(*opts.status_fd, &ready, 1);
-    ::close(*opts.status_fd);
-  }
+  auto background = start_serving(opts, "service daemon");
+  if (!background) return service_error(background.error());
+  if (*background > 0) return 0;
 
   UniqueFd sigfd(::signalfd(-1, &handled, SFD_CLOEXEC));
   if (!sigfd) return service_error(sys_error("signalfd"));

@@ -63,6 +63,7 @@ struct DumpContext {
   std::map<pid_t, std::vector<uint32_t>> nested_pids;  // real pid/tid -> pids in deeper namespaces
   std::map<pid_t, uint32_t> cg_sets;  // real pid -> its cgroup set in cgroup.img (thread_core.cg_set)
   const ParentImages* parent = nullptr;    // --prev-images-dir
+  mem::PageSink* page_sink = nullptr;      // --page-server: where pages go instead of the images dir
   std::map<uint32_t, uint64_t> tracking;  // vpid -> write-tracking userfaultfd left armed (inode)
   std::map<pid_t, int> armed_now;          // real pid -> fd of a tracking uffd this dump put in it
 

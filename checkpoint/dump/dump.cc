@@ -18,7 +18,9 @@
 #include "checkpoint/image/image.h"
 #include "checkpoint/kernel/proc.h"
 #include "checkpoint/kernel/tracee.h"
+#include "checkpoint/mem/page_server.h"
 #include "checkpoint/mnt/mnt_ns.h"
+#include "checkpoint/net/net_lock.h"
 #include "checkpoint/net/netns.h"
 #include "checkpoint/ns/namespaces.h"
 #include "checkpoint/ns/pidns.h"
@@ -80,7 +82,7 @@ Status preflight(const DumpRequest& req) {
   }
   auto tree = CR_TRY(dumper::list_tree(pid));
   for (pid_t p : tree) {
-    if (!req.tcp_established)
+    if (!req.tcp_established && !req.pre_dump)  // a pre-dump takes memory only: sockets are not touched
       if (auto est = files::inet::established_problem(p); !est.empty()) {
         problems.push_back(est);
         if (hint.empty()) hint = "use --tcp-established to dump established TCP connections";
@@ -124,7 +126,8 @@ Status map_virtual_pids(dumper::FrozenTree& tree, dumper::DumpContext& ctx) {
   return {};
 }
 
-Status write_common_images(dumper::DumpContext& ctx, const std::vector<pstree_entry>& tree) {
+Status write_common_images(dumper::DumpContext& ctx, const std::vector<pstree_entry>& tree, NetLockMethod lock,
+                           const std::string& dump_run_id) {
   int dir = ctx.session.images_dir;
   CR_OK(ctx.files.finish());
   {
@@ -145,9 +148,9 @@ Status write_common_images(dumper::DumpContext& ctx, const std::vector<pstree_en
   inv.set_ns_per_id(true);
   inv.set_root_cg_set(1);
   inv.set_lsmtype(NO_LSM);
-  inv.set_network_lock_method(2);  // skip: no network namespace is dumped
+  inv.set_network_lock_method(uint32_t(lock));  // CRIU's numbering, as NetLockMethod's
   inv.mutable_plugins_entry();
-  inv.set_dump_criu_run_id(run_id());
+  inv.set_dump_criu_run_id(dump_run_id);  // names the nftables lock table
   return image::write_single(dir, image::kInventoryFile, image::kind(image::Type::inventory), inv);
 }
 
@@ -165,6 +168,28 @@ Status write_stats(const dumper::DumpContext& ctx, Clock::duration freezing, Clo
   return image::write_single(ctx.session.work_dir, image::kStatsDumpFile, image::kind(image::Type::stats), st);
 }
 
+// --page-server: connected before anything is frozen, so an unreachable server costs the tree nothing.
+Result<std::unique_ptr<mem::PageServerClient>> connect_page_server(const DumpRequest& req) {
+  if (!req.page_server) return std::unique_ptr<mem::PageServerClient>();
+  if (req.ps_fd >= 0) {
+    UniqueFd sock(fcntl(req.ps_fd, F_DUPFD_CLOEXEC, 3));
+    if (!sock.valid()) return fail(sys_error("dup", "page server socket fd " + std::to_string(req.ps_fd)));
+    return mem::PageServerClient::adopt(std::move(sock));
+  }
+  if (req.ps_address.empty() || req.ps_port == 0)
+    return fail(make_error(Errc::invalid_argument, "dump", "page server", "no address or port")
+                    .with_hint("give --address ADDR --port PORT of a running page server"));
+  return mem::PageServerClient::connect(req.ps_address, req.ps_port);
+}
+
+// The page server confirms that every page arrived; what each pagemap covers stays here for the
+// next incremental dump (the pagemaps themselves are on the server).
+Status finish_page_server(dumper::DumpContext& ctx, mem::PageServerClient* server) {
+  if (!server) return {};
+  CR_OK(server->finish());
+  return dumper::write_coverage_record(ctx.session.images_dir, server->coverage());
+}
+
 // After a failed dump, before the tree is thawed: the tracking uffds armed by it are closed again.
 void disarm_new_tracking(dumper::FrozenTree& tree, dumper::DumpContext& ctx) {
   for (auto& task : tree.tasks()) {
@@ -178,7 +203,7 @@ void disarm_new_tracking(dumper::FrozenTree& tree, dumper::DumpContext& ctx) {
 // A pre-dump: the memory of every live task, write tracking armed for the next dump, and the tree
 // left running whatever happens (as CRIU's, it runs no hooks).
 Result<DumpResult> finish_pre_dump(const DumpRequest& req, dumper::FrozenTree& tree, dumper::DumpContext& ctx, Status st,
-                                   Clock::time_point start) {
+                                   Clock::time_point start, mem::PageServerClient* server) {
   auto frozen_at = Clock::now();
   for (size_t i : tree.preorder()) {
     if (!st) break;
@@ -188,6 +213,7 @@ Result<DumpResult> finish_pre_dump(const DumpRequest& req, dumper::FrozenTree& t
     st = dumper::dump_process(*task.frozen, ctx, unused);
   }
   if (st) st = dumper::write_tracking_record(ctx.session.images_dir, ctx.tracking);
+  if (st) st = finish_page_server(ctx, server);
   auto frozen_for = Clock::now() - frozen_at;
   if (!st) disarm_new_tracking(tree, ctx);
   Status thawed = tree.thaw();
@@ -211,10 +237,12 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   LOG_INFO(log, "Dumping pid %d (crshim %s)", req.pid, CRSHIM_VERSION);
   if (!req.pre_dump) CR_OK(hooks.fire(HookPoint::pre_dump, 0));  // CRIU runs no hooks in a pre-dump
   CR_OK(preflight(req));
+  auto page_server = CR_TRY(connect_page_server(req));
   // The tree is frozen with ptrace; a freezer cgroup a runtime froze first is thawed meanwhile.
   auto paused = CR_TRY(cgroup::PausedFreezer::thaw_if_frozen(req.freeze_cgroup, log));
 
   kernel::FreezeOptions freeze_opts;
+  freeze_opts.timeout = std::chrono::seconds(req.freeze_timeout_s);
   // A seccomp filter in the target could refuse the syscalls we make it run.
   if (kernel::tracer_can_suspend_seccomp()) freeze_opts.ptrace_options |= PTRACE_O_SUSPEND_SECCOMP;
   auto tree = CR_TRY(dumper::FrozenTree::freeze(req.pid, freeze_opts, log));
@@ -223,6 +251,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   ProgressPhase progress(session.progress, req.pre_dump ? "pre-dump" : "dump", 0);
 
   dumper::DumpContext ctx(req, session);
+  ctx.page_sink = page_server.get();
   std::optional<dumper::ParentImages> parent;
   if (!req.parent_img.empty()) {
     auto p = dumper::ParentImages::link(session.images_dir, req.parent_img);
@@ -241,7 +270,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   // Every task's cgroup set, known before its core is written (thread_core.cg_set refers to it).
   cgroup::Collector cgroups;
   if (st) st = cgroups.init();
-  if (req.pre_dump) return finish_pre_dump(req, tree, ctx, st, start);
+  if (req.pre_dump) return finish_pre_dump(req, tree, ctx, st, start, page_server.get());
   for (size_t i : tree.preorder()) {
     const auto& task = tree.tasks()[i];
     if (!st) break;
@@ -257,6 +286,16 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
     auto own = net::own_netns(req.pid);
     if (!own) st = fail(own.error());
     else if (*own && (st = hooks.fire(HookPoint::network_lock, 0))) net_locked = true;
+  }
+  // Then crshim's own lock (--network-lock): the namespace when it is dumped, else each TCP connection.
+  std::string dump_run_id = run_id();
+  net::NetworkLock net_lock;
+  if (st) {
+    std::vector<pid_t> pids;
+    for (size_t i : tree.preorder()) pids.push_back(tree.tasks()[i].pid);
+    auto lock = net::lock_for_dump(req, pids, dump_run_id, log);
+    if (lock) net_lock = std::move(*lock);
+    else st = fail(lock.error());
   }
   for (size_t i : tree.preorder()) {
     if (!st) break;
@@ -304,8 +343,9 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   }
   if (st) st = cgroups.write(session.images_dir, ctx.cg_sets[req.pid]);
   if (st && req.track_mem) st = dumper::write_tracking_record(session.images_dir, ctx.tracking);
+  if (st) st = finish_page_server(ctx, page_server.get());
   if (st) st = fault_point("dump:images");
-  if (st) st = write_common_images(ctx, pstree);
+  if (st) st = write_common_images(ctx, pstree, req.network_lock, dump_run_id);
   if (st) st = hooks.fire(HookPoint::post_dump, 0);
   if (!st) {
     ctx.files.end_tcp_repair();
@@ -314,6 +354,8 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
     Status thawed = tree.thaw();
     if (!thawed) LOG_ERROR(log, "Resuming the tree of %d after the failed dump: %s", req.pid, thawed.error().render().c_str());
     if (net_locked) (void)hooks.fire(HookPoint::network_unlock, 0);
+    if (Status un = net_lock.abort(); !un)
+      LOG_ERROR(log, "Unlocking the network after the failed dump: %s", un.error().render().c_str());
     return fail(st.error());
   }
   ctx.files.keep_link_remaps();  // the images name them now; a failed dump removes them (~DumpFiles)
@@ -323,8 +365,10 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
     ctx.files.end_tcp_repair();
     CR_OK(tree.thaw());
     if (net_locked) CR_OK(hooks.fire(HookPoint::network_unlock, 0));
+    CR_OK(net_lock.abort());
   } else {
     CR_OK(tree.kill());
+    net_lock.keep();  // the connections stay quiet until the restore unlocks them
     paused.tasks_gone();
   }
   CR_OK(write_stats(ctx, std::chrono::microseconds(tree.freeze_us()), frozen_for));

@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
+
 #include "checkpoint/base/sys.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
@@ -40,7 +43,8 @@ uint64_t ParentImages::tracking(uint32_t vpid) const {
 Result<std::vector<mem::Range>> ParentImages::covered(uint32_t vpid) const {
   std::vector<mem::Range> out;
   auto r = image::Reader::open(dir_.get(), image::pagemap_file(vpid), image::kind(image::Type::pagemap));
-  if (!r) return r.error().err == ENOENT ? Result<std::vector<mem::Range>>(out) : fail(r.error());
+  if (!r && r.error().err == ENOENT) return covered_by_record(vpid);
+  if (!r) return fail(r.error());
   pagemap_head head;
   if (!CR_TRY(r->read(head))) return out;
   for (;;) {
@@ -50,6 +54,43 @@ Result<std::vector<mem::Range>> ParentImages::covered(uint32_t vpid) const {
     out.push_back({pe.vaddr(), pe.vaddr() + n * mem::kPageSize});
   }
   return mem::intersect(out, out);  // merged into maximal runs
+}
+
+// Lines "vpid start-end start-end ..." (hex addresses).
+Result<std::vector<mem::Range>> ParentImages::covered_by_record(uint32_t vpid) const {
+  std::vector<mem::Range> out;
+  auto text = sys::read_file_at(dir_.get(), kCoverageRecord);
+  if (!text) return out;  // neither pagemap nor record: nothing is taken from the parent
+  for (auto line : sys::split(*text, '\n')) {
+    auto f = sys::split(line, ' ');
+    uint64_t id;
+    if (f.empty() || !sys::parse_u64(f[0], id) || id != vpid) continue;
+    for (size_t i = 1; i < f.size(); i++) {
+      auto ends = sys::split(f[i], '-');
+      uint64_t a, b;
+      if (ends.size() != 2 || !sys::parse_u64(ends[0], a, 16) || !sys::parse_u64(ends[1], b, 16) || a >= b ||
+          a % mem::kPageSize || b % mem::kPageSize)
+        return fail(make_error(Errc::corrupt_image, "read", kCoverageRecord, "bad range in line of pid " + std::to_string(vpid)));
+      out.push_back({a, b});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const mem::Range& x, const mem::Range& y) { return x.start < y.start; });
+  return mem::intersect(out, out);
+}
+
+Status write_coverage_record(int images_dir, const std::map<uint64_t, std::vector<mem::Range>>& coverage) {
+  std::string text;
+  char buf[48];
+  for (const auto& [vpid, ranges] : coverage) {
+    text += std::to_string(vpid);
+    for (const auto& r : ranges) {
+      snprintf(buf, sizeof buf, " %llx-%llx", (unsigned long long)r.start, (unsigned long long)r.end);
+      text += buf;
+    }
+    text += "\n";
+  }
+  UniqueFd fd = CR_TRY(sys::open_at(images_dir, kCoverageRecord, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+  return sys::write_all(fd.get(), text, kCoverageRecord);
 }
 
 Status write_tracking_record(int images_dir, const std::map<uint32_t, uint64_t>& tracking) {

@@ -31,11 +31,17 @@ class ParentImages {
   Result<std::vector<mem::Range>> covered(uint32_t vpid) const;
 
  private:
+  Result<std::vector<mem::Range>> covered_by_record(uint32_t vpid) const;
   UniqueFd dir_;
   std::map<uint32_t, uint64_t> tracking_;
 };
 
 // Writes the tracking record (vpid -> userfaultfd inode) of this dump.
 Status write_tracking_record(int images_dir, const std::map<uint32_t, uint64_t>& tracking);
+
+// A dump to a page server keeps its pagemaps there; this record, next to its other images, says
+// which pages each process's pagemap covers, for covered() in the next incremental dump.
+inline constexpr const char* kCoverageRecord = "crshim-pages-covered.txt";
+Status write_coverage_record(int images_dir, const std::map<uint64_t, std::vector<mem::Range>>& coverage);
 
 }  // namespace crshim::dumper

@@ -61,9 +61,21 @@ struct KernelSigaction {
   uint64_t mask;
 };
 
-Status dump_sigactions(RemoteSyscall& rs, pid_t pid, uint64_t scratch, task_core_entry& tc) {
+// `touched`: signals caught or ignored (SigCgt | SigIgn of /proc/PID/status). Only those, and SIGCHLD
+// (whose SA_NOCLDWAIT/SA_NOCLDSTOP act under SIG_DFL too), are read with a remote call each; the rest
+// are at SIG_DFL, where flags, mask and restorer have no effect, and are written as all zero.
+Status dump_sigactions(RemoteSyscall& rs, pid_t pid, uint64_t scratch, uint64_t touched, task_core_entry& tc) {
   for (int sig = 1; sig <= kSigMax; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (sig != SIGCHLD && !(touched >> (sig - 1) & 1)) {
+      sa_entry* sa = tc.add_sigactions();
+      sa->set_sigaction(0);
+      sa->set_flags(0);
+      sa->set_restorer(0);
+      sa->set_mask(0);
+      sa->set_compat_sigaction(false);
+      continue;
+    }
     CR_OK(rs.syscall(SYS_rt_sigaction, sig, 0, long(scratch), 8));
     auto ksa = CR_TRY(read_scratch<KernelSigaction>(pid, scratch));
     sa_entry* sa = tc.add_sigactions();
@@ -284,7 +296,12 @@ Status dump_posix_timers(RemoteSyscall& rs, pid_t pid, uint64_t scratch, const s
 // pages not written since are left to them.
 Status dump_memory(pid_t pid, const mem::AddressSpace& as, DumpContext& ctx, bool tracked, uint64_t tracking_inode) {
   auto pagemap_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/pagemap", O_RDONLY));
-  bool incremental = tracked && ctx.parent && ctx.parent->tracking(ctx.vpid(pid)) == tracking_inode;
+  // Pages go to the images dir or to a page server (ctx.page_sink); PARENT entries only where the
+  // parent images hold this process's pagemap.
+  mem::ImagePageSink local(ctx.session.images_dir, ctx.next_pages_id);
+  mem::PageSink& sink = ctx.page_sink ? *ctx.page_sink : local;
+  bool parent_has = CR_TRY(sink.open(mem::PageSink::Owner::process, ctx.vpid(pid)));
+  bool incremental = tracked && parent_has && ctx.parent && ctx.parent->tracking(ctx.vpid(pid)) == tracking_inode;
   std::vector<mem::Range> covered;
   if (incremental) covered = CR_TRY(ctx.parent->covered(ctx.vpid(pid)));
   std::vector<mem::Range> pages, in_parent;
@@ -301,18 +318,10 @@ Status dump_memory(pid_t pid, const mem::AddressSpace& as, DumpContext& ctx, boo
     }
     pages.insert(pages.end(), found.begin(), found.end());
   }
-  uint32_t pages_id = ctx.next_pages_id++;
-  auto pagemap = CR_TRY(image::Writer::create(ctx.session.images_dir, image::pagemap_file(ctx.vpid(pid)),
-                                              image::kind(image::Type::pagemap)));
-  pagemap_head head;
-  head.set_pages_id(pages_id);
-  CR_OK(pagemap.write(head));
-  auto pages_img = CR_TRY(image::Writer::create_raw(ctx.session.images_dir, image::pages_file(pages_id)));
   mem::PageDumpStats ps;
-  CR_OK(mem::dump_pages(pid, pages, pages_img, pagemap, ps, in_parent, ctx.session.progress));
+  CR_OK(mem::dump_pages(pid, pages, sink, ps, in_parent, ctx.session.progress));
   for (const auto& r : in_parent) ctx.result.pages_skipped_parent += r.pages();
-  CR_OK(pages_img.close());
-  CR_OK(pagemap.close());
+  CR_OK(sink.close());
   ctx.result.pages_written += ps.pages_written;
   // Shared anonymous memory: each object once, whichever task maps it first.
   for (const auto& v : as.shared_anon) {
@@ -328,6 +337,9 @@ Status dump_memory(pid_t pid, const mem::AddressSpace& as, DumpContext& ctx, boo
 // pagemap-<to>.img as a copy of pagemap-<from>.img: both processes map one mm, whose pages were
 // written once (CRIU-format readers expect a pagemap per live process).
 Status copy_pagemap(DumpContext& ctx, uint32_t from, uint32_t to) {
+  if (ctx.page_sink)
+    return fail(make_error(Errc::unsupported, "dump", "pid " + std::to_string(to),
+                           "processes sharing one address space cannot be dumped to a page server yet"));
   int dir = ctx.session.images_dir;
   auto in = CR_TRY(image::Reader::open(dir, image::pagemap_file(from), image::kind(image::Type::pagemap)));
   auto out = CR_TRY(image::Writer::create(dir, image::pagemap_file(to), image::kind(image::Type::pagemap)));
@@ -346,9 +358,28 @@ Status copy_pagemap(DumpContext& ctx, uint32_t from, uint32_t to) {
 }  // namespace
 
 uint32_t IdMap::by_kcmp(int kcmp_type, pid_t pid) {
+  // Kept in kcmp order (the kernel orders the obfuscated object pointers), so a lookup costs log(n)
+  // calls. Once kcmp gives no order (an error), a {0, 0} entry in front marks the list as unordered
+  // and lookups compare against every entry.
   auto& seen = kcmp_[kcmp_type];
+  bool ordered = seen.empty() || seen.front().first != 0;
+  size_t lo = ordered ? 0 : 1, hi = seen.size();
+  while (ordered && lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    long r = ::syscall(SYS_kcmp, pid, seen[mid].first, kcmp_type, 0, 0);
+    if (r == 0) return seen[mid].second;
+    if (r == 1) hi = mid;
+    else if (r == 2) lo = mid + 1;
+    else ordered = false;
+  }
+  if (ordered) {
+    uint32_t id = next_++;
+    seen.insert(seen.begin() + long(lo), {pid, id});
+    return id;
+  }
   for (const auto& [other, id] : seen)
-    if (::syscall(SYS_kcmp, pid, other, kcmp_type, 0, 0) == 0) return id;
+    if (other != 0 && ::syscall(SYS_kcmp, pid, other, kcmp_type, 0, 0) == 0) return id;
+  if (seen.empty() || seen.front().first != 0) seen.insert(seen.begin(), {0, 0});
   uint32_t id = next_++;
   seen.push_back({pid, id});
   return id;
@@ -448,7 +479,7 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   core_entry leader_core;
   task_core_entry* tc = leader_core.mutable_tc();
   uint64_t brk = uint64_t(CR_TRY(rs.syscall(SYS_brk, 0)));
-  CR_OK(dump_sigactions(rs, pid, scratch, *tc));
+  CR_OK(dump_sigactions(rs, pid, scratch, status.sigcgt | status.sigign, *tc));
   CR_OK(dump_itimers(rs, pid, scratch, *tc->mutable_timers()));
   CR_OK(dump_posix_timers(rs, pid, scratch, posix_timers, *tc->mutable_timers()));
   int dumpable = int(CR_TRY(rs.syscall(SYS_prctl, PR_GET_DUMPABLE)));

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "checkpoint/kernel/proc.h"
@@ -28,44 +29,68 @@ Result<std::vector<pid_t>> list_tree(pid_t root) {
 Result<FrozenTree> FrozenTree::freeze(pid_t root, const kernel::FreezeOptions& opts, Logger& log) {
   auto t0 = std::chrono::steady_clock::now();
   FrozenTree tree;
-  std::deque<std::pair<pid_t, size_t>> queue{{root, SIZE_MAX}};  // (pid, parent index)
+  // Level by level: every process of a level is interrupted before the first stop is waited for, so
+  // the stops happen in parallel. A process's children are listed once it is frozen (then they can
+  // no longer change, zombies aside), so the tasks come out in breadth-first order.
+  struct Pending {
+    pid_t pid;
+    size_t parent;  // index in tasks_, SIZE_MAX for the root
+    proc::Stat stat;
+    std::optional<kernel::FrozenProcess> frozen;
+  };
+  std::vector<std::pair<pid_t, size_t>> level{{root, SIZE_MAX}};
   std::set<pid_t> seen;
-  while (!queue.empty()) {
-    auto [pid, parent] = queue.front();
-    queue.pop_front();
-    if (!seen.insert(pid).second) continue;
-    auto stat = proc::read_stat(pid);
-    if (!stat) {
-      if (stat.error().err == ENOENT && parent != SIZE_MAX) continue;  // exited and reaped meanwhile
-      Status thawed = tree.thaw();
-      (void)thawed;
-      return fail(stat.error());
-    }
-    TreeTask task;
-    task.pid = pid;
-    task.ppid = stat->ppid;
-    if (stat->state == 'Z') {
-      task.zombie = true;
-      task.exit_code = stat->exit_code;
-    } else {
-      auto frozen = kernel::FrozenProcess::freeze(pid, opts);
-      if (!frozen) {
-        if (frozen.error().code == Errc::not_found && parent != SIZE_MAX) continue;  // it just exited
+  while (!level.empty()) {
+    std::vector<Pending> pending;
+    for (auto [pid, parent] : level) {
+      if (!seen.insert(pid).second) continue;
+      auto stat = proc::read_stat(pid);
+      if (!stat) {
+        if (stat.error().err == ENOENT && parent != SIZE_MAX) continue;  // exited and reaped meanwhile
         (void)tree.thaw();
-        return fail(frozen.error());
+        return fail(stat.error());
       }
-      task.frozen = std::make_unique<kernel::FrozenProcess>(std::move(*frozen));
-      // Frozen: its set of children can no longer change (zombies aside).
-      auto kids = proc::children(pid);
-      if (!kids) {
-        (void)tree.thaw();
-        return fail(kids.error());
+      Pending p{pid, parent, std::move(*stat), std::nullopt};
+      if (p.stat.state != 'Z') {
+        auto frozen = kernel::FrozenProcess::start_freeze(pid, opts);
+        if (!frozen) {
+          if (frozen.error().code == Errc::not_found && parent != SIZE_MAX) continue;  // it just exited
+          (void)tree.thaw();
+          return fail(frozen.error());
+        }
+        p.frozen.emplace(std::move(*frozen));
       }
-      for (pid_t k : *kids) queue.push_back({k, tree.tasks_.size()});
+      pending.push_back(std::move(p));
     }
-    if (parent != SIZE_MAX) tree.tasks_[parent].children.push_back(tree.tasks_.size());
-    LOG_DEBUG(log, "Frozen %s %d (parent %d)", task.zombie ? "zombie" : "task", pid, task.ppid);
-    tree.tasks_.push_back(std::move(task));
+    level.clear();
+    for (auto& p : pending) {
+      TreeTask task;
+      task.pid = p.pid;
+      task.ppid = p.stat.ppid;
+      if (!p.frozen) {
+        task.zombie = true;
+        task.exit_code = p.stat.exit_code;
+      } else {
+        if (Status st = p.frozen->finish_freeze(opts); !st) {
+          if (st.error().code == Errc::not_found && p.parent != SIZE_MAX) {
+            (void)p.frozen->thaw();  // it just exited
+            continue;
+          }
+          (void)tree.thaw();
+          return fail(st.error());
+        }
+        task.frozen = std::make_unique<kernel::FrozenProcess>(std::move(*p.frozen));
+        auto kids = proc::children(p.pid);
+        if (!kids) {
+          (void)tree.thaw();
+          return fail(kids.error());
+        }
+        for (pid_t k : *kids) level.push_back({k, tree.tasks_.size()});
+      }
+      if (p.parent != SIZE_MAX) tree.tasks_[p.parent].children.push_back(tree.tasks_.size());
+      LOG_DEBUG(log, "Frozen %s %d (parent %d)", task.zombie ? "zombie" : "task", p.pid, task.ppid);
+      tree.tasks_.push_back(std::move(task));
+    }
   }
   tree.freeze_us_ = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
   return tree;

@@ -213,7 +213,9 @@ Status PtraceSyscall::restore() {
         // From a syscall-stop the kernel would not apply its restart rule on resume; go through
         // an interrupt stop first, then write back the untouched registers (orig_rax included).
         CR_OK(tracee_->leave_syscall_stop());
-        if (mode_ == Mode::single_step && calls_ > 0) CR_OK(tracee_->leave_step_stop());
+        // Leaving the step stop needs PTRACE_INTERRUPT (seized threads only); a legacy-attached thread
+        // keeps the flag until it is resumed or detached, which clears it.
+        if (mode_ == Mode::single_step && calls_ > 0 && tracee_->seized()) CR_OK(tracee_->leave_step_stop());
         CR_OK(set_regs(tid, orig_regs_));
         CR_OK(set_sigmask(tid, orig_mask_));
         return {};

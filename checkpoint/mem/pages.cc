@@ -12,6 +12,7 @@
 
 #include "checkpoint/base/fault.h"
 #include "checkpoint/base/sys.h"
+#include "checkpoint/image/catalog.h"
 #include "checkpoint/kernel/pagemap_scan.h"
 #include "pagemap.pb.h"
 
@@ -143,33 +144,86 @@ std::vector<Range> subtract(const std::vector<Range>& a, const std::vector<Range
   return out;
 }
 
-Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pages, image::Writer& pagemap,
-                  PageDumpStats& stats, const std::vector<Range>& in_parent, ProgressSink* progress) {
-  // Entries in address order: present runs and runs left in the parent images interleaved.
-  constexpr uint32_t kParent = 1, kPresent = 4;  // PE_PARENT, PE_PRESENT
-  for (size_t i = 0, j = 0; i < ranges.size() || j < in_parent.size();) {
-    bool present = j == in_parent.size() || (i < ranges.size() && ranges[i].start < in_parent[j].start);
-    const Range& r = present ? ranges[i++] : in_parent[j++];
-    pagemap_entry pe;
-    pe.set_vaddr(r.start);
-    pe.set_compat_nr_pages(0);
-    pe.set_nr_pages(r.pages());
-    pe.set_flags(present ? kPresent : kParent);
-    CR_OK(pagemap.write(pe));
-    if (present) stats.pages_written += r.pages();
+Result<bool> ImagePageSink::open(Owner owner, uint64_t id) {
+  CR_OK(close());
+  std::string name = owner == Owner::process ? image::pagemap_file(uint32_t(id)) : image::pagemap_shmem_file(id);
+  uint32_t pages_id = next_pages_id_++;
+  pagemap_ = CR_TRY(image::Writer::create(dir_, name, image::kind(image::Type::pagemap)));
+  created_.push_back(name);
+  pagemap_head head;
+  head.set_pages_id(pages_id);
+  CR_OK(pagemap_->write(head));
+  pages_ = CR_TRY(image::Writer::create_raw(dir_, image::pages_file(pages_id)));
+  created_.push_back(image::pages_file(pages_id));
+  struct stat st;
+  return ::fstatat(dir_, ("parent/" + name).c_str(), &st, 0) == 0;
+}
+
+Status ImagePageSink::entry(const PageEntry& e) {
+  if (!pagemap_) return fail(make_error(Errc::internal, "write", "pagemap", "no pagemap open"));
+  if (pending_ && pending_->flags == e.flags && pending_->vaddr + pending_->nr_pages * kPageSize == e.vaddr) {
+    pending_->nr_pages += e.nr_pages;
+    return {};
   }
-  // Pages go out in batches: one process_vm_readv gathers many ranges (sparse memory has many
-  // small ones) into one buffer, written with one call.
+  CR_OK(write_pending());
+  pending_ = e;
+  return {};
+}
+
+Status ImagePageSink::write_pending() {
+  if (!pending_) return {};
+  pagemap_entry pe;
+  pe.set_vaddr(pending_->vaddr);
+  pe.set_compat_nr_pages(0);
+  pe.set_nr_pages(pending_->nr_pages);
+  pe.set_flags(pending_->flags);
+  pending_.reset();
+  return pagemap_->write(pe);
+}
+
+Status ImagePageSink::data(const void* bytes, size_t size) {
+  if (!pages_) return fail(make_error(Errc::internal, "write", "pages", "no pagemap open"));
+  return pages_->write_raw(bytes, size);
+}
+
+Status ImagePageSink::write(const std::vector<PageEntry>& entries, const char* data_start) {
+  size_t bytes = 0;
+  for (const auto& e : entries) {
+    CR_OK(entry(e));
+    if (e.flags & 4) bytes += e.nr_pages * kPageSize;  // PE_PRESENT
+  }
+  return bytes ? data(data_start, bytes) : Status{};
+}
+
+Status ImagePageSink::close() {
+  if (!pagemap_) return {};
+  Status st = write_pending();
+  pending_.reset();
+  if (st) st = pages_->close();
+  if (st) st = pagemap_->close();
+  pagemap_.reset();
+  pages_.reset();
+  return st;
+}
+
+Status dump_pages(pid_t pid, const std::vector<Range>& ranges, PageSink& sink, PageDumpStats& stats,
+                  const std::vector<Range>& in_parent, ProgressSink* progress) {
+  constexpr uint32_t kParent = 1, kPresent = 4;  // PE_PARENT, PE_PRESENT
+  constexpr size_t kMaxEntries = 4096;
+  constexpr uint64_t kMaxRun = 1ull << 31;  // pages per entry: the page-server protocol carries 32 bits
+  // Pages go out in batches: one process_vm_readv gathers many ranges (sparse memory has many small
+  // ones) into one buffer, handed to the sink with the batch's entries (PARENT ones interleaved in
+  // address order) in one call.
   std::unique_ptr<char[]> buf(new char[kChunk]);
   int mem_fd = -1;
   UniqueFd mem_guard;
   std::vector<iovec> remote;
+  std::vector<PageEntry> entries;
   size_t filled = 0;
   auto flush = [&]() -> Status {
-    if (remote.empty()) return {};
+    if (entries.empty()) return {};
     iovec local{buf.get(), filled};
-    ssize_t n = ::process_vm_readv(pid, &local, 1, remote.data(), remote.size(), 0);
-    if (n != ssize_t(filled)) {
+    if (!remote.empty() && ::process_vm_readv(pid, &local, 1, remote.data(), remote.size(), 0) != ssize_t(filled)) {
       // Some range refused (PROT_NONE, ...): read piece by piece, /proc/PID/mem where needed.
       size_t off = 0;
       for (const auto& iv : remote) {
@@ -179,20 +233,34 @@ Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pa
         off += iv.iov_len;
       }
     }
-    CR_OK(pages.write_raw(buf.get(), filled));
-    progress_advance(progress, filled / kPageSize);
-    CR_OK(fault_point("dump:pages"));
+    CR_OK(sink.write(entries, buf.get()));
+    if (filled) {
+      progress_advance(progress, filled / kPageSize);
+      CR_OK(fault_point("dump:pages"));
+    }
     remote.clear();
+    entries.clear();
     filled = 0;
     return {};
   };
-  for (const Range& r : ranges) {
+  for (size_t i = 0, j = 0; i < ranges.size() || j < in_parent.size();) {
+    bool present = j == in_parent.size() || (i < ranges.size() && ranges[i].start < in_parent[j].start);
+    const Range& r = present ? ranges[i++] : in_parent[j++];
     for (uint64_t at = r.start; at < r.end;) {
+      if (!present) {
+        uint64_t n = std::min<uint64_t>((r.end - at) / kPageSize, kMaxRun);
+        entries.push_back({at, n, kParent});
+        at += n * kPageSize;
+        if (entries.size() >= kMaxEntries) CR_OK(flush());
+        continue;
+      }
       size_t len = std::min<uint64_t>(kChunk - filled, r.end - at);
       remote.push_back({reinterpret_cast<void*>(at), len});
+      entries.push_back({at, len / kPageSize, kPresent});
+      stats.pages_written += len / kPageSize;
       filled += len;
       at += len;
-      if (filled == kChunk || remote.size() == kMaxIovecs) CR_OK(flush());
+      if (filled == kChunk || remote.size() == kMaxIovecs || entries.size() >= kMaxEntries) CR_OK(flush());
     }
   }
   return flush();

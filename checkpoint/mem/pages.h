@@ -5,6 +5,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -39,12 +41,57 @@ struct PageDumpStats {
   uint64_t pages_written = 0;
 };
 
-// Copies the given ranges (sorted, non-overlapping) of `pid` into `pages` and appends one
-// PRESENT pagemap entry per contiguous run to `pagemap`; `in_parent` (disjoint from `ranges`) gets
-// PARENT entries instead: unchanged since the previous dump, whose images hold them. Each batch
-// written is reported to `progress`.
-Status dump_pages(pid_t pid, const std::vector<Range>& ranges, image::Writer& pages, image::Writer& pagemap,
-                  PageDumpStats& stats, const std::vector<Range>& in_parent = {}, ProgressSink* progress = nullptr);
+// One pagemap entry: `flags` are PE_PRESENT (the pages follow) or PE_PARENT (left to the parent images).
+struct PageEntry {
+  uint64_t vaddr = 0;
+  uint64_t nr_pages = 0;
+  uint32_t flags = 0;
+};
+
+// Where a dump's pages go: pagemap/pages images in a directory, or a page server on another host.
+class PageSink {
+ public:
+  enum class Owner { process, shmem };
+  virtual ~PageSink() = default;
+  // Begins the pagemap of process `id` (its pid in the dump) or of shmem object `id`. True when the
+  // parent images hold a pagemap for it too, so PARENT entries may refer to them.
+  virtual Result<bool> open(Owner owner, uint64_t id) = 0;
+  // Entries in address order; `data` holds the pages of the PRESENT ones, one after the other.
+  virtual Status write(const std::vector<PageEntry>& entries, const char* data) = 0;
+  // Ends the pagemap begun by open().
+  virtual Status close() = 0;
+};
+
+// The local sink: pagemap-<id>.img (pagemap-shmem-<id>.img) and pages-<n>.img in `dir`, n taken
+// from `next_pages_id`. Adjacent entries with equal flags are merged.
+class ImagePageSink : public PageSink {
+ public:
+  ImagePageSink(int dir, uint32_t& next_pages_id) : dir_(dir), next_pages_id_(next_pages_id) {}
+  Result<bool> open(Owner owner, uint64_t id) override;
+  Status write(const std::vector<PageEntry>& entries, const char* data) override;
+  Status close() override;
+  // The same, a piece at a time: an entry, then (for PRESENT ones) its pages in any number of pieces.
+  Status entry(const PageEntry& e);
+  Status data(const void* bytes, size_t size);
+  // Images this sink created, for a caller that must remove them after a failure.
+  const std::vector<std::string>& created() const { return created_; }
+  // The pagemap image open now ("" between open() and close()).
+  std::string current() const { return pagemap_ ? pagemap_->name() : std::string(); }
+
+ private:
+  Status write_pending();
+  int dir_;
+  uint32_t& next_pages_id_;
+  std::optional<image::Writer> pagemap_, pages_;
+  std::optional<PageEntry> pending_;
+  std::vector<std::string> created_;
+};
+
+// Copies the given ranges (sorted, non-overlapping) of `pid` into the pagemap `sink` has open: PRESENT
+// entries with their pages, and PARENT entries for `in_parent` (disjoint from `ranges`): unchanged
+// since the previous dump, whose images hold them. Each batch written is reported to `progress`.
+Status dump_pages(pid_t pid, const std::vector<Range>& ranges, PageSink& sink, PageDumpStats& stats,
+                  const std::vector<Range>& in_parent = {}, ProgressSink* progress = nullptr);
 
 // Writes the pages of one pagemap image back into `pid`: process_vm_writev from the mmap'd pages
 // image, /proc/PID/mem where the mapping refuses (read-only COW pages).

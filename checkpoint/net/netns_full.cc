@@ -107,7 +107,11 @@ void write_confs(const std::string& proto, const std::string& dev, const Names& 
   if (redirects) write_one(*redirects);
 }
 
-// ---- external tools (ip, iptables-save) run inside the namespace ----
+const char* const kToolEnv[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", nullptr};
+
+}  // namespace
+
+// ---- external tools (ip, iptables-save, nft) run inside the namespace ----
 
 std::optional<std::string> find_tool(const std::string& name) {
   for (const char* dir : {"/usr/sbin", "/sbin", "/usr/bin", "/bin"}) {
@@ -117,8 +121,6 @@ std::optional<std::string> find_tool(const std::string& name) {
   return std::nullopt;
 }
 
-const char* const kToolEnv[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", nullptr};
-
 // Runs `args` (args[0] found in the usual directories) with stdin `in` and stdout `out` (-1: none) and
 // waits; a failure carries the last line the tool wrote to stderr.
 Status run_tool(const std::vector<std::string>& args, int in, int out) {
@@ -127,7 +129,7 @@ Status run_tool(const std::vector<std::string>& args, int in, int out) {
   auto path = find_tool(args[0]);
   if (!path)
     return fail(make_error(Errc::not_found, "find", args[0], "the tool is needed for network namespaces")
-                    .with_hint(args[0] == "ip" ? "install iproute2" : "install iptables"));
+                    .with_hint(args[0] == "ip" ? "install iproute2" : args[0] == "nft" ? "install nftables" : "install iptables"));
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -165,6 +167,8 @@ Status run_tool(const std::vector<std::string>& args, int in, int out) {
                                             : "killed by signal " + std::to_string(WTERMSIG(status))) +
                              (last.empty() ? "" : ": " + last)));
 }
+
+namespace {
 
 // Runs a tool with its stdout going to the raw image `name`.
 Status tool_to_image(const std::vector<std::string>& args, int images_dir, const std::string& name) {

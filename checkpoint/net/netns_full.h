@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,14 @@
 #include "checkpoint/base/result.h"
 
 namespace crshim::net {
+
+// The path of an external tool in the usual sbin and bin directories, if it is installed.
+std::optional<std::string> find_tool(const std::string& name);
+
+// Runs `args` (args[0] found by find_tool) with stdin `in` and stdout `out` (-1: /dev/null) and waits;
+// a failure carries the last line the tool wrote to stderr. Run from a thread inside a network
+// namespace (rtnl::in_netns), the tool works in that namespace.
+Status run_tool(const std::vector<std::string>& args, int in, int out);
 
 // What in the network namespace of `pid` cannot be dumped ("" when all can): links of other kinds
 // than loopback and veth (named with their kind), veths whose peer is in the same namespace.

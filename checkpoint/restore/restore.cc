@@ -17,7 +17,9 @@
 #include "checkpoint/engine.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
+#include "checkpoint/mem/lazy.h"
 #include "checkpoint/mnt/mnt_ns.h"
+#include "checkpoint/net/net_lock.h"
 #include "checkpoint/net/netns.h"
 #include "checkpoint/ns/namespaces.h"
 #include "checkpoint/ns/pidns.h"
@@ -194,6 +196,7 @@ class RestoredTree {
       }
       by_pid[img.pid()] = task.get();
       tasks_.push_back(std::move(task));
+      CR_OK(fault_point("restore:task-forked"));  // once per task: restore:task-forked:N fails at the N-th
     }
     // Process groups: leaders first, then members (a group must exist before anyone joins it).
     for (int pass = 0; pass < 2; pass++)
@@ -347,6 +350,9 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
     LOG_WARN(log, "--root %s: the image has no mount namespace; restoring in crshim's", req.root.c_str());
   raise_nofile_limit();
 
+  // --lazy-pages: the daemon must be listening before any task exists.
+  std::optional<mem::LazyClient> lazy;
+  if (req.lazy_pages) lazy.emplace(CR_TRY(mem::LazyClient::connect(session.work_dir, std::chrono::seconds(5))));
   CR_OK(hooks.fire(HookPoint::pre_restore, 0));
   files::RestoreFiles files(set.files, session.images_dir, req.shell_job);
   for (const auto& in : req.inherit_fds) files.inherit(in.fd, in.key);
@@ -367,15 +373,20 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
   UniqueFd tree_netns = CR_TRY(sys::open("/proc/" + std::to_string(tree.root_pid()) + "/ns/net", O_RDONLY));
   if (CR_TRY(sys::read_link("/proc/" + std::to_string(tree.root_pid()) + "/ns/net")) != CR_TRY(sys::read_link("/proc/self/ns/net")))
     files.set_netns(tree_netns.get());
+  // Locked again before any socket exists (--network-lock, the inventory's method); a failure removes
+  // what this restore added, the lock a dump left stays for the next try.
+  auto net_lock = CR_TRY(net::lock_for_restore(set, netns, tree_netns.get(), req.network_lock, log));
   CR_OK(fault_point("restore:cgroups"));
   auto forked = Clock::now();
   // From here on every failure kills the tasks (RestoredTree's destructor) before returning.
   CR_OK(fault_point("restore:task-created"));
   CR_OK(hooks.fire(HookPoint::setup_namespaces, tree.root_pid()));
   CR_OK(hooks.fire(HookPoint::post_setup_namespaces, 0));
+  CR_OK(fault_point("restore:setup-namespaces"));
   for (const auto& o : ptys.orphans) CR_OK(hooks.fire_fd(HookPoint::orphan_pts_master, 0, o.master));
   mem::SharedMemory shmem(session.images_dir);
   restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout(), tree.self_pidfd(), &shmem, session.progress};
+  topts.lazy = lazy ? &*lazy : nullptr;
   ProgressPhase progress(session.progress, "restore", pages_to_restore(set));
   uint64_t pages = 0;
   for (size_t i = 0; i < set.processes.size(); i++) {
@@ -391,12 +402,16 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
   CR_OK(hooks.fire(HookPoint::post_restore, tree.root_pid()));
   // As CRIU: the network of a tree with its own namespace is unlocked before it resumes.
   if ((netns.clone_flags & CLONE_NEWNET) || netns.join_fd >= 0) CR_OK(hooks.fire(HookPoint::network_unlock, 0));
+  CR_OK(net_lock.unlock());
   // After this point the tree is complete: hook failures are reported, not fatal (as CRIU).
   if (Status st = hooks.fire(HookPoint::pre_resume, 0); !st)
     LOG_ERROR(log, "pre-resume: %s", st.error().render().c_str());
   CR_OK(fault_point("restore:before-resume"));
   if (!req.pidfile.empty()) CR_OK(sys::write_file(req.pidfile, std::to_string(tree.root_pid()) + "\n"));
   CR_OK(tree.resume(set));
+  // The daemon may finish once everything is delivered; the tree runs whatever it answers.
+  if (lazy)
+    if (Status st = lazy->finish(); !st) LOG_WARN(log, "lazy-pages: %s", st.error().render().c_str());
   cgroups.commit();
   // Every task has its files: the --link-remap links are not needed any more (a failed restore keeps
   // them, as CRIU does, so the images can be restored again).

@@ -17,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -112,8 +114,16 @@ Status move_vdso(Remote& r, const std::vector<proc::Vma>& now, const mm_entry& m
     return fail(make_error(Errc::incompatible, "restore", "vDSO", "the [vvar]/[vdso] layout differs from the image's")
                     .with_hint("restore on the kernel the dump was made on"));
   if (delta == 0) return {};
-  // Through a temporary spot: mremap refuses overlapping old and new ranges.
   uint64_t base = now_vvar_start == UINT64_MAX ? vdso->start : std::min(now_vvar_start, vdso->start);
+  uint64_t top = std::max(vdso->end, now_vvar_end);
+  if (!overlaps(base, top, uint64_t(int64_t(base) + delta), uint64_t(int64_t(top) + delta))) {
+    // Old and new places apart (the usual case): straight there, everything else is unmapped.
+    for (const auto* v : trio)
+      CR_OK(r.call(SYS_mremap, long(v->start), long(v->size()), long(v->size()), MREMAP_MAYMOVE | MREMAP_FIXED,
+                   long(uint64_t(int64_t(v->start) + delta))));
+    return {};
+  }
+  // Through a temporary spot: mremap refuses overlapping old and new ranges.
   for (const auto* v : trio)
     CR_OK(r.call(SYS_mremap, long(v->start), long(v->size()), long(v->size()), MREMAP_MAYMOVE | MREMAP_FIXED,
                  long(temp + (v->start - base))));
@@ -133,7 +143,49 @@ struct FdPusher {
 Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageSet& set, files::RestoreFiles& files,
                 std::map<uint32_t, UniqueFd>& opened, std::vector<bool>& add_write, mem::SharedMemory& shmem) {
   const auto& vmas = img.mm.vmas();
+  // Each mapped file is pushed into the task once for all its areas; closed at the end.
+  std::map<uint32_t, int> pushed;
+  auto close_pushed = [&]() -> Status {
+    for (auto [id, tfd] : pushed) CR_OK(r.call(SYS_close, tfd));
+    pushed.clear();
+    return {};
+  };
+  // Private anonymous areas that follow each other with the same flags are mapped by one mmap, read
+  // and write, and those meant otherwise mprotect()ed: one call per area instead of one or two.
+  // Areas not meant writable and larger than this keep their own mmap (no commit charge for them).
+  constexpr uint64_t kBatchUnwritableMax = 1 << 20;
+  constexpr long kRunProt = PROT_READ | PROT_WRITE;
+  auto map_prot = [&](int i) { return vmas[i].prot() | (add_write[size_t(i)] ? PROT_WRITE : 0); };
+  auto map_flags = [&](int i) {
+    return long(vmas[i].flags() & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE)) |
+           MAP_FIXED_NOREPLACE;
+  };
+  auto batchable = [&](int i) {
+    const vma_entry& v = vmas[i];
+    return (v.status() & mem::kVmaRegular) && (v.status() & mem::kVmaAnonPrivate) &&
+           !(v.status() & (mem::kVmaVdso | mem::kVmaVvar | mem::kVmaFilePrivate | mem::kVmaFileShared |
+                           mem::kVmaAnonShared | mem::kVmaSysvipc | mem::kVmaMemfd)) &&
+           !(map_flags(i) & MAP_GROWSDOWN) &&
+           ((map_prot(i) & PROT_WRITE) || v.end() - v.start() <= kBatchUnwritableMax);
+  };
   for (int i = 0; i < vmas.size(); i++) {
+    if (batchable(i)) {
+      int last = i;
+      while (last + 1 < vmas.size() && batchable(last + 1) && vmas[last + 1].start() == vmas[last].end() &&
+             map_flags(last + 1) == map_flags(i))
+        last++;
+      if (last > i) {
+        CR_OK(r.call(SYS_mmap, long(vmas[i].start()), long(vmas[last].end() - vmas[i].start()), kRunProt,
+                     map_flags(i) | MAP_ANONYMOUS, -1, 0));
+        for (int j = i; j <= last; j++) {
+          long len = long(vmas[j].end() - vmas[j].start());
+          if (long(map_prot(j)) != kRunProt) CR_OK(r.call(SYS_mprotect, long(vmas[j].start()), len, long(map_prot(j))));
+          for (int advice : mem::madvices(vmas[j])) CR_OK(r.call(SYS_madvise, long(vmas[j].start()), len, advice));
+        }
+        i = last;
+        continue;
+      }
+    }
     const vma_entry& v = vmas[i];
     if (!(v.status() & mem::kVmaRegular) || (v.status() & (mem::kVmaVdso | mem::kVmaVvar))) continue;
     uint32_t prot = v.prot() | (add_write[size_t(i)] ? PROT_WRITE : 0);
@@ -150,9 +202,8 @@ Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageS
       uint32_t id = uint32_t(v.shmid());
       // Deleted files come back from their ghost (the same inode the fds get), others by path.
       if (!opened.count(id)) opened[id] = CR_TRY(files::open_mapped_file(set.files.at(id), v.fdflags(), files));
-      int tfd = CR_TRY(push.push(opened[id].get()));
-      CR_OK(r.call(SYS_mmap, long(v.start()), len, long(prot), flags & ~long(MAP_ANONYMOUS), tfd, long(v.pgoff())));
-      CR_OK(r.call(SYS_close, tfd));
+      if (!pushed.count(id)) pushed[id] = CR_TRY(push.push(opened[id].get()));
+      CR_OK(r.call(SYS_mmap, long(v.start()), len, long(prot), flags & ~long(MAP_ANONYMOUS), pushed[id], long(v.pgoff())));
     } else if (v.status() & mem::kVmaAnonShared) {
       int local = CR_TRY(shmem.object_fd(v.shmid(), v.pgoff() + uint64_t(len)));
       int tfd = CR_TRY(push.push(local));
@@ -175,7 +226,7 @@ Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageS
     }
     for (int advice : mem::madvices(v)) CR_OK(r.call(SYS_madvise, long(v.start()), len, advice));
   }
-  return {};
+  return close_pushed();
 }
 
 // Hands every fd over: the file objects come from `files` (one per id, shared as they were).
@@ -201,12 +252,29 @@ Status push_fds(Remote& r, FdPusher& push, const ProcessImage& img, files::Resto
   return files::restore_locks(r, locks);
 }
 
-Status restore_sigactions(Remote& r, const task_core_entry& tc) {
+// The task still has crshim's signal handlers (it is a copy of crshim, or of a task that still was
+// one): entries equal to crshim's own need no call. Should its caught and ignored sets differ from
+// crshim's (something changed them since), every entry is set.
+Status restore_sigactions(Remote& r, pid_t pid, const task_core_entry& tc) {
+  constexpr int kSigMax = 64;
+  std::array<KernelSigaction, kSigMax + 1> mine{};
+  std::array<bool, kSigMax + 1> known{};
+  uint64_t caught = 0, ignored = 0;
+  for (int sig = 1; sig <= kSigMax; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    known[size_t(sig)] = ::syscall(SYS_rt_sigaction, sig, nullptr, &mine[size_t(sig)], 8) == 0;
+    uint64_t handler = mine[size_t(sig)].handler;
+    if (handler == uint64_t(uintptr_t(SIG_IGN))) ignored |= uint64_t(1) << (sig - 1);
+    else if (handler != uint64_t(uintptr_t(SIG_DFL))) caught |= uint64_t(1) << (sig - 1);
+  }
+  auto now = proc::read_status(pid);
+  bool inherited = now && now->sigcgt == caught && now->sigign == ignored;
   int sig = 0;
   for (const auto& sa : tc.sigactions()) {
     do sig++;
     while (sig == SIGKILL || sig == SIGSTOP);
     KernelSigaction k{sa.sigaction(), sa.flags(), sa.restorer(), sa.mask()};
+    if (inherited && sig <= kSigMax && known[size_t(sig)] && memcmp(&k, &mine[size_t(sig)], sizeof k) == 0) continue;
     uint64_t addr = CR_TRY(r.put(&k, sizeof k));
     CR_OK(r.call(SYS_rt_sigaction, sig, long(addr), 0, 8));
   }
@@ -266,7 +334,7 @@ Status restore_parent_pages(pid_t pid, int mem_fd, const ProcessImage& img, int 
 // Maps every area of the image (writable while pages go in), writes the pages, sets final protections.
 Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& img, const ImageSet& set,
                       files::RestoreFiles& files, int images_dir, mem::SharedMemory& shmem, ProgressSink* progress,
-                      Logger& log) {
+                      Logger& log, mem::LazyClient* lazy) {
   const auto& vmas = img.mm.vmas();
   std::vector<bool> add_write(size_t(vmas.size()), false);
   {
@@ -282,7 +350,14 @@ Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& 
   std::map<uint32_t, UniqueFd> opened;
   CR_OK_IN(map_vmas(r, push, img, set, files, opened, add_write, shmem), "memory");
   opened.clear();
-  {
+  if (lazy) {
+    // Private anonymous pages come from the lazy-pages daemon once the task touches them.
+    auto mem_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/mem", O_RDWR));
+    auto counts = CR_TRY(mem::restore_pages_lazily(r, *lazy, img.mm, img.pagemap, img.pages_id, img.pid(), images_dir,
+                                                   mem_fd.get(), progress));
+    LOG_INFO(log, "Restored %llu pages of %d, %llu left to the lazy-pages daemon", (unsigned long long)counts.written,
+             pid, (unsigned long long)counts.lazy);
+  } else {
     bool any = false;
     for (const auto& pe : img.pagemap) any |= (pe.flags() & 4) != 0;
     auto mem_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/mem", O_RDWR));
@@ -360,10 +435,19 @@ Status restore_sched(pid_t tid, const thread_core_entry& tcore) {
   return {};
 }
 
-Status restore_process_wide(Remote& r, pid_t pid, const task_core_entry& tc, Logger& log) {
-  CR_OK(r.call(SYS_personality, long(tc.personality())));
+// `real_pid`: the task as crshim sees it, whose current personality and limits (inherited from
+// crshim) need no call where they already are the image's.
+Status restore_process_wide(Remote& r, pid_t pid, pid_t real_pid, const task_core_entry& tc, Logger& log) {
+  uint64_t persona = 0;
+  auto persona_text = sys::read_file(proc::proc_dir(real_pid) + "/personality");
+  if (!persona_text || !sys::parse_u64(sys::trim(*persona_text), persona, 16) || persona != tc.personality())
+    CR_OK(r.call(SYS_personality, long(tc.personality())));
+  auto limits_now = proc::read_limits(real_pid);
   for (int i = 0; i < tc.rlimits().rlimits_size(); i++) {
     const auto& l = tc.rlimits().rlimits(i);
+    if (limits_now && size_t(i) < limits_now->size() && (*limits_now)[size_t(i)].cur == l.cur() &&
+        (*limits_now)[size_t(i)].max == l.max())
+      continue;
     struct rlimit64 {
       uint64_t cur, max;
     } lim{l.cur(), l.max()};
@@ -722,6 +806,8 @@ Status set_session(RestoredTask& task) {
 }
 
 Status set_process_group(RestoredTask& task, pid_t pgid) {
+  // Already there (inherited from its parent): NSpgid's last entry is the group as the task sees it.
+  if (auto st = proc::read_status(task.pid_); st && !st->nspgid.empty() && st->nspgid.back() == pgid) return {};
   return with_early_window(task.threads_[0], [&](Remote& r, PtraceSyscall&) -> Status {
     CR_OK(r.call(SYS_setpgid, 0, pgid));
     return {};
@@ -787,6 +873,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   CR_OK(kernel::write_mem(pid, tramp, code));
   rs.set_insn(tramp);
   Remote r(rs, pid, tramp + kScratchOffset, kTrampolineSize - kScratchOffset);
+  LOG_DEBUG(log, "Restoring %d: %s", pid, "crshim's state");
 
   // 2. Forget crshim: signals queued to the copy (SIGCHLD of zombies made from it), its rseq area,
   // its memory (but the vDSO), its files.
@@ -810,9 +897,25 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     CR_OK(r.call(SYS_rseq, long(rc.rseq_abi_pointer), rc.rseq_abi_size, 1 /* RSEQ_FLAG_UNREGISTER */, rc.signature));
   // A shared mm was rebuilt by the task that owns it (this task's trampoline lives in it meanwhile).
   if (share.own_vm) {
-    for (const auto& v : now) {
-      if (v.is_vdso() || v.is_vvar() || v.is_vvar_vclock() || v.is_vsyscall()) continue;
-      CR_OK(r.call(SYS_munmap, long(v.start), long(v.size())));
+    // One munmap per run of areas between the kept ones (the vDSO trio, vsyscall, the trampoline):
+    // the gaps inside a run are unmapped already.
+    struct Area {
+      uint64_t start, end;
+      bool kept;
+    };
+    std::vector<Area> areas{{tramp, tramp + kTrampolineSize, true}};  // mapped after `now` was read
+    for (const auto& v : now)
+      areas.push_back({v.start, v.end, v.is_vdso() || v.is_vvar() || v.is_vvar_vclock() || v.is_vsyscall()});
+    std::sort(areas.begin(), areas.end(), [](const Area& a, const Area& b) { return a.start < b.start; });
+    uint64_t run_start = 0, run_end = 0;
+    for (size_t i = 0; i <= areas.size(); i++) {
+      if (i == areas.size() || areas[i].kept) {
+        if (run_end > run_start) CR_OK(r.call(SYS_munmap, long(run_start), long(run_end - run_start)));
+        run_start = run_end = 0;
+        continue;
+      }
+      if (run_end == run_start) run_start = areas[i].start;
+      run_end = areas[i].end;
     }
     uint64_t temp = CR_TRY(find_free_range(now, img.mm, 1ull << 30, tramp));
     CR_OK_IN(move_vdso(r, now, img.mm, temp), "vDSO");
@@ -831,7 +934,8 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   FdPusher push{r, int(holder)};
 
   // 3. Memory: map every area (writable while pages go in), write the pages, set final protections.
-  if (share.own_vm) CR_OK(restore_memory(r, push, pid, img, set, files, images_dir, *opts.shmem, opts.progress, log));
+  LOG_DEBUG(log, "Restoring %d: %s", pid, "memory");
+  if (share.own_vm) CR_OK(restore_memory(r, push, pid, img, set, files, images_dir, *opts.shmem, opts.progress, log, opts.lazy));
 
   // 4. Files, mm fields, signal handlers, fs: each shared object by its owner only.
   LOG_DEBUG(log, "Restoring %d: %s", pid, "files");
@@ -843,7 +947,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
   }
   if (share.own_vm) CR_OK_IN(restore_mm(r, push, img, set, files), "mm");
   if (!share.keep_holder) CR_OK(r.call(SYS_close, holder));
-  if (share.own_sighand) CR_OK_IN(restore_sigactions(r, tc), "signal handlers");
+  if (share.own_sighand) CR_OK_IN(restore_sigactions(r, pid, tc), "signal handlers");
   if (share.own_fs) {
     if (img.fs.has_umask()) CR_OK(r.call(SYS_umask, long(img.fs.umask())));
     const std::string& root = set.files.at(img.fs.root_id()).reg().name();
@@ -903,7 +1007,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     CR_OK(trs.restore());
     if (thread_seccomp) CR_OK(task.threads_[i].set_options(kTraceOptions));
   }
-  CR_OK_IN(restore_process_wide(r, vpid, tc, log), "process");
+  CR_OK_IN(restore_process_wide(r, vpid, pid, tc, log), "process");
   CR_OK_IN(restore_itimers(r, tc.timers()), "itimers");
   CR_OK_IN(restore_posix_timers(r, tc.timers()), "POSIX timers");
   const auto& lcore = img.cores[0].thread_core();

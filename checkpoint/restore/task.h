@@ -16,6 +16,7 @@
 #include "checkpoint/kernel/features.h"
 #include "checkpoint/kernel/remote.h"
 #include "checkpoint/kernel/tracee.h"
+#include "checkpoint/mem/lazy.h"
 #include "checkpoint/mem/shmem.h"
 #include "checkpoint/restore/images.h"
 
@@ -28,6 +29,7 @@ struct TaskOptions {
   int inherited_pidfd = -1;  // fd number of crshim's own pidfd, inherited by every created task
   mem::SharedMemory* shmem = nullptr;  // shared anonymous memory objects of the whole tree
   ProgressSink* progress = nullptr;    // told of every batch of pages written back
+  mem::LazyClient* lazy = nullptr;     // --lazy-pages: private anonymous pages go to this daemon
 };
 
 // Which kernel objects a task shares with tasks restored before it (CLONE_VM/FILES/FS/SIGHAND from its

@@ -9,19 +9,12 @@ HOOKS_LOG=$WORK/hooks.log
 RESTORED_PID=
 # The restored container is crshim's, not runc's: kill it and remove the cgroups it lives in.
 stop_restored() {
-  local cg
   if [[ -n "$RESTORED_PID" ]]; then
     kill -9 "$RESTORED_PID" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$RESTORED_PID" 2>/dev/null || break; sleep 0.05; done
   fi
   # A cgroup may stay busy for a moment after its last task is reaped.
-  for cg in "${RESTORED_CGROUPS[@]}"; do
-    for _ in $(seq 40); do
-      rmdir "$cg" 2>/dev/null || true
-      [[ -d "$cg" ]] || break
-      sleep 0.05
-    done
-  done
+  remove_cgroups "${RESTORED_CGROUPS[@]}"
   RESTORED_PID=
   RESTORED_CGROUPS=()
 }

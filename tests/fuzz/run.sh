@@ -1,8 +1,17 @@
 #!/bin/sh
 # Builds the libFuzzer targets with clang (the engine instrumented too) into build-fuzz/ and runs each
 # for SECONDS (default 60). Exits non-zero if any target finds a crash; inputs go to build-fuzz/artifacts/.
+# Usage: run.sh [SECONDS [TARGET...]]; TARGET is a name of ALL_TARGETS below, with or without "fuzz_".
 set -eu
 secs=${1:-60}
+[ $# -gt 0 ] && shift
+all="fuzz_image_reader fuzz_load_images fuzz_oci_config fuzz_rpc_request fuzz_criu_config"
+targets=
+for t in "$@"; do
+  t=fuzz_${t#fuzz_}
+  case " $all " in *" $t "*) targets="$targets $t" ;; *) echo "unknown fuzz target $t (have: $all)" >&2; exit 2 ;; esac
+done
+[ -n "$targets" ] || targets=$all
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${CRSHIM_FUZZ_BUILD:-$root/build-fuzz}
 jobs=${CRSHIM_FUZZ_BUILD_JOBS:-2}
@@ -12,20 +21,25 @@ mkdir -p "$build"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS="$flags" >"$build/configure.log" 2>&1 ||
   { cat "$build/configure.log"; exit 1; }
-cmake --build "$build" -j"$jobs" --target fuzz_image_reader fuzz_load_images
+# shellcheck disable=SC2086 # one word per target
+cmake --build "$build" -j"$jobs" --target $targets
 
 # Working corpora: the committed seeds, the fixture images, and seed sets written by the target itself.
 corpus=$build/corpus
-mkdir -p "$corpus/image_reader" "$corpus/load_images" "$build/artifacts"
-cp "$root"/tests/fuzz/corpus/image_reader/* "$corpus/image_reader/" 2>/dev/null || true
-cp "$root"/tests/fuzz/corpus/load_images/* "$corpus/load_images/" 2>/dev/null || true
+mkdir -p "$build/artifacts"
+for t in $all; do
+  mkdir -p "$corpus/${t#fuzz_}"
+  cp "$root/tests/fuzz/corpus/${t#fuzz_}"/* "$corpus/${t#fuzz_}/" 2>/dev/null || true
+done
 for d in "$root"/tests/fixtures/criu-4.2/*/; do
   for f in "$d"*.img "$d"stats-dump; do
     case $(basename "$f") in pages-*|*.tar.gz.img) continue ;; esac
     [ -f "$f" ] && cp "$f" "$corpus/image_reader/$(basename "$d")-$(basename "$f")"
   done
 done
-CRSHIM_FUZZ_WRITE_SEEDS="$corpus/load_images" "$build/fuzz/fuzz_load_images"
+case " $targets " in *" fuzz_load_images "*) CRSHIM_FUZZ_WRITE_SEEDS="$corpus/load_images" "$build/fuzz/fuzz_load_images" ;; esac
+# Config files the machine has are seeds for the CRIU config parser.
+cp /etc/criu/*.conf "$corpus/criu_config/" 2>/dev/null || true
 
 status=0
 run() {
@@ -41,6 +55,11 @@ run() {
     grep -E "^stat::(number_of_executed_units|new_units_added|peak_rss_mb)" "$build/$target.log" || true
   fi
 }
-run fuzz_image_reader 8192
-run fuzz_load_images 32768
+for t in $targets; do
+  case $t in
+    fuzz_load_images) run "$t" 32768 ;;
+    fuzz_oci_config) run "$t" 65536 ;;
+    *) run "$t" 8192 ;;
+  esac
+done
 exit $status

@@ -87,7 +87,10 @@ echo "ok: a restore without --external dev[disk]:DEVICE is refused, leaving noth
 # 4. Restore with the device: same mounts, the counter goes on in the same file.
 "$CRSHIM" restore -D "$WORK/img" --root "$ROOT2" -d -o restore.log -v4 --external "dev[disk]:$LOOP" ||
   fail "restore failed: $(tail -3 "$WORK/img/restore.log")"
-TARGET_PID=$(tasks_in "$ROOT2" | head -1)
+TARGET_PID=""
+for p in $(tasks_in "$ROOT2"); do  # the restored init: pid 1 of its namespace
+  grep -q "^NSpid:.*[[:space:]]1$" "/proc/$p/status" && TARGET_PID=$p
+done
 [[ -n $TARGET_PID ]] || fail "no restored task in $ROOT2"
 AFTER=$(mounts "$TARGET_PID")
 [[ "$AFTER" == "$BEFORE" ]] || fail "mounts differ after restore:

@@ -155,3 +155,13 @@ remove_cgroups() {
     done
   done
 }
+
+# wait_gone LINK: a dead network namespace's veths go with it, asynchronously.
+wait_gone() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    ip link show "$1" >/dev/null 2>&1 || return 0
+    sleep 0.05
+  done
+  fail "link $1 is still there"
+}

@@ -75,15 +75,6 @@ start_veth_target() {
   ip netns del "$NS"
 }
 
-# wait_gone LINK: a dead namespace's veths go with it, asynchronously.
-wait_gone() {
-  local i
-  for ((i = 0; i < 100; i++)); do
-    ip link show "$1" >/dev/null 2>&1 || return 0
-    sleep 0.05
-  done
-  fail "link $1 is still there"
-}
 
 # check_restored_net: what the host and `ip` inside see after a restore.
 check_restored_net() {

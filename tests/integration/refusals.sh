@@ -3,7 +3,8 @@
 # and the reason (asserted word for word here), exits non-zero, and the target runs on untouched.
 #  1. a process whose children would be born in another time namespace than its own;
 #  2. a task moved out of its cgroup namespace's root (its own view starts with "/..");
-#  3. --freeze-cgroup naming a directory with no freezer.
+#  3. --freeze-cgroup naming a directory with no freezer;
+#  4. a task that cannot be stopped (stuck in vfork) within --timeout.
 source "$(dirname "$0")/lib.sh"
 
 V2ROOT=/sys/fs/cgroup/unified
@@ -70,3 +71,19 @@ expect_refused "$WORK/freezer" "Error: dump failed: dump --freeze-cgroup $V2ROOT
 grep -q "name the tree's freezer cgroup directory" "$WORK/err" || fail "no hint: $(cat "$WORK/err")"
 finish_and_check
 echo "ok: --freeze-cgroup naming a directory without a freezer is refused, and the target runs on"
+
+# ---- 4. A task that will not stop: --timeout bounds the wait.
+READY=$WORK/vfork.ready RESULT=$WORK/vfork.result
+setsid "$PROGRAMS/tp_vfork" "$READY" "$RESULT" 6 </dev/null >"$WORK/vfork.out" 2>&1 &
+TARGET_PID=$!
+wait_for_file "$READY"
+mkdir -p "$WORK/vfork"
+start=$(date +%s%N)
+if "$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/vfork" -o dump.log -v4 --timeout 1 2>"$WORK/err"; then fail "dumped a task stuck in vfork"; fi
+took=$((($(date +%s%N) - start) / 1000000))
+((took < 3000)) || fail "the dump gave up after $took ms with --timeout 1"
+grep -qF "freeze tid $TARGET_PID: did not stop within 1 s; it is in an uninterruptible wait (a vfork parent, stuck I/O); hint: see /proc/$TARGET_PID/stack; raise --timeout if it is only slow" "$WORK/err" ||
+  fail "unexpected error: $(cat "$WORK/err")"
+wait_for_file "$RESULT" 20
+[[ $(cat "$RESULT") == PASS ]] || fail "after the failed dump: $(cat "$RESULT")"
+echo "ok: a task stuck in vfork is given up after --timeout 1 ($took ms), and runs on"

@@ -4,30 +4,9 @@
 # (twice) and --leave-running. Without the option such a process is refused before it is frozen.
 source "$(dirname "$0")/lib.sh"
 
-python3 -c '
-import socket, sys, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0))
-s.listen(8)
-open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1]))
-import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-def echo(c):
-    while True:
-        try:
-            d = c.recv(4096)
-        except OSError as e:
-            open(sys.argv[2], "a").write("error %s\n" % e)
-            return
-        if not d:
-            return
-        c.sendall(d)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=echo, args=(c,), daemon=True).start()
-' "$WORK/echo.port" "$WORK/echo.errors" &
+python3 "$(dirname "$0")/tcp_echo_server.py" "$WORK/echo.port" "$WORK/echo.errors" &
 ECHO=$!
-trap 'kill $ECHO 2>/dev/null || true' EXIT
+trap 'rc=$?; kill $ECHO 2>/dev/null || true; set +e; (exit $rc); cleanup' EXIT
 wait_for_file "$WORK/echo.port"
 PORT=$(cat "$WORK/echo.port")
 

@@ -22,8 +22,11 @@ from pycriu import rpc_pb2 as rpc  # noqa: E402
 
 
 def set_opt(opts, assignment):
-    """--opt NAME=VALUE: sets a scalar criu_opts field, typed by the schema."""
+    """--opt NAME=VALUE: sets a scalar criu_opts field, typed by the schema (ps.port=...: a nested one)."""
     name, _, value = assignment.partition("=")
+    if "." in name:
+        outer, _, name = name.partition(".")
+        opts = getattr(opts, outer)
     field = opts.DESCRIPTOR.fields_by_name.get(name)
     if field is None:
         sys.exit("unknown criu_opts field %r" % name)
@@ -120,6 +123,9 @@ def describe(resp, out):
         out.append("dump_restored=%d" % int(resp.dump.restored))
     if resp.HasField("restore"):
         out.append("restore_pid=%d" % resp.restore.pid)
+    if resp.HasField("ps"):
+        out.append("ps_pid=%d" % resp.ps.pid)
+        out.append("ps_port=%d" % resp.ps.port)
 
 
 def main():

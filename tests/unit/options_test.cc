@@ -199,7 +199,7 @@ TEST(OptionForms, NumbersAreCheckedStrictly) {
   EXPECT_EQ(err({"dump", "--tree=0"}), "invalid value '0' for --tree: expected a process id > 0");
   EXPECT_EQ(err({"dump", "-t", "12x"}), "invalid value '12x' for -t: expected a process id > 0");
   EXPECT_EQ(err({"page-server", "--port", "70000"}),
-            "invalid value '70000' for --port: expected a port number 1..65535");
+            "invalid value '70000' for --port: expected a port number 0..65535");
   EXPECT_EQ(err({"page-server", "--status-fd", "-1"}),
             "invalid value '-1' for --status-fd: expected a file descriptor number");
   EXPECT_EQ(err({"dump", "-t1", "--timeout", "ten"}), "invalid value 'ten' for --timeout: expected a number of seconds");

@@ -1,0 +1,172 @@
+#!/bin/bash
+# Lazy (post-copy) restore: `crshim lazy-pages` serves private memory through userfaultfd while the
+# restored tree already runs; forks after the restore, trees, and every failure path.
+source "$(dirname "$0")/lib.sh"
+
+DAEMON_PID=
+kill_daemon() { if [[ -n "$DAEMON_PID" ]]; then kill -9 "$DAEMON_PID" 2>/dev/null || true; fi; }
+trap 'kill_daemon; cleanup' EXIT
+
+# start_daemon DIR [VAR=VALUE...]: starts the daemon on DIR and waits for its readiness byte (a NUL
+# on --status-fd); sets DAEMON_PID.
+start_daemon() {
+  local dir=$1
+  shift
+  local fifo=$WORK/status.fifo
+  rm -f "$fifo" "$dir/lazy-pages.log"
+  mkfifo "$fifo"
+  env "$@" "$CRSHIM" lazy-pages -D "$dir" -o lazy-pages.log -v4 --status-fd 3 3>"$fifo" &
+  DAEMON_PID=$!
+  local byte
+  byte=$(timeout 20 head -c1 "$fifo" | od -An -tx1 | tr -d ' ')
+  [[ "$byte" == 00 ]] || fail "no readiness byte from the lazy-pages daemon (got '$byte')"
+  [[ -S "$dir/lazy-pages.socket" ]] || fail "the daemon is ready but lazy-pages.socket is missing"
+}
+
+# wait_daemon [SECONDS]: waits for the daemon to exit; sets DAEMON_RC.
+wait_daemon() {
+  local limit=${1:-30} i
+  for ((i = 0; i < limit * 20; i++)); do
+    kill -0 "$DAEMON_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -0 "$DAEMON_PID" 2>/dev/null && fail "the lazy-pages daemon did not exit in ${limit}s"
+  DAEMON_RC=0
+  wait "$DAEMON_PID" || DAEMON_RC=$?
+  DAEMON_PID=
+}
+
+# stat NAME LOG: a number from the daemon's final line.
+stat() {
+  local line
+  line=$(grep 'lazy-pages: .* tasks' "$2" | tail -1) || fail "no stats line in $2"
+  case $1 in
+    tasks) sed -E 's/.*lazy-pages: ([0-9]+) tasks.*/\1/' <<<"$line" ;;
+    forked) sed -E 's/.* ([0-9]+) forked.*/\1/' <<<"$line" ;;
+    total) sed -E 's/.* ([0-9]+) lazy pages.*/\1/' <<<"$line" ;;
+    faults) sed -E 's/.* ([0-9]+) faults served.*/\1/' <<<"$line" ;;
+    fault_pages) sed -E 's/.*faults served \(([0-9]+) pages\).*/\1/' <<<"$line" ;;
+    pushed) sed -E 's/.* ([0-9]+) pages pushed.*/\1/' <<<"$line" ;;
+  esac
+}
+
+# 1. The tree runs before its memory is in place: the background push is slowed down, the program
+#    verifies its 64 MiB at once, so most pages arrive through faults it takes while running.
+start_program tp_lazy 64
+IMG=$WORK/img
+checkpoint "$IMG"
+reap_target
+start_daemon "$IMG" CRSHIM_LAZY_PUSH_PAUSE_MS=200
+restore_detached "$IMG" --lazy-pages
+grep -q 'left to the lazy-pages daemon' "$IMG/restore.log" || fail "the restore wrote every page itself"
+kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon exited before the tree touched its memory"
+finish_and_check
+wait_daemon 30
+((DAEMON_RC == 0)) || fail "lazy-pages daemon exited $DAEMON_RC: $(tail -3 "$IMG/lazy-pages.log")"
+LOG=$IMG/lazy-pages.log
+total=$(stat total "$LOG") fault_pages=$(stat fault_pages "$LOG") pushed=$(stat pushed "$LOG")
+echo "stats: $(grep 'lazy-pages: .* tasks' "$LOG")"
+((total >= 16384)) || fail "only $total lazy pages for 64 MiB"
+((fault_pages >= 8192)) || fail "only $fault_pages pages came through faults: the tree did not run before its memory was in place"
+((pushed < total)) || fail "everything was pushed ($pushed of $total) before the tree ran"
+[[ ! -e "$IMG/lazy-pages.socket" ]] || fail "the daemon left its socket behind"
+echo "ok: the restored program ran and faulted in $fault_pages of $total pages (pushed $pushed)"
+
+# 2. The daemon pushes everything and exits 0 while the tree keeps running; afterwards the memory
+#    is complete without it.
+rm -f "$RESULT"
+start_daemon "$IMG"
+restore_detached "$IMG" --lazy-pages
+TARGET_PID=$(pgrep -f "tp_lazy $WORK/tp_lazy.ready" | head -1)
+[[ -n "$TARGET_PID" ]] || fail "the restored program is not running"
+wait_daemon 30
+((DAEMON_RC == 0)) || fail "lazy-pages daemon exited $DAEMON_RC: $(tail -3 "$IMG/lazy-pages.log")"
+total=$(stat total "$LOG") fault_pages=$(stat fault_pages "$LOG") pushed=$(stat pushed "$LOG")
+((pushed + fault_pages == total)) || fail "delivered $pushed + $fault_pages of $total pages"
+grep -q 'every page delivered' "$LOG" || fail "the daemon did not say everything was delivered"
+kill -0 "$TARGET_PID" || fail "the program died while the daemon pushed its memory"
+finish_and_check
+echo "ok: the daemon pushed all $total pages and exited 0; the program then found all its memory"
+
+# 3. A fork after the restore while pages are missing: the child gets the parent's pending pages
+#    (UFFD_EVENT_FORK); the parent's munmap, mremap and MADV_DONTNEED are followed too.
+start_program tp_lazy 32 fork
+checkpoint "$WORK/img-fork"
+reap_target
+start_daemon "$WORK/img-fork" CRSHIM_LAZY_PUSH_PAUSE_MS=200
+restore_detached "$WORK/img-fork" --lazy-pages
+finish_and_check
+wait_daemon 30
+((DAEMON_RC == 0)) || fail "lazy-pages daemon exited $DAEMON_RC: $(tail -3 "$WORK/img-fork/lazy-pages.log")"
+forked=$(stat forked "$WORK/img-fork/lazy-pages.log")
+((forked >= 1)) || fail "the daemon saw no fork"
+echo "ok: a fork, munmap, mremap and MADV_DONTNEED after a lazy restore ($forked fork served)"
+
+# 4. A tree: each process has its own address space and userfaultfd.
+start_program tp_lazy 16 tree
+checkpoint "$WORK/img-tree"
+reap_target
+start_daemon "$WORK/img-tree" CRSHIM_LAZY_PUSH_PAUSE_MS=100
+restore_detached "$WORK/img-tree" --lazy-pages
+finish_and_check
+wait_daemon 30
+((DAEMON_RC == 0)) || fail "lazy-pages daemon exited $DAEMON_RC"
+tasks=$(stat tasks "$WORK/img-tree/lazy-pages.log")
+((tasks == 2)) || fail "the daemon served $tasks address spaces, expected 2"
+echo "ok: a two-process tree restored lazily"
+
+# 5. An incremental dump: pages left to the parent images (PE_PARENT) are served from there.
+start_program tp_lazy 64
+mkdir -p "$WORK/pre" "$WORK/img-inc"
+"$CRSHIM" pre-dump -t "$TARGET_PID" -D "$WORK/pre" -o pre.log -v4 || fail "pre-dump: $(tail -3 "$WORK/pre/pre.log")"
+checkpoint "$WORK/img-inc" --prev-images-dir ../pre --track-mem
+reap_target
+skipped=$(crit decode -i "$WORK/img-inc/stats-dump" | python3 -c "import json,sys; print(json.load(sys.stdin)['entries'][0]['dump'].get('pages_skipped_parent', 0))")
+((skipped >= 16000)) || fail "only $skipped pages were left to the parent images"
+start_daemon "$WORK/img-inc" CRSHIM_LAZY_PUSH_PAUSE_MS=100
+restore_detached "$WORK/img-inc" --lazy-pages
+finish_and_check
+wait_daemon 30
+((DAEMON_RC == 0)) || fail "lazy-pages daemon exited $DAEMON_RC: $(tail -3 "$WORK/img-inc/lazy-pages.log")"
+total=$(stat total "$WORK/img-inc/lazy-pages.log")
+((total >= 16384)) || fail "only $total lazy pages from the parent images"
+echo "ok: an incremental dump restored lazily, $total pages from the parent chain"
+
+# 6. No daemon: the restore waits a little, then fails cleanly and leaves no task.
+rm -f "$RESULT"
+start=$(date +%s)
+if "$CRSHIM" restore -D "$IMG" -o restore-nodaemon.log -v4 -d --lazy-pages 2>"$WORK/err"; then
+  fail "a lazy restore without a daemon succeeded"
+fi
+grep -q 'lazy-pages.socket' "$WORK/err" || fail "the error does not name the socket: $(cat "$WORK/err")"
+(($(date +%s) - start < 30)) || fail "the restore waited too long for the daemon"
+if pgrep -f "tp_lazy $WORK/tp_lazy.ready" >/dev/null; then fail "a task of the failed restore is alive"; fi
+echo "ok: no daemon: $(head -1 "$WORK/err")"
+
+# 7. A restore that fails after handing memory to the daemon kills its tasks; the daemon exits non-zero.
+start_daemon "$IMG"
+if CRSHIM_FAULT=restore:before-resume "$CRSHIM" restore -D "$IMG" -o restore-fault.log -v4 -d --lazy-pages 2>"$WORK/err"; then
+  fail "the fault point did not fail the restore"
+fi
+wait_daemon 30
+((DAEMON_RC != 0)) || fail "the daemon exited 0 after a failed restore"
+grep -q 'ended before it resumed' "$IMG/lazy-pages.log" || fail "the daemon did not say the restore failed"
+if pgrep -f "tp_lazy $WORK/tp_lazy.ready" >/dev/null; then fail "a task of the failed restore is alive"; fi
+echo "ok: a failed lazy restore leaves no task; the daemon exits $DAEMON_RC"
+
+# 8. The daemon gives up when no restore comes, and refuses a directory without images.
+start=$(date +%s)
+if "$CRSHIM" lazy-pages -D "$IMG" -o lazy-timeout.log --timeout 1 2>"$WORK/err"; then fail "the daemon waited forever"; fi
+grep -q 'no restore connected' "$WORK/err" "$IMG/lazy-timeout.log" || fail "unclear timeout error: $(cat "$WORK/err")"
+(($(date +%s) - start < 10)) || fail "the daemon ignored --timeout"
+mkdir -p "$WORK/empty"
+if "$CRSHIM" lazy-pages -D "$WORK/empty" -o lazy.log --timeout 1 2>"$WORK/err"; then fail "the daemon took a directory without images"; fi
+grep -q 'inventory.img' "$WORK/err" || fail "unclear error for missing images: $(cat "$WORK/err")"
+echo "ok: daemon timeout and missing images are errors"
+
+# 9. Lazy dumps (pages kept on a page server) are refused with a clear error.
+start_program tp_lazy 1
+if "$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/img-lazy-dump" -o dump.log --lazy-pages 2>"$WORK/err"; then fail "dump --lazy-pages succeeded"; fi
+grep -q -- '--lazy-pages' "$WORK/err" || fail "unclear error: $(cat "$WORK/err")"
+finish_and_check
+echo "ok: dump --lazy-pages refused: $(head -1 "$WORK/err")"
