@@ -49,6 +49,8 @@ struct DumpRequest {
   bool file_locks = false;            // --file-locks: dump the locks tasks hold (else they are an error)
   bool orphan_pts_master = false;     // a pty slave whose master is outside the tree is dumped (else refused)
   bool tcp_established = false;       // --tcp-established: established TCP connections are dumped (else refused)
+  bool tcp_close = false;             // --tcp-close: TCP connections are dumped as closed sockets (else refused)
+  bool skip_in_flight = false;        // --skip-in-flight: connections a listener has not accepted are dropped
   NetLockMethod network_lock = NetLockMethod::iptables;  // recorded in the inventory for the restore
   // --ext-mount-map KEY:VAL and RPC ext_mnt (besides --external mnt[KEY]:VAL in `external`): the
   // mount at mount point KEY of the tree's mount namespace comes from outside; the image names it VAL.
@@ -111,6 +113,7 @@ struct RestoreRequest {
   // --lazy-pages: private anonymous memory is left to the `crshim lazy-pages` daemon listening in the
   // work dir, which serves it through userfaultfd while the tree already runs.
   bool lazy_pages = false;
+  bool tcp_close = false;  // --tcp-close: dumped TCP connections come back closed, on their addresses
   std::optional<NetLockMethod> network_lock;  // unset (as CRIU): the method the inventory names
 };
 

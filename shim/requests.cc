@@ -11,8 +11,6 @@ Status refuse_unsupported(const Options& o) {
   auto no = [&](bool set, const char* name) {
     if (set) refused.push_back(name);
   };
-  no(o.tcp_close, "--tcp-close");
-  no(o.skip_in_flight, "--skip-in-flight");
   no(o.evasive_devices, "--evasive-devices");
   no(o.leave_stopped, "--leave-stopped");
   no(o.exec_cmd, "--exec-cmd");
@@ -58,6 +56,8 @@ DumpRequest dump_request(const Options& opts) {
   req.file_locks = opts.file_locks;
   req.orphan_pts_master = opts.orphan_pts_master;
   req.tcp_established = opts.tcp_established;
+  req.tcp_close = opts.tcp_close;
+  req.skip_in_flight = opts.skip_in_flight;
   switch (opts.network_lock) {
     case NetworkLock::iptables: req.network_lock = NetLockMethod::iptables; break;
     case NetworkLock::nftables: req.network_lock = NetLockMethod::nftables; break;
@@ -104,6 +104,7 @@ RestoreRequest restore_request(const Options& opts) {
     req.external.push_back("veth[" + v.inner + "]:" + v.outer + (v.bridge.empty() ? "" : "@" + v.bridge));
   for (const auto& m : opts.ext_mounts) req.ext_mounts.push_back({m.key, m.val});
   req.lazy_pages = opts.lazy_pages;
+  req.tcp_close = opts.tcp_close;
   return req;
 }
 

@@ -46,7 +46,7 @@ struct DumpContext {
     files.set_link_remap(r.link_remap);
     files.set_file_locks(r.file_locks);
     files.set_orphan_pts_master(r.orphan_pts_master);
-    files.set_tcp_established(r.tcp_established);
+    files.set_tcp_policy({r.tcp_established, r.tcp_close, r.skip_in_flight});
     files.set_tree_pids(&vpids);
   }
 

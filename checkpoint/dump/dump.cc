@@ -82,10 +82,12 @@ Status preflight(const DumpRequest& req) {
   }
   auto tree = CR_TRY(dumper::list_tree(pid));
   for (pid_t p : tree) {
-    if (!req.tcp_established && !req.pre_dump)  // a pre-dump takes memory only: sockets are not touched
-      if (auto est = files::inet::established_problem(p); !est.empty()) {
-        problems.push_back(est);
-        if (hint.empty()) hint = "use --tcp-established to dump established TCP connections";
+    // A pre-dump takes memory only: sockets are not touched.
+    if (!req.pre_dump)
+      if (auto tcp = files::inet::tcp_problems(p, {req.tcp_established, req.tcp_close, req.skip_in_flight}); !tcp.empty()) {
+        problems.push_back(tcp);
+        if (hint.empty())
+          hint = "use --tcp-established to dump established TCP connections, or --tcp-close to restore them closed";
       }
     if (auto timens = ns::time_ns_problem(p); !timens.empty()) {
       problems.push_back((p == pid ? "" : "pid " + std::to_string(p) + ": ") + timens);

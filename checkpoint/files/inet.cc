@@ -145,32 +145,25 @@ const char* state_name(int s) {
   return s >= 0 && s < int(std::size(names)) ? names[s] : "?";
 }
 
-constexpr const char* kHint = "use --tcp-established to dump established TCP connections";
-
-std::string established_text(const OpenFd& f, const Diag& d) {
-  return "fd " + std::to_string(f.fd) + ": established TCP connection " + describe(d);
-}
+constexpr const char* kHint =
+    "use --tcp-established to dump established TCP connections, or --tcp-close to restore them closed";
 
 bool matches(const OpenFd& f) { return f.link.rfind("socket:", 0) == 0 && proto_of(proto_name(fd_path(f))).has_value(); }
 
-// Why this socket cannot be dumped whatever the options ("" when it can).
-std::string problem(const Diag& d) {
-  if (d.state == TCP_LISTEN && d.rqueue)
-    return "listening TCP socket " + describe(d) + " with " + std::to_string(d.rqueue) + " connection(s) not accepted yet";
-  if (d.state == TCP_LISTEN || d.state == TCP_CLOSE || d.state == TCP_ESTABLISHED) return "";
-  return std::string("TCP socket ") + describe(d) + " in state " + state_name(d.state) + " (only listening, closed and established TCP sockets are supported)";
+// Why `policy` does not let this socket be dumped ("" when it does).
+std::string problem(const Diag& d, const TcpPolicy& policy) {
+  if (d.state == TCP_LISTEN && d.rqueue && !policy.skip_in_flight)
+    return "listening TCP socket " + describe(d) + " with " + std::to_string(d.rqueue) +
+           " connection(s) not accepted yet (--skip-in-flight drops them)";
+  if (d.state == TCP_LISTEN || d.state == TCP_CLOSE || policy.close) return "";
+  if (d.state == TCP_ESTABLISHED) return policy.established ? "" : "established TCP connection " + describe(d);
+  return std::string("TCP socket ") + describe(d) + " in state " + state_name(d.state) +
+         " (only listening, closed and established TCP sockets are supported; --tcp-close restores it closed)";
 }
 
+// TCP states depend on --tcp-established/--tcp-close/--skip-in-flight: tcp_problems() checks them.
 std::string unsupported(const OpenFd& f, bool) {
-  auto p = proto_of(proto_name(fd_path(f)));
-  if (!p) return "inet socket of an unsupported protocol";
-  auto ns = sockdiag::task_netns(f.pid);
-  if (!ns) return "inet socket (" + ns.error().render() + ")";
-  auto d = diag_by_ino(p->family, p->protocol, sock_ino(f), ns->get());
-  if (!d) return "inet socket (" + d.error().render() + ")";
-  if (!*d) return "";
-  if (p->protocol == IPPROTO_UDP) return "";
-  return problem(**d);
+  return proto_of(proto_name(fd_path(f))) ? "" : "inet socket of an unsupported protocol";
 }
 
 using sock::get_int;
@@ -311,10 +304,13 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
     state = diag->state;
     shut = diag->shutdown;
     if (protocol == IPPROTO_TCP) {
-      if (std::string why = problem(*diag); !why.empty()) return fail(make_error(Errc::unsupported, "dump", what, why));
-      if (state == TCP_ESTABLISHED && !files.tcp_established())
-        return fail(make_error(Errc::unsupported, "dump", what, "established TCP connection " + describe(*diag)).with_hint(kHint));
+      const TcpPolicy& policy = files.tcp_policy();
+      if (std::string why = problem(*diag, policy); !why.empty())
+        return fail(make_error(Errc::unsupported, "dump", what, why).with_hint(kHint));
       if (state == TCP_LISTEN) e->set_backlog(diag->wqueue);
+      // --tcp-close: a connection not dumped in repair mode is recorded closed, on its addresses.
+      if (state != TCP_LISTEN && state != TCP_CLOSE && !(state == TCP_ESTABLISHED && policy.established))
+        state = TCP_CLOSE;
     }
   }
   // Addresses from the socket itself: sock_diag does not list unbound-but-named or closed sockets.
@@ -399,7 +395,7 @@ std::string tcp_stream_file(uint32_t ino) {
   return buf;
 }
 
-std::string established_problem(pid_t pid) {
+std::string tcp_problems(pid_t pid, const TcpPolicy& policy) {
   auto fds = list_fds(pid, false);
   auto ns = sockdiag::task_netns(pid);
   if (!fds || !ns) return "";
@@ -414,11 +410,12 @@ std::string established_problem(pid_t pid) {
       tables[p->family] = all ? std::move(*all) : std::map<uint32_t, Diag>();
     }
     auto it = tables[p->family].find(sock_ino(f));
-    if (it == tables[p->family].end() || it->second.state != TCP_ESTABLISHED) continue;
-    out += (out.empty() ? "" : ", ") + established_text(f, it->second);
+    if (it == tables[p->family].end()) continue;
+    if (std::string why = problem(it->second, policy); !why.empty())
+      out += (out.empty() ? "" : ", ") + ("fd " + std::to_string(f.fd) + ": " + why);
   }
   if (out.empty()) return "";
-  return "pid " + std::to_string(pid) + ": " + out + " (" + kHint + ")";
+  return "pid " + std::to_string(pid) + ": " + out;
 }
 
 }  // namespace inet

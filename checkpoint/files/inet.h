@@ -34,9 +34,9 @@ Result<std::optional<Diag>> diag_by_ino(int family, int protocol, uint32_t ino, 
 // "127.0.0.1:80 -> 10.0.0.1:5555" (or "[::1]:80 -> ...").
 std::string describe(const Diag& d);
 
-// Without --tcp-established: every established TCP connection `pid` holds, as one message
-// ("" when none), for the pre-freeze check.
-std::string established_problem(pid_t pid);
+// The TCP sockets `pid` holds that `policy` does not let a dump take, as one message ("" when
+// none), for the pre-freeze check.
+std::string tcp_problems(pid_t pid, const TcpPolicy& policy);
 
 // Creates the socket an INETSK entry describes (bound, listening, connected or repaired).
 Result<UniqueFd> open_socket(const file_entry& fe, RestoreFiles& files);

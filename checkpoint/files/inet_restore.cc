@@ -203,14 +203,14 @@ Result<UniqueFd> open_socket(const file_entry& fe, RestoreFiles& files) {
                            "family " + std::to_string(e.family()) + " type " + std::to_string(e.type()) + " protocol " +
                                std::to_string(e.proto())));
   bool tcp = e.proto() == IPPROTO_TCP;
-  if (tcp && e.state() != TCP_LISTEN && e.state() != TCP_CLOSE && e.state() != TCP_ESTABLISHED)
+  if (tcp && e.state() != TCP_LISTEN && e.state() != TCP_CLOSE && e.state() != TCP_ESTABLISHED && !files.tcp_close())
     return fail(make_error(Errc::unsupported, "restore", what, "TCP state " + std::to_string(e.state())));
   // Made in the tree's network namespace: a socket belongs to the one it was created in.
   auto made = files.socket(int(e.family()), int(e.type()), int(e.proto()));
   if (!made) return fail(made.error().within(what));
   UniqueFd s = std::move(*made);
   int fd = s.get();
-  bool repair = tcp && e.state() == TCP_ESTABLISHED;
+  bool repair = tcp && e.state() == TCP_ESTABLISHED && !files.tcp_close();
   // Repair mode first: it also lets the socket share its port with the listener it was accepted from.
   if (repair) CR_OK(set_int(fd, IPPROTO_TCP, TCP_REPAIR, 1, "TCP_REPAIR", what));
   CR_OK(restore_opts(fd, e, what));
@@ -225,7 +225,10 @@ Result<UniqueFd> open_socket(const file_entry& fe, RestoreFiles& files) {
     // Connections the dumped socket had may linger in TIME_WAIT on its port: reuse it for the bind, then
     // give the socket its own setting back.
     if (tcp && has_src && !e.opts().reuseaddr()) CR_OK(set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", what));
-    if (has_src && ::bind(fd, reinterpret_cast<sockaddr*>(&src), slen) < 0)
+    // A connection restored closed (--tcp-close) takes its old address when it is free; what is left
+    // of the connection itself (FIN_WAIT, TIME_WAIT) may hold it, and unbound it serves just as well.
+    const bool closed_connection = tcp && e.state() != TCP_LISTEN && e.dst_port() != 0;
+    if (has_src && ::bind(fd, reinterpret_cast<sockaddr*>(&src), slen) < 0 && !(closed_connection && errno == EADDRINUSE))
       return fail(sys_error("bind", what, addr_string(src))
                       .with_hint("the address must be free: is the dumped process (or another one) still holding it?"));
     if (tcp && e.state() == TCP_LISTEN && ::listen(fd, int(e.backlog())) < 0) return fail(sys_error("listen", what));

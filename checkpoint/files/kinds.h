@@ -28,6 +28,15 @@
 
 namespace crshim::files {
 
+namespace inet {
+// What a dump does with TCP sockets beyond listening and closed ones.
+struct TcpPolicy {
+  bool established = false;     // --tcp-established: connections dumped in repair mode
+  bool close = false;           // --tcp-close: connections (any state) dumped as closed sockets
+  bool skip_in_flight = false;  // --skip-in-flight: connections not accepted yet are dropped
+};
+}  // namespace inet
+
 // One open fd of a frozen task, as /proc describes it.
 struct OpenFd {
   pid_t pid = 0;
@@ -73,8 +82,8 @@ class DumpFiles {
   void set_orphan_pts_master(bool on) { orphan_pts_master_ = on; }
   bool orphan_pts_master() const { return orphan_pts_master_; }
   // --tcp-established: established TCP connections are dumped (in repair mode) instead of refused.
-  void set_tcp_established(bool on) { tcp_established_ = on; }
-  bool tcp_established() const { return tcp_established_; }
+  void set_tcp_policy(const inet::TcpPolicy& p) { tcp_ = p; }
+  const inet::TcpPolicy& tcp_policy() const { return tcp_; }
   // Established TCP sockets put into repair mode by the dump (crshim's copies). They stay in repair
   // mode so that killing the tree sends nothing to the peers; a tree that runs on (--leave-running, a
   // failed dump) needs end_tcp_repair() before it is resumed. Defined in inet.cc.
@@ -101,7 +110,7 @@ class DumpFiles {
   std::vector<std::pair<UniqueFd, std::string>> links_;
   bool file_locks_ = false;
   bool orphan_pts_master_ = false;
-  bool tcp_established_ = false;
+  inet::TcpPolicy tcp_;
   std::vector<UniqueFd> repaired_;
   const std::map<pid_t, pid_t>* tree_pids_ = nullptr;
   std::map<std::string, std::unique_ptr<image::Writer>> writers_;
@@ -141,6 +150,9 @@ class RestoreFiles {
   const file_entry& entry(uint32_t id) const { return files_.at(id); }
   int images_dir() const { return images_dir_; }
   bool shell_job() const { return shell_job_; }
+  // --tcp-close at restore: connections come back as closed sockets on their address, not repaired.
+  void set_tcp_close(bool on) { tcp_close_ = on; }
+  bool tcp_close() const { return tcp_close_; }
   // The file locks task `vpid` held (filelocks.img), loaded on first use.
   Result<std::vector<file_lock_entry>> locks_of(uint32_t vpid);
   // The remap-fpath.img entry for REG file `id` (a ghost, or a --link-remap link whose REG entry is
@@ -162,6 +174,7 @@ class RestoreFiles {
   bool shell_job_;
   int root_fd_ = -1;
   int netns_fd_ = -1;
+  bool tcp_close_ = false;
   std::map<std::string, int> inherited_;
   std::optional<std::map<uint32_t, remap_file_path_entry>> remaps_;  // orig file id -> its remap
   std::set<uint32_t> used_links_;

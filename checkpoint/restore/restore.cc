@@ -355,6 +355,7 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
   if (req.lazy_pages) lazy.emplace(CR_TRY(mem::LazyClient::connect(session.work_dir, std::chrono::seconds(5))));
   CR_OK(hooks.fire(HookPoint::pre_restore, 0));
   files::RestoreFiles files(set.files, session.images_dir, req.shell_job);
+  files.set_tcp_close(req.tcp_close);
   for (const auto& in : req.inherit_fds) files.inherit(in.fd, in.key);
   // Before any task exists: tasks inherit the ptys, and session leaders take theirs as they are created.
   auto ptys = CR_TRY(tty::restore_ptys(files, set, req.orphan_pts_master, log));

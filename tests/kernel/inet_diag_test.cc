@@ -54,9 +54,14 @@ TEST(InetDiag, ListenerConnectionAndUdp) {
   EXPECT_EQ((*d)->state, TCP_ESTABLISHED);
   EXPECT_EQ((*d)->dport, port_of(l.get()));
   EXPECT_EQ(describe(**d), "127.0.0.1:" + std::to_string(port_of(c.get())) + " -> 127.0.0.1:" + std::to_string(port_of(l.get())));
-  std::string why = established_problem(getpid());
+  // The listener's queued connection and both established ends, under each policy.
+  std::string why = tcp_problems(getpid(), {});
   EXPECT_NE(why.find("established TCP connection 127.0.0.1:" + std::to_string(port_of(c.get()))), std::string::npos) << why;
-  EXPECT_NE(why.find("--tcp-established"), std::string::npos) << why;
+  EXPECT_NE(why.find("1 connection(s) not accepted yet (--skip-in-flight drops them)"), std::string::npos) << why;
+  why = tcp_problems(getpid(), {.established = true});
+  EXPECT_EQ(why.find("established"), std::string::npos) << why;
+  EXPECT_NE(why.find("not accepted yet"), std::string::npos) << why;
+  EXPECT_EQ(tcp_problems(getpid(), {.established = false, .close = true, .skip_in_flight = true}), "");
 
   UniqueFd unbound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   d = diag_by_ino(AF_INET, IPPROTO_TCP, ino_of(unbound.get()));
