@@ -51,6 +51,7 @@ struct DumpRequest {
   bool tcp_established = false;       // --tcp-established: established TCP connections are dumped (else refused)
   bool tcp_close = false;             // --tcp-close: TCP connections are dumped as closed sockets (else refused)
   bool skip_in_flight = false;        // --skip-in-flight: connections a listener has not accepted are dropped
+  bool compress = false;              // --compress: pages images are zstd streams (restore reads both kinds)
   NetLockMethod network_lock = NetLockMethod::iptables;  // recorded in the inventory for the restore
   // --ext-mount-map KEY:VAL and RPC ext_mnt (besides --external mnt[KEY]:VAL in `external`): the
   // mount at mount point KEY of the tree's mount namespace comes from outside; the image names it VAL.

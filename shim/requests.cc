@@ -22,7 +22,8 @@ Status refuse_unsupported(const Options& o) {
   no(o.auto_dedup, "--auto-dedup");
   no(o.lsm_profile.has_value() || o.lsm_mount_context.has_value(), "--lsm-profile/--lsm-mount-context");
   no(o.stream, "--stream");
-  no(o.compress, "--compress");
+  // Compressed pages stay local: a page server takes CRIU's plain stream.
+  no(o.compress && (o.page_server || (o.verb != Verb::dump && o.verb != Verb::pre_dump)), "--compress (only dump and pre-dump to the images dir)");
   for (const auto& e : o.external)
     if (e.rfind("file[", 0) != 0 && !(e.rfind("net[", 0) == 0 && (o.verb == Verb::dump || o.verb == Verb::pre_dump)) && e.rfind("unix[", 0) != 0 &&
         !((e.rfind("tty[", 0) == 0 || e.rfind("pid[", 0) == 0) && o.verb == Verb::dump) &&
@@ -58,6 +59,7 @@ DumpRequest dump_request(const Options& opts) {
   req.tcp_established = opts.tcp_established;
   req.tcp_close = opts.tcp_close;
   req.skip_in_flight = opts.skip_in_flight;
+  req.compress = opts.compress;
   switch (opts.network_lock) {
     case NetworkLock::iptables: req.network_lock = NetLockMethod::iptables; break;
     case NetworkLock::nftables: req.network_lock = NetLockMethod::nftables; break;

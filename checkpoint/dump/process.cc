@@ -298,7 +298,7 @@ Status dump_memory(pid_t pid, const mem::AddressSpace& as, DumpContext& ctx, boo
   auto pagemap_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/pagemap", O_RDONLY));
   // Pages go to the images dir or to a page server (ctx.page_sink); PARENT entries only where the
   // parent images hold this process's pagemap.
-  mem::ImagePageSink local(ctx.session.images_dir, ctx.next_pages_id);
+  mem::ImagePageSink local(ctx.session.images_dir, ctx.next_pages_id, ctx.req.compress);
   mem::PageSink& sink = ctx.page_sink ? *ctx.page_sink : local;
   bool parent_has = CR_TRY(sink.open(mem::PageSink::Owner::process, ctx.vpid(pid)));
   bool incremental = tracked && parent_has && ctx.parent && ctx.parent->tracking(ctx.vpid(pid)) == tracking_inode;

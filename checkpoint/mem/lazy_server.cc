@@ -19,6 +19,7 @@
 #include "checkpoint/base/sys.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
+#include "checkpoint/mem/compress.h"
 #include "checkpoint/mem/lazy.h"
 #include "checkpoint/mem/parent_pages.h"
 
@@ -27,23 +28,6 @@ namespace crshim::mem {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// A pages image mapped read-only: UFFDIO_COPY reads the data straight from it.
-class Mapped {
- public:
-  Mapped(void* base, size_t size) : base_(base), size_(size) {}
-  Mapped(const Mapped&) = delete;
-  Mapped& operator=(const Mapped&) = delete;
-  ~Mapped() {
-    if (base_) ::munmap(base_, size_);
-  }
-  uint64_t base() const { return reinterpret_cast<uint64_t>(base_); }
-  size_t size() const { return size_; }
-
- private:
-  void* base_;
-  size_t size_;
-};
 
 // One address space being served.
 struct Space {
@@ -64,7 +48,8 @@ class Server {
   Result<LazyServerStats> run(UniqueFd listener);
 
  private:
-  Result<const Mapped*> map_image(int dir, const std::string& name);
+  // A pages image in memory (decompressed if need be): UFFDIO_COPY reads the data straight from it.
+  Result<const PagesImage*> map_image(int dir, const std::string& name);
   Status build_pending(Space& s, const std::vector<Range>& registered);
   Status on_connection();
   Status read_events(Space& s);
@@ -84,7 +69,7 @@ class Server {
   bool done_ = false;  // the restore said the tree runs
   bool eof_ = false;   // the restore went away
   std::map<int, std::unique_ptr<Space>> spaces_;  // by uffd
-  std::map<std::string, std::unique_ptr<Mapped>> images_;
+  std::map<std::string, std::unique_ptr<PagesImage>> images_;
   std::optional<ParentChain> chain_;
   int next_push_ = -1;
 };
@@ -97,19 +82,11 @@ Status epoll_add(int ep, int fd) {
   return {};
 }
 
-Result<const Mapped*> Server::map_image(int dir, const std::string& name) {
+Result<const PagesImage*> Server::map_image(int dir, const std::string& name) {
   std::string key = std::to_string(dir) + "/" + name;
   if (auto it = images_.find(key); it != images_.end()) return it->second.get();
-  auto fd = CR_TRY(sys::open_at(dir, name, O_RDONLY));
-  struct stat st;
-  if (::fstat(fd.get(), &st) < 0) return fail(sys_error("fstat", name));
-  void* base = nullptr;
-  if (st.st_size > 0) {
-    base = ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
-    if (base == MAP_FAILED) return fail(sys_error("mmap", name));
-  }
-  auto m = std::make_unique<Mapped>(base, size_t(st.st_size));
-  const Mapped* p = m.get();
+  auto m = std::make_unique<PagesImage>(CR_TRY(PagesImage::open(dir, name)));
+  const PagesImage* p = m.get();
   images_[key] = std::move(m);
   return p;
 }
@@ -129,17 +106,17 @@ Status Server::build_pending(Space& s, const std::vector<Range>& registered) {
   SplitRuns split = split_runs(index_pagemap(entries), registered);
   for (const auto& run : split.lazy) {
     if (run.flags & kPePresent) {
-      const Mapped* m = CR_TRY(map_image(opts_.images_dir, pages_name));
+      const PagesImage* m = CR_TRY(map_image(opts_.images_dir, pages_name));
       if (run.page_offset + run.nr_pages > m->size() / kPageSize)
         return fail(make_error(Errc::corrupt_image, "read", pages_name, "pagemap refers past the end of the pages image"));
-      s.pending.add(run.vaddr, run.end(), m->base() + run.page_offset * kPageSize);
+      s.pending.add(run.vaddr, run.end(), reinterpret_cast<uint64_t>(m->data()) + run.page_offset * kPageSize);
     } else if (run.flags & kPeParent) {
       if (!chain_) chain_.emplace(opts_.images_dir);
       for (const auto& p : CR_TRY(chain_->resolve(s.vpid, run.vaddr, run.nr_pages))) {
-        const Mapped* m = CR_TRY(map_image(p.dir, p.pages));
+        const PagesImage* m = CR_TRY(map_image(p.dir, p.pages));
         if (p.page_offset + p.nr_pages > m->size() / kPageSize)
           return fail(make_error(Errc::corrupt_image, "read", "parent/" + p.pages, "pagemap refers past the end of the pages image"));
-        s.pending.add(p.vaddr, p.vaddr + p.nr_pages * kPageSize, m->base() + p.page_offset * kPageSize);
+        s.pending.add(p.vaddr, p.vaddr + p.nr_pages * kPageSize, reinterpret_cast<uint64_t>(m->data()) + p.page_offset * kPageSize);
       }
     } else if (run.flags & kPeLazy) {
       return fail(make_error(Errc::unsupported, "read", pm_name, "lazy-only pages (PE_LAZY without PE_PRESENT) live on a page server")

@@ -155,6 +155,7 @@ Result<bool> ImagePageSink::open(Owner owner, uint64_t id) {
   CR_OK(pagemap_->write(head));
   pages_ = CR_TRY(image::Writer::create_raw(dir_, image::pages_file(pages_id)));
   created_.push_back(image::pages_file(pages_id));
+  if (compress_) compressor_ = CR_TRY(PagesCompressor::create());
   struct stat st;
   return ::fstatat(dir_, ("parent/" + name).c_str(), &st, 0) == 0;
 }
@@ -183,7 +184,7 @@ Status ImagePageSink::write_pending() {
 
 Status ImagePageSink::data(const void* bytes, size_t size) {
   if (!pages_) return fail(make_error(Errc::internal, "write", "pages", "no pagemap open"));
-  return pages_->write_raw(bytes, size);
+  return compressor_ ? compressor_->write(*pages_, bytes, size) : pages_->write_raw(bytes, size);
 }
 
 Status ImagePageSink::write(const std::vector<PageEntry>& entries, const char* data_start) {
@@ -199,6 +200,8 @@ Status ImagePageSink::close() {
   if (!pagemap_) return {};
   Status st = write_pending();
   pending_.reset();
+  if (st && compressor_) st = compressor_->finish(*pages_);
+  compressor_.reset();
   if (st) st = pages_->close();
   if (st) st = pagemap_->close();
   pagemap_.reset();
@@ -269,31 +272,18 @@ Status dump_pages(pid_t pid, const std::vector<Range>& ranges, PageSink& sink, P
 // ---- restore ----
 
 Result<PageSource> PageSource::open(int dirfd, const std::string& pages_name) {
-  auto fd = CR_TRY(sys::open_at(dirfd, pages_name, O_RDONLY));
-  struct stat st;
-  if (fstat(fd.get(), &st) < 0) return fail(sys_error("fstat", pages_name));
-  if (st.st_size == 0) return PageSource(pages_name, nullptr, 0);
-  void* base = ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd.get(), 0);
-  if (base == MAP_FAILED) return fail(sys_error("mmap", pages_name));
-  return PageSource(pages_name, base, size_t(st.st_size));
-}
-
-PageSource::PageSource(PageSource&& o) noexcept
-    : name_(std::move(o.name_)), base_(std::exchange(o.base_, nullptr)), size_(std::exchange(o.size_, 0)), offset_(o.offset_) {}
-
-PageSource::~PageSource() {
-  if (base_) ::munmap(base_, size_);
+  return PageSource(pages_name, CR_TRY(PagesImage::open(dirfd, pages_name)));
 }
 
 Status PageSource::restore_batch(pid_t pid, int proc_mem_fd, const std::vector<std::pair<uint64_t, uint64_t>>& runs) {
   uint64_t total = 0;
   for (const auto& [vaddr, n] : runs) total += n;
-  if (total > (size_ - offset_) / kPageSize)
+  if (total > (image_.size() - offset_) / kPageSize)
     return fail(make_error(Errc::corrupt_image, "read", name_, "pagemap refers past the end of the pages image"));
   std::vector<iovec> remote;
   remote.reserve(runs.size());
   for (const auto& [vaddr, n] : runs) remote.push_back({reinterpret_cast<void*>(vaddr), n * kPageSize});
-  iovec local{static_cast<char*>(base_) + offset_, total * kPageSize};
+  iovec local{const_cast<char*>(image_.data()) + offset_, total * kPageSize};
   ssize_t done = ::process_vm_writev(pid, &local, 1, remote.data(), remote.size(), 0);
   if (done == ssize_t(total * kPageSize)) {
     offset_ += total * kPageSize;
@@ -305,24 +295,24 @@ Status PageSource::restore_batch(pid_t pid, int proc_mem_fd, const std::vector<s
 }
 
 Status PageSource::copy_to_file(int fd, uint64_t offset, uint64_t nr_pages) {
-  if (nr_pages > (size_ - offset_) / kPageSize)
+  if (nr_pages > (image_.size() - offset_) / kPageSize)
     return fail(make_error(Errc::corrupt_image, "read", name_, "pagemap refers past the end of the pages image"));
-  CR_OK(sys::pwrite_all(fd, static_cast<const char*>(base_) + offset_, nr_pages * kPageSize, off_t(offset), name_));
+  CR_OK(sys::pwrite_all(fd, image_.data() + offset_, nr_pages * kPageSize, off_t(offset), name_));
   offset_ += nr_pages * kPageSize;
   return {};
 }
 
 Status PageSource::skip(uint64_t nr_pages) {
-  if (nr_pages > (size_ - offset_) / kPageSize)
+  if (nr_pages > (image_.size() - offset_) / kPageSize)
     return fail(make_error(Errc::corrupt_image, "read", name_, "pagemap refers past the end of the pages image"));
   offset_ += nr_pages * kPageSize;
   return {};
 }
 
 Status PageSource::restore(pid_t pid, int proc_mem_fd, uint64_t vaddr, uint64_t nr_pages) {
-  if (nr_pages > (size_ - offset_) / kPageSize)
+  if (nr_pages > (image_.size() - offset_) / kPageSize)
     return fail(make_error(Errc::corrupt_image, "read", name_, "pagemap refers past the end of the pages image"));
-  const char* src = static_cast<const char*>(base_) + offset_;
+  const char* src = image_.data() + offset_;
   size_t len = nr_pages * kPageSize, done = 0;
   while (done < len) {
     size_t step = std::min<size_t>(len - done, 64u << 20);

@@ -14,6 +14,7 @@
 #include "checkpoint/base/result.h"
 #include "checkpoint/base/unique_fd.h"
 #include "checkpoint/image/image.h"
+#include "checkpoint/mem/compress.h"
 
 class pagemap_entry;
 
@@ -66,7 +67,9 @@ class PageSink {
 // from `next_pages_id`. Adjacent entries with equal flags are merged.
 class ImagePageSink : public PageSink {
  public:
-  ImagePageSink(int dir, uint32_t& next_pages_id) : dir_(dir), next_pages_id_(next_pages_id) {}
+  // `compress`: pages images are zstd streams (dump --compress).
+  ImagePageSink(int dir, uint32_t& next_pages_id, bool compress = false)
+      : dir_(dir), next_pages_id_(next_pages_id), compress_(compress) {}
   Result<bool> open(Owner owner, uint64_t id) override;
   Status write(const std::vector<PageEntry>& entries, const char* data) override;
   Status close() override;
@@ -82,7 +85,9 @@ class ImagePageSink : public PageSink {
   Status write_pending();
   int dir_;
   uint32_t& next_pages_id_;
+  bool compress_;
   std::optional<image::Writer> pagemap_, pages_;
+  std::optional<PagesCompressor> compressor_;
   std::optional<PageEntry> pending_;
   std::vector<std::string> created_;
 };
@@ -99,10 +104,9 @@ class PageSource {
  public:
   static Result<PageSource> open(int dirfd, const std::string& pages_name);
   // A source with no pages (a task whose pagemap has no present entries).
-  static PageSource empty() { return PageSource("no pages", nullptr, 0); }
-  PageSource(PageSource&&) noexcept;
+  static PageSource empty() { return PageSource("no pages", PagesImage()); }
+  PageSource(PageSource&&) noexcept = default;
   PageSource& operator=(PageSource&&) = delete;
-  ~PageSource();
 
   // Writes `nr_pages` pages at `vaddr` in pid from the next unread offset of the image.
   Status restore(pid_t pid, int proc_mem_fd, uint64_t vaddr, uint64_t nr_pages);
@@ -115,10 +119,9 @@ class PageSource {
   uint64_t offset() const { return offset_; }
 
  private:
-  PageSource(std::string name, void* base, size_t size) : name_(std::move(name)), base_(base), size_(size) {}
+  PageSource(std::string name, PagesImage image) : name_(std::move(name)), image_(std::move(image)) {}
   std::string name_;
-  void* base_ = nullptr;
-  size_t size_ = 0;
+  PagesImage image_;
   uint64_t offset_ = 0;
 };
 

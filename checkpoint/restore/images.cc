@@ -8,6 +8,7 @@
 #include "checkpoint/files/file_table.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
+#include "checkpoint/mem/compress.h"
 #include "checkpoint/mem/pages.h"
 
 namespace crshim::restorer {
@@ -128,7 +129,8 @@ Status load_pagemap(int dir, ProcessImage& p) {
     if (pages == 0) return {};
     return fail(corrupt(pages_name, "missing image; pagemap needs " + std::to_string(pages) + " pages"));
   }
-  if (uint64_t(st.st_size) / mem::kPageSize < pages)
+  // A compressed image is checked against its pagemap as it is decompressed.
+  if (uint64_t(st.st_size) / mem::kPageSize < pages && !CR_TRY(mem::is_compressed(dir, pages_name)))
     return fail(corrupt(pages_name, "holds " + std::to_string(st.st_size / mem::kPageSize) + " pages, pagemap needs " +
                                         std::to_string(pages)));
   return {};

@@ -70,7 +70,9 @@ done
 FULL=$WORK/full
 mkdir -p "$FULL"
 mount -t tmpfs -o size=1m tmpfs "$FULL" || fail "mount tmpfs"
-trap 'umount "$FULL" 2>/dev/null || true; cleanup' EXIT
+tree_pids=()
+# A failing tree case must not leave a restored tree running.
+trap 'rc=$?; umount "$FULL" 2>/dev/null || true; ((${#tree_pids[@]})) && kill -9 "${tree_pids[@]}" 2>/dev/null; set +e; (exit $rc); cleanup' EXIT
 start_program tp_memory
 if "$CRSHIM" dump -t "$TARGET_PID" -D "$FULL" -o "$WORK/full-dump.log" -v4 2>"$WORK/err"; then fail "dumped 64 MiB into 1 MiB"; fi
 [[ $(wc -l <"$WORK/err") == 1 ]] || fail "expected one line on stderr: $(cat "$WORK/err")"
@@ -108,6 +110,7 @@ for nth in 1 5 "${#tree_pids[@]}"; do
 done
 restore_detached "$WORK/tree-img"
 finish_and_check
+tree_pids=()  # gone on their own: their numbers may be reused
 echo "ok: the tree restores after the failed attempts"
 
 echo "fault matrix: $(( ${#DUMP_POINTS[@]} + ${#RESTORE_POINTS[@]} )) points x ${#PROGRAMS_UNDER_TEST[@]} programs, the dump points again with crshim killed, a full disk, and a tree failing at 3 of its tasks = $outcomes outcomes checked"

@@ -25,31 +25,11 @@
 #include "regfile.pb.h"
 #include "seccomp.pb.h"
 #include "stats.pb.h"
+#include "tests/unit/temp_dir.h"
 
 namespace crshim::imgtest {
 
-// A directory under $TMPDIR, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "crshim-img-XXXXXX").string();
-    if (mkdtemp(tmpl.data())) path_ = tmpl;
-    if (!path_.empty()) fd_ = UniqueFd(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  int fd() const { return fd_.get(); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-  UniqueFd fd_;
-};
+using test::TempDir;
 
 // Values the set is built from; tests look for them in decoders' output.
 inline constexpr uint32_t kTestPid = 4242;

@@ -18,30 +18,14 @@
 #include "checkpoint/mem/page_server.h"
 #include "pagemap.pb.h"
 
+#include "tests/unit/temp_dir.h"
+
 namespace crshim::mem {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/crshim-ps-test.XXXXXX";
-    path_ = mkdtemp(tmpl);
-    fd_ = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  }
-  ~TempDir() {
-    ::close(fd_);
-    fs::remove_all(path_);
-  }
-  int fd() const { return fd_; }
-  const std::string& path() const { return path_; }
-  bool has(const std::string& name) const { return fs::exists(path_ + "/" + name); }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
+using test::TempDir;
 
 TEST(PageProtocol, HeaderIsCriusLittleEndianLayout) {
   ps::Iov iov;
