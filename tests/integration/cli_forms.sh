@@ -21,8 +21,8 @@ rc=$?
 [[ $(cat "$RESULT") == PASS ]] || fail "$(cat "$RESULT")"
 if "$CRSHIM" dump --tree 1 --bogus-option 2>"$WORK/err"; then fail "unknown option accepted"; fi
 grep -q "bogus-option" "$WORK/err" || fail "unknown option error does not name it: $(cat "$WORK/err")"
-if "$CRSHIM" restore -D "$WORK/img" --tcp-close --skip-in-flight 2>"$WORK/err"; then fail "unsupported options accepted"; fi
-grep -q "options: not supported yet: --tcp-close, --skip-in-flight; hint: leave them out" "$WORK/err" ||
+if "$CRSHIM" restore -D "$WORK/img" -d --auto-dedup --stream 2>"$WORK/err"; then fail "unsupported options accepted"; fi
+grep -q "options: not supported yet: --auto-dedup, --stream; hint: leave them out" "$WORK/err" ||
   fail "unsupported options error: $(cat "$WORK/err")"
 echo "ok: long forms, work dir, pidfile, foreground restore exit status, unknown and unsupported options refused"
 
