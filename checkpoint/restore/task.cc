@@ -398,12 +398,14 @@ Status restore_thread_self(Remote& r, pid_t pid, pid_t tid, const core_entry& co
   const auto& tcore = core.thread_core();
   CR_OK(r.call(SYS_set_robust_list, long(tcore.futex_rla()), long(tcore.futex_rla_len())));
   CR_OK(r.call(SYS_set_tid_address, long(core.thread_info().clear_tid_addr())));
-  if (tcore.has_sas() && tcore.sas().ss_size()) {
-    stack_t ss{reinterpret_cast<void*>(tcore.sas().ss_sp()), int(tcore.sas().ss_flags() & ~SS_ONSTACK),
-               size_t(tcore.sas().ss_size())};
-    uint64_t addr = CR_TRY(r.put(&ss, sizeof ss));
-    CR_OK(r.call(SYS_sigaltstack, long(addr), 0));
-  }
+  // Always set: a task created by crshim starts with crshim's alternate signal stack (a sanitizer's,
+  // say), and an SA_ONSTACK handler would then get a frame in memory the task does not have.
+  stack_t ss{nullptr, SS_DISABLE, 0};
+  if (tcore.has_sas() && tcore.sas().ss_size())
+    ss = {reinterpret_cast<void*>(tcore.sas().ss_sp()), int(tcore.sas().ss_flags() & ~SS_ONSTACK),
+          size_t(tcore.sas().ss_size())};
+  uint64_t ss_addr = CR_TRY(r.put(&ss, sizeof ss));
+  CR_OK(r.call(SYS_sigaltstack, long(ss_addr), 0));
   if (tcore.has_comm()) {
     uint64_t addr = CR_TRY(r.put_string(tcore.comm().substr(0, 15)));
     CR_OK(r.call(SYS_prctl, PR_SET_NAME, long(addr)));
