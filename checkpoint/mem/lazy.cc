@@ -16,6 +16,7 @@
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/mem/parent_pages.h"
 #include "checkpoint/mem/vmas.h"
+#include "checkpoint/mem/task_uffd.h"
 
 namespace crshim::mem {
 
@@ -201,26 +202,11 @@ Result<LazyClient> LazyClient::connect(int work_dir, std::chrono::milliseconds w
 
 Result<std::vector<Range>> LazyClient::hand_over(kernel::Remote& r, uint32_t vpid, const std::vector<Range>& areas) {
   const std::string what = "userfaultfd of pid " + std::to_string(r.pid());
-  long tfd = CR_TRY(r.call(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  auto task_uffd = CR_TRY(open_task_uffd(r, 0, kLazyFeatures, "EVENT_FORK|REMAP|REMOVE|UNMAP",
+                                         "lazy restore needs userfaultfd events (CAP_SYS_PTRACE for fork events)"));
   // The task keeps no fd of it: the daemon's copy keeps the registrations alive.
-  UniqueFd uffd;
-  {
-    UniqueFd pidfd(sys::pidfd_open(r.pid()));
-    if (pidfd) uffd.reset(sys::pidfd_getfd(pidfd.get(), int(tfd)));
-    int err = errno;
-    (void)r.call(SYS_close, tfd);
-    if (!pidfd || !uffd) {
-      errno = err;
-      return fail(sys_error(pidfd ? "pidfd_getfd" : "pidfd_open", what));
-    }
-  }
-  // The uffd works on its creator's address space, so the ioctls can come from here.
-  uffdio_api api{};
-  api.api = UFFD_API;
-  api.features = kLazyFeatures;
-  if (::ioctl(uffd.get(), UFFDIO_API, &api) < 0)
-    return fail(sys_error("ioctl(UFFDIO_API, EVENT_FORK|REMAP|REMOVE|UNMAP)", what)
-                    .with_hint("lazy restore needs userfaultfd events (CAP_SYS_PTRACE for fork events)"));
+  CR_OK(r.call(SYS_close, task_uffd.target_fd));
+  UniqueFd uffd = std::move(task_uffd.fd);
   std::vector<Range> registered;
   for (const auto& a : areas) {
     uffdio_register reg{};

@@ -13,6 +13,7 @@
 #include "checkpoint/base/sys.h"
 #include "checkpoint/kernel/pagemap_scan.h"
 #include "checkpoint/kernel/proc.h"
+#include "checkpoint/mem/task_uffd.h"
 
 namespace crshim::mem {
 
@@ -65,30 +66,21 @@ Result<std::optional<std::vector<Range>>> scan_and_protect(int pagemap_fd, uint6
 
 Result<WriteTracking> arm_write_tracking(kernel::Remote& r, const std::vector<Range>& ranges) {
   const std::string what = "write tracking of pid " + std::to_string(r.pid());
-  long fd = CR_TRY(r.call(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | kUserModeOnly));
-  WriteTracking t;
-  t.target_fd = int(fd);
-  auto give_up = [&](Error e) {
-    (void)r.call(SYS_close, fd);
-    return fail(e.within(what));
-  };
-  UniqueFd pidfd(sys::pidfd_open(r.pid()));
-  if (!pidfd) return give_up(sys_error("pidfd_open", "pid " + std::to_string(r.pid())));
-  UniqueFd uffd(sys::pidfd_getfd(pidfd.get(), int(fd)));
-  if (!uffd) return give_up(sys_error("pidfd_getfd", "userfaultfd"));
-  struct stat st;
-  if (::fstat(uffd.get(), &st) < 0) return give_up(sys_error("fstat", "userfaultfd"));
-  t.inode = st.st_ino;
-  // The uffd operates on its creator's address space, so the ioctls can come from here.
-  uffdio_api api{};
-  api.api = UFFD_API;
   // No UFFD_FEATURE_WP_UNPOPULATED: it would write-protect every empty page of huge reserved areas
   // (sanitizer shadows, language heaps) with page tables of their own. Without it an empty page stays
   // unprotected, and once written it is a new page without the protection bit: reported as written.
-  api.features = kFeatureWpAsync;
-  if (::ioctl(uffd.get(), UFFDIO_API, &api) < 0)
-    return give_up(sys_error("ioctl(UFFDIO_API, WP_ASYNC)", "userfaultfd")
-                       .with_hint("asynchronous write-protection needs Linux 6.7 or later"));
+  auto task_uffd = CR_TRY(open_task_uffd(r, kUserModeOnly, kFeatureWpAsync, "WP_ASYNC",
+                                         "asynchronous write-protection needs Linux 6.7 or later"));
+  UniqueFd uffd = std::move(task_uffd.fd);
+  WriteTracking t;
+  t.target_fd = task_uffd.target_fd;
+  auto give_up = [&](Error e) {
+    (void)r.call(SYS_close, t.target_fd);
+    return fail(e.within(what));
+  };
+  struct stat st;
+  if (::fstat(uffd.get(), &st) < 0) return give_up(sys_error("fstat", "userfaultfd"));
+  t.inode = st.st_ino;
   UniqueFd pagemap = CR_TRY(sys::open("/proc/" + std::to_string(r.pid()) + "/pagemap", O_RDONLY));
   for (const auto& v : ranges) {
     uffdio_register reg{};
