@@ -107,16 +107,6 @@ const char* method_name(NetLockMethod m) {
   return "?";
 }
 
-// `text` as an fd a tool can read from its start.
-Result<UniqueFd> text_fd(const std::string& text, const char* name) {
-  int fd = ::memfd_create(name, MFD_CLOEXEC);
-  if (fd < 0) return fail(sys_error("memfd_create", name));
-  UniqueFd mem(fd);
-  CR_OK(sys::write_all(fd, text, name));
-  if (::lseek(fd, 0, SEEK_SET) < 0) return fail(sys_error("lseek", name));
-  return mem;
-}
-
 // Runs `fn` in the network namespace `netns` (empty: crshim's own).
 Status in_ns(const UniqueFd& netns, const std::function<Status()>& fn) {
   if (!netns) return fn();
@@ -139,7 +129,7 @@ Result<std::set<std::string>> saved_filter_rules(bool v6) {
 bool nft_table_exists(const std::string& table) { return bool(run_tool({"nft", "list", "table", "inet", table}, -1, -1)); }
 
 Status run_text(const std::vector<std::string>& args, const std::string& text) {
-  auto in = CR_TRY(text_fd(text, args[0].c_str()));
+  auto in = CR_TRY(text_fd(text, args[0]));
   return run_tool(args, in.get(), -1);
 }
 

@@ -123,6 +123,14 @@ std::optional<std::string> find_tool(const std::string& name) {
 
 // Runs `args` (args[0] found in the usual directories) with stdin `in` and stdout `out` (-1: none) and
 // waits; a failure carries the last line the tool wrote to stderr.
+Result<UniqueFd> text_fd(const std::string& text, const std::string& name) {
+  UniqueFd mem(::memfd_create(name.c_str(), MFD_CLOEXEC));
+  if (!mem) return fail(sys_error("memfd_create", name));
+  CR_OK(sys::write_all(mem.get(), text, name));
+  if (::lseek(mem.get(), 0, SEEK_SET) < 0) return fail(sys_error("lseek", name));
+  return mem;
+}
+
 Status run_tool(const std::vector<std::string>& args, int in, int out) {
   std::string what;
   for (const auto& a : args) what += (what.empty() ? "" : " ") + a;
@@ -215,12 +223,7 @@ Result<UniqueFd> routes_without_dead_flags(int images_dir, const std::string& na
     }
     off += NLMSG_ALIGN(h->nlmsg_len);
   }
-  int fd = ::memfd_create(name.c_str(), MFD_CLOEXEC);
-  if (fd < 0) return fail(sys_error("memfd_create", name));
-  UniqueFd mem(fd);
-  CR_OK(sys::write_all(fd, text, name));
-  if (::lseek(fd, 0, SEEK_SET) < 0) return fail(sys_error("lseek", name));
-  return mem;
+  return text_fd(text, name);
 }
 
 // Feeds the route image `name` (without dead flags) to ip route restore.

@@ -23,6 +23,9 @@ std::optional<std::string> find_tool(const std::string& name);
 // namespace (rtnl::in_netns), the tool works in that namespace.
 Status run_tool(const std::vector<std::string>& args, int in, int out);
 
+// `text` as an fd a tool can read from its start (a memfd named `name`): stdin for run_tool().
+Result<UniqueFd> text_fd(const std::string& text, const std::string& name);
+
 // What in the network namespace of `pid` cannot be dumped ("" when all can): links of other kinds
 // than loopback and veth (named with their kind), veths whose peer is in the same namespace.
 std::string full_dump_problems(pid_t pid);
