@@ -169,6 +169,20 @@ std::string addr_text(int family, const uint32_t* words, bool& v6) {
   return buf;
 }
 
+// Adds the connection between src:sport and dst:dport to `out` unless it is there (an IPv4-mapped
+// IPv6 address counts as IPv4).
+void add_connection(std::vector<TcpConnection>& out, int family, const uint32_t* src, uint16_t sport,
+                    const uint32_t* dst, uint16_t dport) {
+  TcpConnection c;
+  bool v6_local = false, v6_peer = false;
+  c.local = addr_text(family, src, v6_local);
+  c.peer = addr_text(family, dst, v6_peer);
+  c.ipv6 = v6_local || v6_peer;
+  c.local_port = sport;
+  c.peer_port = dport;
+  if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+}
+
 // A TCP socket with a peer (not listening, not closed) is a connection to lock.
 bool connected_state(uint32_t state) { return state != TCP_LISTEN && state != TCP_CLOSE; }
 
@@ -192,14 +206,7 @@ Result<std::vector<TcpConnection>> tree_connections(const std::vector<pid_t>& pi
     for (int family : {AF_INET, AF_INET6}) {
       auto d = CR_TRY(files::inet::diag_by_ino(family, IPPROTO_TCP, ino, netns));
       if (!d || !connected_state(d->state) || d->dport == 0) continue;
-      TcpConnection c;
-      bool v6 = false;
-      c.local = addr_text(family, d->src, v6);
-      c.peer = addr_text(family, d->dst, c.ipv6);
-      c.ipv6 = c.ipv6 || v6;
-      c.local_port = d->sport;
-      c.peer_port = d->dport;
-      if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+      add_connection(out, family, d->src, d->sport, d->dst, d->dport);
       break;
     }
   return out;
@@ -221,14 +228,7 @@ std::vector<TcpConnection> image_connections(const restorer::ImageSet& set) {
       src[i] = sk.src_addr(int(i));
       dst[i] = sk.dst_addr(int(i));
     }
-    TcpConnection c;
-    bool v6 = false;
-    c.local = addr_text(family, src, v6);
-    c.peer = addr_text(family, dst, c.ipv6);
-    c.ipv6 = c.ipv6 || v6;
-    c.local_port = uint16_t(sk.src_port());
-    c.peer_port = uint16_t(sk.dst_port());
-    if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+    add_connection(out, family, src, uint16_t(sk.src_port()), dst, uint16_t(sk.dst_port()));
   }
   return out;
 }
