@@ -47,19 +47,26 @@ void set_nodelay(int sk) {
   (void)::setsockopt(sk, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-// Reads exactly `size` bytes; false when the peer closed before the first byte and `eof_ok`.
-Result<bool> read_exact(int sk, void* buf, size_t size, bool eof_ok, const std::string& peer) {
+// Receives until `size` bytes are in or the peer closes: the bytes received, or -1 with errno.
+ssize_t recv_full(int sk, void* buf, size_t size) {
   size_t done = 0;
   while (done < size) {
     ssize_t n = ::recv(sk, static_cast<char*>(buf) + done, size - done, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(sys_error("recv", "page server connection " + peer));
-    if (n == 0) {
-      if (done == 0 && eof_ok) return false;
-      return fail(make_error(Errc::system, "recv", "page server connection " + peer, "the connection was closed mid-request"));
-    }
+    if (n < 0) return -1;
+    if (n == 0) break;
     done += size_t(n);
   }
+  return ssize_t(done);
+}
+
+// Reads exactly `size` bytes; false when the peer closed before the first byte and `eof_ok`.
+Result<bool> read_exact(int sk, void* buf, size_t size, bool eof_ok, const std::string& peer) {
+  ssize_t got = recv_full(sk, buf, size);
+  if (got < 0) return fail(sys_error("recv", "page server connection " + peer));
+  if (got == 0 && eof_ok) return false;
+  if (size_t(got) < size)
+    return fail(make_error(Errc::system, "recv", "page server connection " + peer, "the connection was closed mid-request"));
   return true;
 }
 
@@ -161,17 +168,9 @@ Status PageServerClient::send_all(std::vector<iovec>& iov) {
 }
 
 Status PageServerClient::recv_exact(void* buf, size_t size) {
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::recv(sk_.get(), static_cast<char*>(buf) + done, size - done, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(net_error("recv"));
-    if (n == 0) {
-      errno = ECONNRESET;
-      return fail(net_error("recv"));
-    }
-    done += size_t(n);
-  }
+  ssize_t got = recv_full(sk_.get(), buf, size);
+  if (got >= 0 && size_t(got) < size) errno = ECONNRESET;  // closed early
+  if (got < 0 || size_t(got) < size) return fail(net_error("recv"));
   return {};
 }
 
