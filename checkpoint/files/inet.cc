@@ -40,8 +40,10 @@ namespace {
 using sockdiag::bad_reply;
 using sockdiag::load;
 
+}  // namespace
+
 // Every socket of `family`/`protocol` the kernel lists in a network namespace (-1: ours), by inode.
-Result<std::map<uint32_t, Diag>> diag_all(int family, int protocol, int netns_fd = -1) {
+Result<std::map<uint32_t, Diag>> diag_all(int family, int protocol, int netns_fd) {
   std::string what = std::string(protocol == IPPROTO_TCP ? "tcp" : "udp") + (family == AF_INET6 ? "6" : "") + " sockets";
   inet_diag_req_v2 req{};
   req.sdiag_family = uint8_t(family);
@@ -100,6 +102,8 @@ Result<std::map<uint32_t, Diag>> diag_all(int family, int protocol, int netns_fd
   }
   return out;
 }
+
+namespace {
 
 std::string addr_text(int family, const uint32_t* words, uint16_t port) {
   char buf[INET6_ADDRSTRLEN] = "?";

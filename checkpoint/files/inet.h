@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -26,6 +27,9 @@ struct Diag {
   uint32_t ino = 0;
   uint8_t shutdown = 0;     // RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2
 };
+
+// Every socket of `family`/`protocol` the kernel lists in a network namespace (-1: ours), by inode.
+Result<std::map<uint32_t, Diag>> diag_all(int family, int protocol, int netns_fd = -1);
 
 // The socket with inode `ino` among crshim's network namespace's sockets of `family`/`protocol`
 // (IPPROTO_TCP or IPPROTO_UDP); nullopt when the kernel does not list it (unbound sockets).

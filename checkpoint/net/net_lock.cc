@@ -201,14 +201,17 @@ Result<std::vector<TcpConnection>> tree_connections(const std::vector<pid_t>& pi
       if (sys::parse_u64(std::string_view(f.link).substr(8, f.link.size() - 9), ino)) inodes.insert(uint32_t(ino));
     }
   }
+  // One listing per family, not one per socket.
   std::vector<TcpConnection> out;
-  for (uint32_t ino : inodes)
-    for (int family : {AF_INET, AF_INET6}) {
-      auto d = CR_TRY(files::inet::diag_by_ino(family, IPPROTO_TCP, ino, netns));
-      if (!d || !connected_state(d->state) || d->dport == 0) continue;
-      add_connection(out, family, d->src, d->sport, d->dst, d->dport);
-      break;
+  for (int family : {AF_INET, AF_INET6}) {
+    auto all = CR_TRY(files::inet::diag_all(family, IPPROTO_TCP, netns));
+    for (uint32_t ino : inodes) {
+      auto it = all.find(ino);
+      if (it == all.end() || !connected_state(it->second.state) || it->second.dport == 0) continue;
+      const auto& d = it->second;
+      add_connection(out, family, d.src, d.sport, d.dst, d.dport);
     }
+  }
   return out;
 }
 
