@@ -277,27 +277,11 @@ Result<LazyRestoreCounts> restore_pages_lazily(kernel::Remote& r, LazyClient& cl
       progress_advance(progress, e.nr_pages);
     }
   }
-  // PARENT pieces outside the lazy areas, from whichever ancestor holds them, each image read in order.
-  std::optional<ParentChain> chain;
-  std::map<std::pair<int, std::string>, std::vector<ParentChain::Run>> by_source;
-  for (const auto& e : split.eager) {
-    if (!(e.flags & kPeParent) || (e.flags & kPePresent)) continue;
-    if (!chain) chain.emplace(images_dir);
-    for (auto& run : CR_TRY(chain->resolve(vpid, e.vaddr, e.nr_pages))) by_source[{run.dir, run.pages}].push_back(run);
-  }
-  for (auto& [source, list] : by_source) {
-    auto src = CR_TRY(PageSource::open(source.first, source.second));
-    std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.page_offset < b.page_offset; });
-    for (const auto& run : list) {
-      uint64_t at = src.offset() / kPageSize;
-      if (run.page_offset < at)
-        return fail(make_error(Errc::corrupt_image, "restore", "parent/" + source.second, "pages used twice"));
-      CR_OK(src.skip(run.page_offset - at));
-      CR_OK_IN(src.restore(pid, mem_fd, run.vaddr, run.nr_pages), "memory from the parent images");
-      counts.written += run.nr_pages;
-      progress_advance(progress, run.nr_pages);
-    }
-  }
+  // PARENT pieces outside the lazy areas.
+  std::vector<std::pair<uint64_t, uint64_t>> from_parents;
+  for (const auto& e : split.eager)
+    if ((e.flags & kPeParent) && !(e.flags & kPePresent)) from_parents.push_back({e.vaddr, e.nr_pages});
+  counts.written += CR_TRY(restore_from_parents(pid, mem_fd, images_dir, vpid, from_parents, progress));
   return counts;
 }
 

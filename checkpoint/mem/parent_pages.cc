@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
+
 #include "checkpoint/base/sys.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
@@ -82,6 +84,30 @@ Result<std::vector<ParentChain::Run>> ParentChain::resolve(uint32_t vpid, uint64
   std::vector<Run> out;
   CR_OK(resolve_at(0, vpid, vaddr, vaddr + nr_pages * kPageSize, out));
   return out;
+}
+
+Result<uint64_t> restore_from_parents(pid_t pid, int mem_fd, int images_dir, uint32_t vpid,
+                                      const std::vector<std::pair<uint64_t, uint64_t>>& pieces, ProgressSink* progress) {
+  if (pieces.empty()) return uint64_t(0);
+  ParentChain chain(images_dir);
+  std::map<std::pair<int, std::string>, std::vector<ParentChain::Run>> by_source;
+  for (const auto& [vaddr, nr_pages] : pieces)
+    for (auto& run : CR_TRY(chain.resolve(vpid, vaddr, nr_pages))) by_source[{run.dir, run.pages}].push_back(run);
+  uint64_t written = 0;
+  for (auto& [source, runs] : by_source) {
+    auto pages = CR_TRY(PageSource::open(source.first, source.second));
+    std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) { return a.page_offset < b.page_offset; });
+    for (const auto& run : runs) {
+      uint64_t at = pages.offset() / kPageSize;
+      if (run.page_offset < at)
+        return fail(make_error(Errc::corrupt_image, "restore", "parent/" + source.second, "pages used twice"));
+      CR_OK(pages.skip(run.page_offset - at));
+      CR_OK_IN(pages.restore(pid, mem_fd, run.vaddr, run.nr_pages), "memory from the parent images");
+      written += run.nr_pages;
+      progress_advance(progress, run.nr_pages);
+    }
+  }
+  return written;
 }
 
 }  // namespace crshim::mem

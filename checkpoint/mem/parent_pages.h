@@ -8,6 +8,11 @@
 #include <string>
 #include <vector>
 
+#include <sys/types.h>
+
+#include <utility>
+
+#include "checkpoint/base/progress.h"
 #include "checkpoint/base/result.h"
 #include "checkpoint/base/unique_fd.h"
 
@@ -44,5 +49,12 @@ class ParentChain {
   int images_dir_;
   std::vector<std::unique_ptr<Level>> levels_;  // [0] = the parent of images_dir_
 };
+
+// Writes the pieces {vaddr, nr_pages} of process `vpid` that an incremental dump left to its parent
+// images into `pid` (`mem_fd`: its /proc/PID/mem, for pages the mapping refuses), from whichever
+// ancestor holds them, each pages image read once in order. Returns the pages written; each run is
+// also reported to `progress`.
+Result<uint64_t> restore_from_parents(pid_t pid, int mem_fd, int images_dir, uint32_t vpid,
+                                      const std::vector<std::pair<uint64_t, uint64_t>>& pieces, ProgressSink* progress);
 
 }  // namespace crshim::mem

@@ -306,31 +306,6 @@ Status restore_mm(Remote& r, FdPusher& push, const ProcessImage& img, const Imag
   return {};
 }
 
-// Pages an incremental dump left to its parent images (PE_PARENT), read from whichever ancestor holds them.
-Status restore_parent_pages(pid_t pid, int mem_fd, const ProcessImage& img, int images_dir, uint64_t& restored) {
-  std::optional<mem::ParentChain> chain;
-  std::map<std::pair<int, std::string>, std::vector<mem::ParentChain::Run>> by_source;
-  for (const auto& pe : img.pagemap) {
-    if (!(pe.flags() & 1) || (pe.flags() & 4)) continue;
-    if (!chain) chain.emplace(images_dir);
-    for (auto& run : CR_TRY(chain->resolve(img.pid(), pe.vaddr(), pe.nr_pages())))
-      by_source[{run.dir, run.pages}].push_back(run);
-  }
-  for (auto& [source, runs] : by_source) {
-    auto pages = CR_TRY(mem::PageSource::open(source.first, source.second));
-    std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) { return a.page_offset < b.page_offset; });
-    for (const auto& run : runs) {
-      uint64_t at = pages.offset() / mem::kPageSize;
-      if (run.page_offset < at)
-        return fail(make_error(Errc::corrupt_image, "restore", "parent/" + source.second, "pages used twice"));
-      CR_OK(pages.skip(run.page_offset - at));
-      CR_OK_IN(pages.restore(pid, mem_fd, run.vaddr, run.nr_pages), "memory from the parent images");
-      restored += run.nr_pages;
-    }
-  }
-  return {};
-}
-
 // Maps every area of the image (writable while pages go in), writes the pages, sets final protections.
 Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& img, const ImageSet& set,
                       files::RestoreFiles& files, int images_dir, mem::SharedMemory& shmem, ProgressSink* progress,
@@ -381,9 +356,10 @@ Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& 
       if (batch.size() == 1024 || batch_pages >= 16384) CR_OK(flush());
     }
     CR_OK(flush());
-    uint64_t before_parents = restored;
-    CR_OK(restore_parent_pages(pid, mem_fd.get(), img, images_dir, restored));
-    progress_advance(progress, restored - before_parents);
+    std::vector<std::pair<uint64_t, uint64_t>> from_parents;
+    for (const auto& pe : img.pagemap)
+      if ((pe.flags() & 1) && !(pe.flags() & 4)) from_parents.push_back({pe.vaddr(), pe.nr_pages()});  // PE_PARENT only
+    restored += CR_TRY(mem::restore_from_parents(pid, mem_fd.get(), images_dir, img.pid(), from_parents, progress));
     LOG_INFO(log, "Restored %llu pages of %d", (unsigned long long)restored, pid);
   }
   CR_OK(fault_point("restore:memory"));
