@@ -56,8 +56,10 @@ echo "ok: dump and restore through the service"
 # 4. Only root may use it, unless --allow-group lets a group in (primary or supplementary).
 command -v setpriv >/dev/null || fail "setpriv(1) is needed (package util-linux)"
 chmod 0711 "$WORK"  # the unprivileged clients reach the sockets in here
+# The checkout may sit in a directory only root can enter (a mktemp -d clone): nobody runs a copy.
+install -m 0644 "$SRC/tests/rpc/crpc.py" "$WORK/crpc.py"
 as_nobody() {  # as_nobody GROUPS SOCKET REQUEST: a VERSION request from uid/gid 65534 with these groups
-  setpriv --reuid 65534 --regid 65534 --groups "$1" "$PY" "$SRC/tests/rpc/crpc.py" --crshim "$CRSHIM" --service "$2" "$3"
+  setpriv --reuid 65534 --regid 65534 --groups "$1" "$PY" "$WORK/crpc.py" --crshim "$CRSHIM" --service "$2" "$3"
 }
 as_nobody 4242 "$SOCK" VERSION >"$WORK/nobody.out"
 expect success 0 "$WORK/nobody.out"
