@@ -59,6 +59,22 @@ std::vector<Range> lazy_areas(const mm_entry& mm) {
   return out;
 }
 
+std::vector<Range> remote_read_pages(const mm_entry& mm) {
+  auto down = [](uint64_t a) { return a & ~(kPageSize - 1); };
+  auto up = [](uint64_t a) { return (a + kPageSize - 1) & ~(kPageSize - 1); };
+  std::vector<Range> out;
+  for (Range r : {Range{down(mm.mm_arg_start()), up(mm.mm_arg_end())}, Range{down(mm.mm_env_start()), up(mm.mm_env_end())}}) {
+    if (r.start >= r.end) continue;
+    out.push_back(r);
+  }
+  std::sort(out.begin(), out.end(), [](const Range& a, const Range& b) { return a.start < b.start; });
+  if (out.size() == 2 && out[1].start <= out[0].end) {
+    out[0].end = std::max(out[0].end, out[1].end);
+    out.pop_back();
+  }
+  return out;
+}
+
 SplitRuns split_runs(const std::vector<PageRun>& runs, const std::vector<Range>& areas) {
   SplitRuns out;
   auto piece = [](const PageRun& r, uint64_t from, uint64_t to) {
@@ -200,7 +216,8 @@ Result<LazyClient> LazyClient::connect(int work_dir, std::chrono::milliseconds w
   }
 }
 
-Result<std::vector<Range>> LazyClient::hand_over(kernel::Remote& r, uint32_t vpid, const std::vector<Range>& areas) {
+Result<std::vector<Range>> LazyClient::hand_over(kernel::Remote& r, uint32_t vpid, const std::vector<Range>& areas,
+                                                 const std::vector<Range>& in_place) {
   const std::string what = "userfaultfd of pid " + std::to_string(r.pid());
   auto task_uffd = CR_TRY(open_task_uffd(r, 0, kLazyFeatures, "EVENT_FORK|REMAP|REMOVE|UNMAP",
                                          "lazy restore needs userfaultfd events (CAP_SYS_PTRACE for fork events)"));
@@ -216,14 +233,15 @@ Result<std::vector<Range>> LazyClient::hand_over(kernel::Remote& r, uint32_t vpi
     if (::ioctl(uffd.get(), UFFDIO_REGISTER, &reg) < 0) continue;  // stays eager
     registered.push_back(a);
   }
-  if (registered.empty()) return registered;
+  std::vector<Range> served = subtract(registered, in_place);
+  if (served.empty()) return served;
   LazyTaskHeader h;
   h.type = uint32_t(LazyMsg::task);
   h.pid = r.pid();
   h.vpid = vpid;
-  h.nr_ranges = registered.size();
+  h.nr_ranges = served.size();
   std::string msg(reinterpret_cast<const char*>(&h), sizeof h);
-  for (const auto& a : registered) {
+  for (const auto& a : served) {
     uint64_t pair[2] = {a.start, a.end};
     msg.append(reinterpret_cast<const char*>(pair), sizeof pair);
   }
@@ -231,7 +249,7 @@ Result<std::vector<Range>> LazyClient::hand_over(kernel::Remote& r, uint32_t vpi
   CR_OK_IN(sys::send_with_fd(sock_.get(), std::string_view(msg).substr(0, sizeof h), uffd.get(), "lazy-pages socket"), what);
   CR_OK_IN(sys::write_all(sock_.get(), std::string_view(msg).substr(sizeof h), "lazy-pages socket"), what);
   CR_OK_IN(read_reply(sock_.get(), "pid " + std::to_string(r.pid())), what);
-  return registered;
+  return served;
 }
 
 Status LazyClient::finish() {
@@ -245,7 +263,35 @@ Result<LazyRestoreCounts> restore_pages_lazily(kernel::Remote& r, LazyClient& cl
                                                const std::vector<pagemap_entry>& pagemap, uint32_t pages_id,
                                                uint32_t vpid, int images_dir, int mem_fd, ProgressSink* progress) {
   LazyRestoreCounts counts;
-  auto runs = index_pagemap(pagemap);
+  pid_t pid = r.pid();
+  // Writes PRESENT pieces from the pages image and PARENT ones from the parent chain.
+  auto write_now = [&](const std::vector<PageRun>& pieces) -> Status {
+    bool any_present = false;
+    for (const auto& e : pieces) any_present |= (e.flags & kPePresent) != 0;
+    if (any_present) {
+      auto pages = CR_TRY(PageSource::open(images_dir, image::pages_file(pages_id)));
+      for (const auto& e : pieces) {
+        if (!(e.flags & kPePresent)) continue;
+        uint64_t at = pages.offset() / kPageSize;
+        CR_OK(pages.skip(e.page_offset - at));
+        CR_OK_IN(pages.restore(pid, mem_fd, e.vaddr, e.nr_pages), "memory");
+        counts.written += e.nr_pages;
+        progress_advance(progress, e.nr_pages);
+      }
+    }
+    std::vector<std::pair<uint64_t, uint64_t>> from_parents;
+    for (const auto& e : pieces)
+      if ((e.flags & kPeParent) && !(e.flags & kPePresent)) from_parents.push_back({e.vaddr, e.nr_pages});
+    counts.written += CR_TRY(restore_from_parents(pid, mem_fd, images_dir, vpid, from_parents, progress));
+    return {};
+  };
+
+  // argv and environ first: once their area is registered, /proc/PID/mem cannot write a missing page.
+  auto in_place = remote_read_pages(mm);
+  SplitRuns first = split_runs(index_pagemap(pagemap), in_place);
+  CR_OK(write_now(first.lazy));
+  const std::vector<PageRun>& runs = first.eager;
+
   // Only areas that hold pages need the daemon: empty ones fault in zero pages on their own.
   std::vector<Range> wanted;
   {
@@ -258,30 +304,11 @@ Result<LazyRestoreCounts> restore_pages_lazily(kernel::Remote& r, LazyClient& cl
       if (any) wanted.push_back(a);
     }
   }
-  std::vector<Range> registered;
-  if (!wanted.empty()) registered = CR_TRY(client.hand_over(r, vpid, wanted));
-  SplitRuns split = split_runs(runs, registered);
+  std::vector<Range> served;
+  if (!wanted.empty()) served = CR_TRY(client.hand_over(r, vpid, wanted, in_place));
+  SplitRuns split = split_runs(runs, served);
   for (const auto& l : split.lazy) counts.lazy += l.nr_pages;
-
-  pid_t pid = r.pid();
-  bool any_present = false;
-  for (const auto& e : split.eager) any_present |= (e.flags & kPePresent) != 0;
-  if (any_present) {
-    auto pages = CR_TRY(PageSource::open(images_dir, image::pages_file(pages_id)));
-    for (const auto& e : split.eager) {
-      if (!(e.flags & kPePresent)) continue;
-      uint64_t at = pages.offset() / kPageSize;
-      CR_OK(pages.skip(e.page_offset - at));
-      CR_OK_IN(pages.restore(pid, mem_fd, e.vaddr, e.nr_pages), "memory");
-      counts.written += e.nr_pages;
-      progress_advance(progress, e.nr_pages);
-    }
-  }
-  // PARENT pieces outside the lazy areas.
-  std::vector<std::pair<uint64_t, uint64_t>> from_parents;
-  for (const auto& e : split.eager)
-    if ((e.flags & kPeParent) && !(e.flags & kPePresent)) from_parents.push_back({e.vaddr, e.nr_pages});
-  counts.written += CR_TRY(restore_from_parents(pid, mem_fd, images_dir, vpid, from_parents, progress));
+  CR_OK(write_now(split.eager));
   return counts;
 }
 

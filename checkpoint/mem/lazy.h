@@ -44,6 +44,11 @@ std::vector<PageRun> index_pagemap(const std::vector<pagemap_entry>& entries);
 bool vma_can_be_lazy(const vma_entry& v);
 std::vector<Range> lazy_areas(const mm_entry& mm);
 
+// Pages the kernel reads for other processes without waiting on a userfaultfd (argv and environ, for
+// ps, pgrep and /proc/PID/cmdline: a missing one reads as empty). Restored before any area is
+// registered, never left to the daemon. Sorted, merged.
+std::vector<Range> remote_read_pages(const mm_entry& mm);
+
 // Runs cut at the edges of `areas` (sorted): the pieces inside go to the daemon, the rest is written
 // during the restore. Offsets of PRESENT pieces move with their start.
 struct SplitRuns {
@@ -53,7 +58,7 @@ struct SplitRuns {
 SplitRuns split_runs(const std::vector<PageRun>& runs, const std::vector<Range>& areas);
 
 // Wire format (both ends are crshim). The restore sends one TaskHeader per address space, followed by
-// nr_ranges {start, end} pairs of u64 (the registered areas) and carrying the userfaultfd as SCM_RIGHTS;
+// nr_ranges {start, end} pairs of u64 (the ranges it serves) and carrying the userfaultfd as SCM_RIGHTS;
 // the daemon answers each with a Reply (+ `len` bytes of error text). `done` (no fd, no ranges) says the
 // tree was resumed: nothing more will come.
 inline constexpr uint32_t kLazyMagic = 0x4c5a5047;  // "GPZL"
@@ -80,9 +85,11 @@ class LazyClient {
   static Result<LazyClient> connect(int work_dir, std::chrono::milliseconds wait);
 
   // Creates a userfaultfd in the stopped task `r` (remote syscall), registers `areas` for missing
-  // pages and hands it to the daemon with the task's ids; waits for the daemon to accept it. Returns
-  // the areas registered (the kernel may refuse some: their pages are written eagerly).
-  Result<std::vector<Range>> hand_over(kernel::Remote& r, uint32_t vpid, const std::vector<Range>& areas);
+  // pages and hands it to the daemon with the task's ids and the ranges it serves: the registered
+  // areas without `in_place` (pages written already). Waits for the daemon to accept it; returns the
+  // served ranges (the kernel may refuse some areas: their pages are written eagerly).
+  Result<std::vector<Range>> hand_over(kernel::Remote& r, uint32_t vpid, const std::vector<Range>& areas,
+                                       const std::vector<Range>& in_place);
   // Every task is resumed: the daemon exits once it delivered everything.
   Status finish();
 

@@ -18,14 +18,8 @@ stop_restored() {
   RESTORED_PID=
   RESTORED_CGROUPS=()
 }
-bundle_cleanup() {
-  local rc=$?
-  stop_restored
-  (exit "$rc")
-  e2e_cleanup
-}
 RESTORED_CGROUPS=()
-trap bundle_cleanup EXIT
+at_exit stop_restored
 # note_cgroups: the restored init's cgroup directories, for stop_restored.
 note_cgroups() {
   mapfile -t RESTORED_CGROUPS < <(sed -n 's/^[0-9]*:\([^:]*\):\(.*\)$/\1|\2/p' "/proc/$RESTORED_PID/cgroup" |

@@ -21,14 +21,11 @@ stop_restored() {
   RESTORED_CGROUPS=()
 }
 archive_cleanup() {
-  local rc=$?
   stop_restored
-  "${RUNC[@]}" delete -f "$ID" >/dev/null 2>&1 || true
-  umount -l "$BUNDLE/rootfs" 2>/dev/null || true
-  (exit "$rc")
-  e2e_cleanup
+  "${RUNC[@]}" delete -f "$ID" >/dev/null 2>&1
+  umount -l "$BUNDLE/rootfs" 2>/dev/null
 }
-trap archive_cleanup EXIT
+at_exit archive_cleanup
 note_cgroups() {
   mapfile -t RESTORED_CGROUPS < <(sed -n 's/^[0-9]*:\([^:]*\):\(.*\)$/\1|\2/p' "/proc/$RESTORED_PID/cgroup" |
     while IFS='|' read -r name path; do

@@ -16,7 +16,7 @@ E2E_PIDS=()
 E2E_NETNS=()
 
 e2e_cleanup() {
-  local rc=$? pid ns
+  local pid ns
   # A test's own teardown (another runtime's containers...) runs first.
   if declare -F e2e_teardown >/dev/null; then e2e_teardown >/dev/null 2>&1 || true; fi
   "${RUNC[@]}" delete -f "$ID" >/dev/null 2>&1 || true
@@ -24,15 +24,11 @@ e2e_cleanup() {
   # runc's restore mounts (criu-root) live under its state dir; never leave them behind.
   { grep -o " $WORK/[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   for ns in "${E2E_NETNS[@]}"; do ip netns delete "$ns" 2>/dev/null || true; done
-  if ((rc != 0)); then
+  if ((TEST_STATUS != 0)); then
     for f in "$WORK"/out* "$WORK"/con*.out; do [[ -f "$f" ]] && { echo "--- $f (last 5 lines)" >&2; tail -5 "$f" >&2; }; done
   fi
-  # lib.sh's cleanup (work dir, engine logs) reads the test's status as $?; errexit would stop here.
-  set +e
-  (exit "$rc")
-  cleanup
 }
-trap e2e_cleanup EXIT
+at_exit e2e_cleanup
 
 # make_bundle [PYTHON...]: busybox rootfs + `runc spec` running the ticker without a terminal; the
 # optional python3 statements edit the config `c` further.

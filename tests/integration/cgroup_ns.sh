@@ -9,7 +9,7 @@ V2ROOT=/sys/fs/cgroup/unified
 [[ -f $V1ROOT/cgroup.procs && -f $V2ROOT/cgroup.procs ]] || fail "needs the v1 memory and the v2 hierarchy mounted"
 NAME=crshim-cgns-$$
 CGROUP_DIRS=("$V1ROOT/$NAME/inner" "$V2ROOT/$NAME/inner" "$V1ROOT/$NAME" "$V2ROOT/$NAME")  # deepest first
-trap 'rc=$?; if [[ -n "${TARGET_PID:-}" ]]; then kill -9 "$TARGET_PID" 2>/dev/null || true; fi; remove_cgroups "${CGROUP_DIRS[@]}" || true; set +e; (exit $rc); cleanup' EXIT
+at_exit 'remove_cgroups "${CGROUP_DIRS[@]}"'
 
 # expect_views HOST_SUFFIX INSIDE: the target's memory and v2 cgroups as we see them and as its own
 # cgroup namespace shows them.

@@ -10,7 +10,7 @@ V2ROOT=/sys/fs/cgroup/unified
 NAME=crshim-test-$$
 OTHER=crshim-other-$$
 CGROUP_DIRS=("$V1ROOT/$OTHER/deeper" "$V1ROOT/$NAME" "$V2ROOT/$NAME" "$V1ROOT/$OTHER")  # deepest first
-trap 'rc=$?; if [[ -n "${TARGET_PID:-}" ]]; then kill -9 "$TARGET_PID" 2>/dev/null || true; fi; remove_cgroups "${CGROUP_DIRS[@]}" || true; set +e; (exit $rc); cleanup' EXIT
+at_exit 'remove_cgroups "${CGROUP_DIRS[@]}"'
 
 # The target joins $NAME in both hierarchies, then becomes tp_memory.
 start_in_cgroups() {

@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 
 DAEMON=
-trap 'rc=$?; [[ -n $DAEMON ]] && kill -9 "$DAEMON" 2>/dev/null; set +e; (exit $rc); cleanup' EXIT
+at_exit '[[ -z $DAEMON ]] || kill -9 "$DAEMON" 2>/dev/null'
 
 # zstd_pages DIR: every pages image in DIR starts with zstd's magic.
 zstd_pages() {

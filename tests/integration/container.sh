@@ -13,7 +13,7 @@ for tool in unshare nsenter ip python3; do command -v $tool >/dev/null || fail "
 
 IN=ctin$$ OUT=ctout$$ OUT2=ctnew$$
 cleanup_links() { ip link del "$OUT" 2>/dev/null || true; ip link del "$OUT2" 2>/dev/null || true; }
-trap 'rc=$?; if [[ -n "${TARGET_PID:-}" ]]; then kill -9 "$TARGET_PID" 2>/dev/null || true; fi; cleanup_links; set +e; (exit $rc); cleanup' EXIT
+at_exit cleanup_links
 
 # shm OP PID [TEXT]: SysV shared memory key 0x5eed in PID's IPC namespace, written (put) or read (get).
 shm() {

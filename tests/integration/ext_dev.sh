@@ -16,8 +16,8 @@ DISK=$WORK/disk.img HOSTVIEW=$(mktemp -d /tmp/crshim-extdev.XXXXXX) LOOP=""
 truncate -s 16M "$DISK"
 mkfs.ext4 -q -F "$DISK" || fail "mkfs.ext4"
 LOOP=$(losetup --find --show "$DISK") || fail "losetup"
-trap 'rc=$?; if [[ -n "${TARGET_PID:-}" ]]; then kill -9 "$TARGET_PID" 2>/dev/null || true; fi; sleep 0.2;
-  umount "$HOSTVIEW" 2>/dev/null && rmdir "$HOSTVIEW"; [[ -n $LOOP ]] && losetup -d "$LOOP" 2>/dev/null; set +e; (exit $rc); cleanup' EXIT
+# The killed target must let go of the file system before it can be unmounted.
+at_exit 'sleep 0.2; umount "$HOSTVIEW" 2>/dev/null && rmdir "$HOSTVIEW"; [[ -z $LOOP ]] || losetup -d "$LOOP" 2>/dev/null'
 # The host watches the same superblock the container writes on.
 mount "$LOOP" "$HOSTVIEW" || fail "mount $LOOP"
 mkdir -p "$HOSTVIEW/store"

@@ -28,7 +28,7 @@ while True:
                 log.write("stream%d %s\n" % (conns[s], line))
 PY
 SERVER=$!
-trap 'rc=$?; kill $SERVER 2>/dev/null || true; (exit $rc); cleanup' EXIT
+at_exit 'kill $SERVER 2>/dev/null'
 wait_for_file "$WORK/server.ready"
 
 start_program tp_ext_unix "$DG" "$ST"

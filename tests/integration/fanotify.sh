@@ -7,7 +7,7 @@ FILES=$WORK/files
 mkdir -p "$FILES"
 # A mount of its own: the mount mark then sees only the program's opens.
 mount -t tmpfs -o size=1M crshim-fanotify "$FILES" || fail "cannot mount a tmpfs"
-trap 'rc=$?; umount -l "$FILES" 2>/dev/null; (exit $rc); cleanup' EXIT
+at_exit 'umount -l "$FILES" 2>/dev/null'
 cycle tp_fanotify "$FILES"
 crit decode -i "$WORK/img1/files.img" --pretty >"$WORK/files.txt" || fail "crit cannot decode files.img"
 grep -q '"type": "FANOTIFY"' "$WORK/files.txt" || fail "no FANOTIFY file entry"

@@ -72,7 +72,7 @@ mkdir -p "$FULL"
 mount -t tmpfs -o size=1m tmpfs "$FULL" || fail "mount tmpfs"
 tree_pids=()
 # A failing tree case must not leave a restored tree running.
-trap 'rc=$?; umount "$FULL" 2>/dev/null || true; ((${#tree_pids[@]})) && kill -9 "${tree_pids[@]}" 2>/dev/null; set +e; (exit $rc); cleanup' EXIT
+at_exit 'umount "$FULL" 2>/dev/null; ((${#tree_pids[@]} == 0)) || kill -9 "${tree_pids[@]}" 2>/dev/null'
 start_program tp_memory
 if "$CRSHIM" dump -t "$TARGET_PID" -D "$FULL" -o "$WORK/full-dump.log" -v4 2>"$WORK/err"; then fail "dumped 64 MiB into 1 MiB"; fi
 [[ $(wc -l <"$WORK/err") == 1 ]] || fail "expected one line on stderr: $(cat "$WORK/err")"

@@ -8,7 +8,7 @@ command -v ip >/dev/null || fail "ip(8) is needed (package iproute2)"
 NS=crshim-test-$$
 ip netns add "$NS" || fail "ip netns add"
 HOLDER="" TIME_HOLDER=""
-trap 'st=$?; ip netns del "$NS" 2>/dev/null; for h in $HOLDER $TIME_HOLDER; do kill -9 "$h" 2>/dev/null; done; (exit $st); cleanup' EXIT
+at_exit 'ip netns del "$NS" 2>/dev/null; for h in $HOLDER $TIME_HOLDER; do kill -9 "$h" 2>/dev/null; done'
 # A process in its own UTS namespace, with its own hostname, to join by pid.
 unshare --uts sh -c 'hostname crshim-joined; exec sleep 600' &
 HOLDER=$!

@@ -17,9 +17,17 @@ done
 
 WORK=$(mktemp -d /tmp/crshim-test.XXXXXX)
 KEEP_WORK=${KEEP_WORK:-}
+AT_EXIT=()
+# at_exit CMD: CMD (a string, evaluated) runs when the test exits, newest first, after the target is
+# killed and before the work dir is removed, whatever the test's outcome (in TEST_STATUS).
+at_exit() { AT_EXIT=("$1" "${AT_EXIT[@]}"); }
 cleanup() {
-  local rc=$?
-  if [[ -n "${TARGET_PID:-}" ]]; then kill -9 "$TARGET_PID" 2>/dev/null || true; fi
+  local rc=$? cmd
+  trap - ERR
+  set +e
+  TEST_STATUS=$rc
+  if [[ -n "${TARGET_PID:-}" ]]; then kill -9 "$TARGET_PID" 2>/dev/null; fi
+  for cmd in "${AT_EXIT[@]}"; do eval "$cmd"; done
   if ((rc != 0)); then
     echo "--- work dir: $WORK" >&2
     for log in "$WORK"/*/*.log "$WORK"/*.log; do
@@ -29,8 +37,12 @@ cleanup() {
     done
   fi
   [[ -n "$KEEP_WORK" ]] || rm -rf "$WORK"
+  exit "$rc"
 }
 trap cleanup EXIT
+# A command that stops the test through `set -e` names itself, so no failure is silent.
+set -E
+trap 'echo "FAIL: \`$BASH_COMMAND\` exited $? (${BASH_SOURCE[0]##*/}:$LINENO)" >&2' ERR
 
 fail() {
   echo "FAIL: $*" >&2

@@ -35,8 +35,6 @@ CLIENT_PID='' SERVER_PID='' DAEMON_PID=''
 mkdir -p "$HA"/{full,pre1,pre2,final} "$HB"
 
 mig_cleanup() {
-  local rc=$?
-  set +e
   local p
   for p in $CLIENT_PID $SERVER_PID $DAEMON_PID; do kill -9 "$p" 2>/dev/null; done
   for p in $(ip netns pids "$NSA" 2>/dev/null) $(ip netns pids "$NSB" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
@@ -45,9 +43,8 @@ mig_cleanup() {
   ip link del "$IFB" 2>/dev/null
   ip netns del "$NSA" 2>/dev/null
   ip netns del "$NSB" 2>/dev/null
-  return $rc
 }
-trap 'mig_cleanup; cleanup' EXIT
+at_exit mig_cleanup
 
 # host NS IF HOST_IP IP: a namespace with a veth to this one and a default route back here.
 host() {

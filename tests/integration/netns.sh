@@ -7,7 +7,7 @@ command -v ip >/dev/null || fail "ip(8) is needed (package iproute2)"
 
 NS=crshim-test-$$
 ip netns add "$NS" || fail "ip netns add"
-trap 'rc=$?; ip netns del "$NS" 2>/dev/null || true; set +e; (exit $rc); cleanup' EXIT
+at_exit 'ip netns del "$NS" 2>/dev/null'
 ns_ino=$(stat -L -c %i "/run/netns/$NS")
 
 # nsenter joins only the network namespace (`ip netns exec` would add a mount namespace too).

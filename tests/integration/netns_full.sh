@@ -18,7 +18,7 @@ cleanup_net() {
   ip link del "$HOST" 2>/dev/null || true
   ip link del "$BR" 2>/dev/null || true
 }
-trap 'rc=$?; cleanup_net; set +e; (exit $rc); cleanup' EXIT
+at_exit cleanup_net
 
 # ---- 1. lo only: the program runs in a namespace of its own made by unshare (it keeps the pid).
 REAL_PROGRAMS=$PROGRAMS

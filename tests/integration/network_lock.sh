@@ -31,7 +31,7 @@ cleanup_net() {
   done <<<"${ALL_RULES:-}"
   for r in ${RUN_IDS:-}; do nft delete table inet "CRIU-$r" 2>/dev/null || true; done
 }
-trap 'rc=$?; cleanup_net; set +e; (exit $rc); cleanup' EXIT
+at_exit cleanup_net
 
 # The run id names the nftables table; Debian's crit does not know the field, so it is read raw.
 run_id_of() {  # DIR

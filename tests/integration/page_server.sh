@@ -22,18 +22,15 @@ stat_field() {
   crit decode -i "$1/stats-dump" | python3 -c "import json,sys; print(json.load(sys.stdin)['entries'][0]['dump'].get('$2', 0))"
 }
 
-# Removes the namespace, the veth and what still runs in there; keeps the exit status for cleanup.
+# Removes the namespace, the veth and what still runs in there.
 net_cleanup() {
-  local rc=$?
-  set +e
   [[ -n "${SERVER_PID:-}" ]] && kill -9 "$SERVER_PID" 2>/dev/null
   local pid
   for pid in $(ip netns pids "$NS" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
   ip link del "$HOST_IF" 2>/dev/null
   ip netns del "$NS" 2>/dev/null
-  return $rc
 }
-trap 'net_cleanup; cleanup' EXIT
+at_exit net_cleanup
 
 ip netns add "$NS"
 ip link add "$HOST_IF" type veth peer name eth0 netns "$NS"

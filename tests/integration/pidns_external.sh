@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 command -v unshare >/dev/null && command -v nsenter >/dev/null || fail "unshare/nsenter are needed (package util-linux)"
 
 HOLDER=""
-trap 'st=$?; [[ -n "$HOLDER" ]] && kill -9 "$HOLDER" 2>/dev/null; (exit $st); cleanup' EXIT
+at_exit '[[ -z "$HOLDER" ]] || kill -9 "$HOLDER" 2>/dev/null'
 unshare --pid --fork --mount-proc sleep 600 &
 UNSHARE=$!
 for _ in $(seq 1 100); do HOLDER=$(pgrep -P "$UNSHARE" || true); [[ -n "$HOLDER" ]] && break; sleep 0.02; done

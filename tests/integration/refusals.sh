@@ -11,7 +11,7 @@ V2ROOT=/sys/fs/cgroup/unified
 [[ -f $V2ROOT/cgroup.procs ]] || fail "needs the v2 hierarchy mounted at $V2ROOT"
 NAME=crshim-refusals-$$
 CGROUP_DIRS=("$V2ROOT/$NAME/a" "$V2ROOT/$NAME/b" "$V2ROOT/$NAME")  # deepest first
-trap 'rc=$?; if [[ -n "${TARGET_PID:-}" ]]; then kill -9 "$TARGET_PID" 2>/dev/null || true; fi; remove_cgroups "${CGROUP_DIRS[@]}" || true; set +e; (exit $rc); cleanup' EXIT
+at_exit 'remove_cgroups "${CGROUP_DIRS[@]}"'
 
 # expect_refused DIR TEXT [OPTIONS...]: the dump of TARGET_PID fails, stderr carries TEXT, no image is
 # left that could be mistaken for a dump, and the target is still there.

@@ -10,11 +10,10 @@ PIDFILE=$WORK/svc.pid
 RPC_SERVICE=$SOCK
 GSOCK=$WORK/group.sock GPIDFILE=$WORK/group.pid
 stop_service() {
-  local rc=$? f
+  local f
   for f in "$PIDFILE" "$GPIDFILE"; do [[ -f "$f" ]] && kill "$(cat "$f")" 2>/dev/null; done
-  return $rc
 }
-trap 'stop_service; cleanup' EXIT
+at_exit stop_service
 
 "$CRSHIM" service --address "$SOCK" --pidfile "$PIDFILE" -d || fail "service -d failed"
 [[ -S "$SOCK" ]] || fail "no socket at $SOCK after service -d returned"

@@ -7,7 +7,7 @@ source "$SRC/tests/rpc/client.sh"
 SOCK=$WORK/svc.sock
 PIDFILE=$WORK/svc.pid
 RPC_SERVICE=$SOCK
-trap '[[ -f "$PIDFILE" ]] && kill "$(cat "$PIDFILE")" 2>/dev/null; cleanup' EXIT
+at_exit '[[ ! -f "$PIDFILE" ]] || kill "$(cat "$PIDFILE")" 2>/dev/null'
 "$CRSHIM" service --address "$SOCK" --pidfile "$PIDFILE" -d || fail "service -d failed"
 svc=$(cat "$PIDFILE")
 

@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 
 python3 "$(dirname "$0")/tcp_echo_server.py" "$WORK/echo.port" &
 ECHO=$!
-trap 'rc=$?; kill $ECHO 2>/dev/null || true; set +e; (exit $rc); cleanup' EXIT
+at_exit 'kill $ECHO 2>/dev/null'
 wait_for_file "$WORK/echo.port"
 PORT=$(cat "$WORK/echo.port")
 

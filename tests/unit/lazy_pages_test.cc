@@ -89,6 +89,27 @@ TEST(LazyPages, OnlyAccessiblePrivateAnonymousAreasAreLazy) {
   EXPECT_EQ(areas[1].end, 0x12000u);
 }
 
+TEST(LazyPages, ArgvAndEnvironPagesAreWrittenBeforeTheTaskRuns) {
+  mm_entry mm;
+  mm.set_mm_arg_start(0x1e010);  // argv in one page, environ from its end over the next page
+  mm.set_mm_arg_end(0x1e800);
+  mm.set_mm_env_start(0x1e800);
+  mm.set_mm_env_end(0x1f010);
+  auto pages = remote_read_pages(mm);
+  ASSERT_EQ(pages.size(), 1u);
+  EXPECT_EQ(pages[0].start, 0x1e000u);
+  EXPECT_EQ(pages[0].end, 0x20000u);
+
+  mm.set_mm_env_start(0x30000);  // apart: two ranges, in address order
+  mm.set_mm_env_end(0x30001);
+  pages = remote_read_pages(mm);
+  ASSERT_EQ(pages.size(), 2u);
+  EXPECT_EQ(pages[1].start, 0x30000u);
+  EXPECT_EQ(pages[1].end, 0x31000u);
+
+  EXPECT_TRUE(remote_read_pages(mm_entry{}).empty());
+}
+
 TEST(LazyPages, PendingLookupGivesImagePositionOfAnyPage) {
   PendingPages p;
   p.add(0x10000, 0x20000, 1000 * P);  // 16 pages whose data starts at 1000 pages into the mapping
