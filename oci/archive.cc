@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
@@ -83,7 +85,80 @@ Status stage_rootfs_diff(const std::string& stage, const std::string& upper, con
   return {};
 }
 
+// podman's rule for container names.
+bool valid_podman_name(std::string_view name) {
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  if (name.empty() || !alnum(name[0])) return false;
+  for (char c : name)
+    if (!alnum(c) && c != '_' && c != '.' && c != '-') return false;
+  return true;
+}
+
+// A new container ID as podman makes them: 32 random bytes in hex.
+Result<std::string> random_container_id() {
+  unsigned char bytes[32];
+  for (size_t got = 0; got < sizeof bytes;) {
+    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno != EINTR) return fail(sys_error("getrandom", "container ID"));
+    if (n > 0) got += n;
+  }
+  static const char hex[] = "0123456789abcdef";
+  std::string id;
+  for (unsigned char b : bytes) {
+    id += hex[b >> 4];
+    id += hex[b & 15];
+  }
+  return id;
+}
+
 }  // namespace
+
+Result<std::string> podman_config_dump(std::string_view spec_json, const std::string& bundle, const std::string& id) {
+  const std::string object = bundle + "/config.json";
+  auto doc = nlohmann::json::parse(spec_json.begin(), spec_json.end(), nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    return fail(make_error(Errc::invalid_argument, "export", object, "not a JSON object"));
+  auto annotation = [&](const char* key) {
+    auto all = doc.find("annotations");
+    if (all == doc.end() || !all->is_object()) return std::string();
+    auto v = all->find(key);
+    return v != all->end() && v->is_string() ? v->get<std::string>() : std::string();
+  };
+  std::string image;
+  for (const char* key : kExportImageAnnotations)
+    if (image.empty()) image = annotation(key);
+  if (image.empty()) return std::string();
+
+  std::string name = annotation(kExportNameAnnotation);
+  if (!name.empty() && !valid_podman_name(name))
+    return fail(make_error(Errc::invalid_argument, "export", object,
+                           std::string(kExportNameAnnotation) + " '" + name + "' is no valid podman container name")
+                    .with_hint("use letters, digits, '_', '.' and '-', starting with a letter or digit"));
+  if (name.empty()) {
+    std::filesystem::path dir = std::filesystem::path(bundle).lexically_normal();
+    name = (dir.has_filename() ? dir : dir.parent_path()).filename().string();  // "/b/ctr/" too
+  }
+  if (name.empty() || !valid_podman_name(name)) name = "crshim-" + id.substr(0, 12);
+  std::string image_id = annotation(kExportImageIdAnnotation);
+  std::string runtime = annotation(kExportRuntimeAnnotation);
+
+  // The fields podman's restore reads; it keeps the rest (storage, lock, log, network, shm) its own.
+  nlohmann::json c = {{"id", id},
+                      {"name", name},
+                      {"rootfsImageName", image},
+                      {"rootfsImageID", image_id.empty() ? image : image_id},
+                      {"runtime", runtime.empty() ? "runc" : runtime},
+                      {"stopSignal", 15}};
+  // What `podman ps` shows as COMMAND.
+  auto process = doc.find("process");
+  if (process != doc.end() && process->is_object()) {
+    auto args = process->find("args");
+    if (args != process->end() && args->is_array() &&
+        std::all_of(args->begin(), args->end(), [](const nlohmann::json& a) { return a.is_string(); }))
+      c["command"] = *args;
+  }
+  return c.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 Result<std::string> overlay_upperdir(std::string_view mountinfo, const std::string& rootfs) {
   auto mounts = CR_TRY(proc::parse_mountinfo(mountinfo));
@@ -200,6 +275,16 @@ Status export_archive(const std::string& archive, const std::string& images_dir,
     if (::symlink((bundle + "/config.json").c_str(), (stage + "/spec.dump").c_str()) < 0)
       return fail(sys_error("symlink", stage + "/spec.dump"));
     std::vector<std::string> members{"checkpoint", "spec.dump"};
+    const std::string id = CR_TRY(random_container_id());
+    std::string config_dump = CR_TRY(podman_config_dump(CR_TRY(sys::read_file(bundle + "/config.json")), bundle, id));
+    if (!config_dump.empty()) {
+      CR_OK(sys::write_file(stage + "/" + kPodmanConfigFile, config_dump));
+      members.push_back(kPodmanConfigFile);
+      LOG_INFO(log, "Wrote %s for podman: container %s", kPodmanConfigFile, id.c_str());
+    } else {
+      LOG_INFO(log, "No %s annotation in the bundle: no %s for podman in the archive", kExportImageAnnotations[0],
+               kPodmanConfigFile);
+    }
     std::string upper = CR_TRY(overlay_upperdir(CR_TRY(sys::read_file("/proc/self/mountinfo")), rootfs));
     if (!upper.empty()) {
       RootfsDiff diff = CR_TRY(scan_upperdir(upper));

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 
@@ -78,6 +79,41 @@ TEST(DeletedFiles, IsPodmansJsonListOfPaths) {
   EXPECT_EQ(parse_deleted_files("{}").error().render(), "parse deleted.files: expected an array of paths");
   EXPECT_FALSE(parse_deleted_files("[1]"));
   EXPECT_FALSE(parse_deleted_files("[\"a\""));
+}
+
+TEST(PodmanConfigDump, ComesFromTheBundlesImageAnnotation) {
+  const std::string id(64, 'a');
+  // No image named: nothing for podman.
+  auto none = podman_config_dump(R"({"process":{"args":["sh"]}})", "/b/ctr", id);
+  ASSERT_TRUE(none) << none.error().render();
+  EXPECT_EQ(*none, "");
+  auto dump = podman_config_dump(
+      R"({"process":{"args":["sh","-c","x"]},"annotations":{"io.crshim.export.image":"localhost/bb:latest"}})", "/b/ctr/",
+      id);
+  ASSERT_TRUE(dump) << dump.error().render();
+  auto c = nlohmann::json::parse(*dump);
+  EXPECT_EQ(c["id"], id);
+  EXPECT_EQ(c["name"], "ctr");  // the bundle directory's name
+  EXPECT_EQ(c["rootfsImageName"], "localhost/bb:latest");
+  EXPECT_EQ(c["rootfsImageID"], "localhost/bb:latest");
+  EXPECT_EQ(c["runtime"], "runc");
+  EXPECT_EQ(c["command"], nlohmann::json::array({"sh", "-c", "x"}));
+  // CRI-O's image annotation, an explicit ID, name and runtime; a bundle name podman refuses.
+  c = nlohmann::json::parse(*podman_config_dump(
+      R"({"annotations":{"io.kubernetes.cri-o.ImageName":"img","io.crshim.export.image-id":"5dee","io.crshim.export.runtime":"crun"}})",
+      "/b/.ctr", id));
+  EXPECT_EQ(c["rootfsImageName"], "img");
+  EXPECT_EQ(c["rootfsImageID"], "5dee");
+  EXPECT_EQ(c["runtime"], "crun");
+  EXPECT_EQ(c["name"], "crshim-aaaaaaaaaaaa");
+  c = nlohmann::json::parse(*podman_config_dump(
+      R"({"annotations":{"io.crshim.export.image":"img","io.crshim.export.name":"web-1"}})", "/b/ctr", id));
+  EXPECT_EQ(c["name"], "web-1");
+  auto bad = podman_config_dump(R"({"annotations":{"io.crshim.export.image":"img","io.crshim.export.name":"a b"}})",
+                                "/b/ctr", id);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message, "io.crshim.export.name 'a b' is no valid podman container name");
+  EXPECT_FALSE(podman_config_dump("[", "/b/ctr", id));
 }
 
 TEST_F(OciArchiveTest, UpperDirWalkSeparatesFilesFromWhiteouts) {
