@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "checkpoint/engine.h"
 #include "checkpoint/files/kinds.h"
 #include "checkpoint/kernel/features.h"
+#include "checkpoint/ns/userns.h"
 #include "seccomp.pb.h"
 
 namespace crshim::dumper {
@@ -66,6 +68,7 @@ struct DumpContext {
   mem::PageSink* page_sink = nullptr;      // --page-server: where pages go instead of the images dir
   std::map<uint32_t, uint64_t> tracking;  // vpid -> write-tracking userfaultfd left armed (inode)
   std::map<pid_t, int> armed_now;          // real pid -> fd of a tracking uffd this dump put in it
+  std::optional<ns::UserNs> userns;        // the tree's own user namespace: ids in images are its
 
   uint32_t vpid(pid_t real) const {
     auto it = vpids.find(real);

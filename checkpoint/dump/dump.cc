@@ -25,6 +25,7 @@
 #include "checkpoint/ns/namespaces.h"
 #include "checkpoint/ns/pidns.h"
 #include "checkpoint/ns/time_ns.h"
+#include "checkpoint/ns/userns.h"
 #include "stats.pb.h"
 
 namespace crshim {
@@ -74,14 +75,15 @@ Status preflight(const DumpRequest& req) {
     problems.insert(problems.end(), mnt_problems->begin(), mnt_problems->end());
     if (hint.empty()) hint = "mark mounts that come from the host external: --external mnt[PATH]:KEY";
   }
-  for (const char* ns : {"user"}) {
-    auto mine = sys::read_link(std::string("/proc/self/ns/") + ns);
-    auto theirs = sys::read_link("/proc/" + std::to_string(pid) + "/ns/" + ns);
-    if (mine && theirs && *mine != *theirs)
-      problems.push_back(std::string("it has its own ") + ns + " namespace, which cannot be dumped yet");
-  }
+  // A user namespace of its own: one, a child of crshim's, for the whole tree.
+  auto userns_of = [](pid_t p) { return sys::read_link("/proc/" + std::to_string(p) + "/ns/user"); };
+  auto root_userns = userns_of(pid);
+  if (ns::in_other_userns(pid))
+    if (auto maps = ns::UserNs::of_task(pid); !maps) problems.push_back(maps.error().message);
   auto tree = CR_TRY(dumper::list_tree(pid));
   for (pid_t p : tree) {
+    if (auto u = userns_of(p); p != pid && root_userns && u && *u != *root_userns)
+      problems.push_back("pid " + std::to_string(p) + ": in another user namespace than the root's, which is not supported");
     // A pre-dump takes memory only: sockets are not touched.
     if (!req.pre_dump)
       if (auto tcp = files::inet::tcp_problems(p, {req.tcp_established, req.tcp_close, req.skip_in_flight}); !tcp.empty()) {
@@ -254,6 +256,15 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
 
   dumper::DumpContext ctx(req, session);
   ctx.page_sink = page_server.get();
+  if (ns::in_other_userns(req.pid)) {
+    auto userns = ns::UserNs::of_task(req.pid);
+    if (!userns) {
+      Status thawed = tree.thaw();
+      if (!thawed) LOG_ERROR(log, "Resuming the tree of %d: %s", req.pid, thawed.error().render().c_str());
+      return fail(userns.error());
+    }
+    ctx.userns = std::move(*userns);
+  }
   std::optional<dumper::ParentImages> parent;
   if (!req.parent_img.empty()) {
     auto p = dumper::ParentImages::link(session.images_dir, req.parent_img);
@@ -334,7 +345,9 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
       task_kobj_ids_entry root_ids = ids[0].second;
       root_ids.set_net_ns_id(dumper_ids->net_ns_id());
       root_ids.set_mnt_ns_id(dumper_ids->mnt_ns_id());  // mnt::dump_mounts's
+      root_ids.set_user_ns_id(dumper_ids->user_ns_id());  // ctx.userns, saved here
       st = ns::dump_namespaces(req.pid, root_ids, *dumper_ids, session.images_dir);
+      if (st && ctx.userns) st = ctx.userns->save(session.images_dir, ids[0].second.user_ns_id());
     }
     for (size_t i = 1; st && i < ids.size(); i++)
       if (ids[i].second.mnt_ns_id() != ids[0].second.mnt_ns_id())

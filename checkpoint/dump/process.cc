@@ -234,6 +234,7 @@ Status dump_thread(kernel::Tracee& t, pid_t pid, bool leader, const ThreadExtras
 
   auto status = CR_TRY(proc::read_status(pid, tid));
   set_creds(status, *tcore->mutable_creds());
+  if (ctx.userns) ctx.userns->creds_inside(*tcore->mutable_creds());
   tcore->mutable_creds()->set_secbits(x.secbits);
   if (status.seccomp == 2) {
     tcore->set_seccomp_mode(filter);

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 #include "checkpoint/ns/namespaces.h"
 #include "checkpoint/ns/pidns.h"
 #include "checkpoint/ns/time_ns.h"
+#include "checkpoint/ns/userns.h"
 #include "checkpoint/restore/images.h"
 #include "checkpoint/restore/task.h"
 #include "checkpoint/tty/pty_restore.h"
@@ -81,7 +83,6 @@ Status check_supported(const restorer::ImageSet& set) {
   const auto& root = set.processes[0];
   if (!root.alive())
     return fail(make_error(Errc::unsupported, "restore", image::core_file(root.pid()), "the root task is not alive"));
-  const auto& b = set.inventory.root_ids();
   for (const auto& p : set.processes) {
     if (!p.alive()) continue;
     const auto& a = p.ids;
@@ -95,9 +96,9 @@ Status check_supported(const restorer::ImageSet& set) {
     if (a.mnt_ns_id() != root.ids.mnt_ns_id())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
                              "tasks in different mount namespaces are not supported yet"));
-    if (a.user_ns_id() != b.user_ns_id())
+    if (a.user_ns_id() != root.ids.user_ns_id())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
-                             "the task lived in its own user namespace; restoring that is not supported yet"));
+                             "tasks in different user namespaces are not supported yet"));
     if (a.cgroup_ns_id() != root.ids.cgroup_ns_id() || a.time_ns_id() != root.ids.time_ns_id())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
                              "tasks in different cgroup or time namespaces are not supported yet"));
@@ -149,11 +150,24 @@ class RestoredTree {
     images_dir_ = images_dir;
     CR_OK(open_join_ns(req.join_ns));
     if (net.join_fd >= 0) join_fds_.push_back({net.join_fd, net.what});
-    // Every task inherits this at creation: its way back to crshim's files.
-    self_pidfd_ = UniqueFd(sys::pidfd_open(getpid()));
-    if (!self_pidfd_) return fail(sys_error("pidfd_open", "crshim itself"));
+    // The tree's own user namespace: made with the root, its maps written before the root runs.
+    std::optional<ns::UserNs> userns;
+    if (ns::owned_namespaces(set.processes[0].ids, set.inventory.root_ids()) & CLONE_NEWUSER)
+      userns = CR_TRY(ns::UserNs::load(images_dir, set.processes[0].ids.user_ns_id()));
+    // Every task inherits this at creation: its way back to crshim's files (TaskOptions::lender_fd).
+    own_userns_ = userns.has_value();
+    if (userns) {
+      int sv[2];
+      if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0) return fail(sys_error("socketpair", "fd lender"));
+      lender_ = UniqueFd(sv[0]);
+      lender_peer_ = UniqueFd(sv[1]);
+    } else {
+      lender_ = UniqueFd(sys::pidfd_open(getpid()));
+      if (!lender_) return fail(sys_error("pidfd_open", "crshim itself"));
+    }
     bool new_pidns = set.processes[0].ids.pid_ns_id() != set.inventory.root_ids().pid_ns_id() && join_pidns < 0;
     int ns_flags = ns::owned_namespaces(set.processes[0].ids, set.inventory.root_ids()) & (CLONE_NEWUTS | CLONE_NEWIPC);
+    int root_flags = (mounts ? CLONE_NEWNS : 0) | (userns ? CLONE_NEWUSER : 0);
     ns_flags |= net.clone_flags;  // CLONE_NEWNET: an empty network namespace
     std::map<uint32_t, restorer::RestoredTask*> by_pid;
     for (const auto& img : set.processes) {
@@ -164,12 +178,16 @@ class RestoredTree {
         timens.emplace(CR_TRY(ns::ChildTimeNamespace::enter(images_dir, img.ids.time_ns_id(), log)));
       if (img.pstree.ppid() == 0 && join_pidns >= 0) {
         task = std::make_unique<restorer::RestoredTask>(
-            CR_TRY(create_in_pidns(join_pidns, img, sibling, ns_flags | (mounts ? CLONE_NEWNS : 0), log)));
+            CR_TRY(create_in_pidns(join_pidns, img, sibling, ns_flags | root_flags, log)));
       } else if (img.pstree.ppid() == 0) {
-        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, sibling, new_pidns, ns_flags | (mounts ? CLONE_NEWNS : 0), log)));
+        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, sibling, new_pidns, ns_flags | root_flags, log)));
       } else {
         auto* parent = by_pid.at(img.pstree.ppid());
         task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::fork_child(*parent, img, log)));
+      }
+      if (img.pstree.ppid() == 0 && userns) {
+        CR_OK_IN(userns->apply(task->pid()), "user namespace of the root task");
+        CR_OK_IN(restorer::run_early(*task, [&](kernel::Remote& r) { return userns->become_root(r); }), "user namespace of the root task");
       }
       // Into its cgroups before it creates children (they inherit them) or gets its memory (charged there).
       const auto& tcore = img.cores[0].thread_core();
@@ -224,7 +242,9 @@ class RestoredTree {
   }
 
   restorer::RestoredTask& task(size_t i) { return *tasks_[i]; }
-  int self_pidfd() const { return self_pidfd_.get(); }
+  int lender() const { return lender_.get(); }
+  int lender_peer() const { return lender_peer_.get(); }
+  bool own_userns() const { return own_userns_; }
   pid_t root_pid() const { return tasks_.empty() ? 0 : tasks_[0]->pid(); }
 
   Status resume(const restorer::ImageSet& set) {
@@ -253,7 +273,8 @@ class RestoredTree {
   }
 
   std::vector<std::unique_ptr<restorer::RestoredTask>> tasks_;
-  UniqueFd self_pidfd_;
+  UniqueFd lender_, lender_peer_;  // TaskOptions::lender_fd and lender_peer
+  bool own_userns_ = false;
   std::vector<UniqueFd> join_owned_;
   int images_dir_ = -1;
   std::vector<std::pair<int, std::string>> join_fds_;
@@ -386,7 +407,8 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
   CR_OK(fault_point("restore:setup-namespaces"));
   for (const auto& o : ptys.orphans) CR_OK(hooks.fire_fd(HookPoint::orphan_pts_master, 0, o.master));
   mem::SharedMemory shmem(session.images_dir);
-  restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout(), tree.self_pidfd(), &shmem, session.progress};
+  restorer::TaskOptions topts{req.shell_job, kernel::xsave_layout(), tree.lender(), tree.lender_peer(),
+                              tree.own_userns(), &shmem, session.progress};
   topts.lazy = lazy ? &*lazy : nullptr;
   ProgressPhase progress(session.progress, "restore", pages_to_restore(set));
   uint64_t pages = 0;

@@ -12,6 +12,7 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/shm.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -20,6 +21,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -135,9 +137,36 @@ Status move_vdso(Remote& r, const std::vector<proc::Vma>& now, const mm_entry& m
 
 struct FdPusher {
   Remote& r;
-  int pidfd_in_target;
-  // Copies crshim's fd `local` into the target; returns the target's fd number.
-  Result<int> push(int local) { return int(CR_TRY(r.call(SYS_pidfd_getfd, pidfd_in_target, local, 0))); }
+  int lender_in_target;  // TaskOptions::lender_fd, moved
+  int peer;              // TaskOptions::lender_peer
+  // Copies crshim's fd `local` into the target; returns the target's fd number (close-on-exec).
+  Result<int> push(int local) {
+    if (peer < 0) return int(CR_TRY(r.call(SYS_pidfd_getfd, lender_in_target, local, 0)));
+    CR_OK(sys::send_with_fd(peer, "f", local, "fd lender socket"));
+    struct {
+      msghdr msg;
+      iovec iov;
+      char byte;
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    } m{};
+    // Pointers inside are the target's: the scratch area's address is known once it is reserved.
+    uint64_t at = CR_TRY(r.put(&m, sizeof m));
+    m.iov.iov_base = reinterpret_cast<void*>(at + offsetof(decltype(m), byte));
+    m.iov.iov_len = 1;
+    m.msg.msg_iov = reinterpret_cast<iovec*>(at + offsetof(decltype(m), iov));
+    m.msg.msg_iovlen = 1;
+    m.msg.msg_control = reinterpret_cast<void*>(at + offsetof(decltype(m), control));
+    m.msg.msg_controllen = sizeof m.control;
+    CR_TRY(r.put(&m, sizeof m));
+    CR_OK(r.call(SYS_recvmsg, lender_in_target, long(at), MSG_CMSG_CLOEXEC));
+    CR_OK(r.get(at, &m, sizeof m));
+    auto* c = reinterpret_cast<cmsghdr*>(m.control);
+    if (m.msg.msg_controllen < CMSG_LEN(sizeof(int)) || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+      return fail(make_error(Errc::internal, "recvmsg", "fd lender socket", "no fd arrived"));
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    return fd;
+  }
 };
 
 Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageSet& set, files::RestoreFiles& files,
@@ -898,18 +927,18 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     uint64_t temp = CR_TRY(find_free_range(now, img.mm, 1ull << 30, tramp));
     CR_OK_IN(move_vdso(r, now, img.mm, temp), "vDSO");
   }
-  // A pidfd of crshim, inherited at creation (crshim may be invisible from the task's pid namespace),
-  // lends the task our open files. Moved above every fd the image uses; everything else is closed.
+  // The lender fd, inherited at creation (crshim may be invisible from the task's pid namespace), lends
+  // the task our open files. Moved above every fd the image uses; everything else is closed.
   // In a shared fd table the owner left it at that number for the tasks sharing the table.
   int max_fd = 0;
   for (const auto& fe : img.fds) max_fd = std::max(max_fd, int(fe.fd()));
   long holder = max_fd + 1;
   if (share.own_files) {
-    if (opts.inherited_pidfd != holder) CR_OK(r.call(SYS_dup3, opts.inherited_pidfd, holder, O_CLOEXEC));
+    if (opts.lender_fd != holder) CR_OK(r.call(SYS_dup3, opts.lender_fd, holder, O_CLOEXEC));
     CR_OK(r.call(SYS_close_range, 0, holder - 1, 0));
     CR_OK(r.call(SYS_close_range, holder + 1, ~0u, 0));
   }
-  FdPusher push{r, int(holder)};
+  FdPusher push{r, int(holder), opts.lender_peer};
 
   // 3. Memory: map every area (writable while pages go in), write the pages, set final protections.
   LOG_DEBUG(log, "Restoring %d: %s", pid, "memory");
@@ -981,7 +1010,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     bool thread_seccomp = core.thread_core().seccomp_mode() == filter;
     if (thread_seccomp) CR_OK(task.threads_[i].set_options(kTraceOptions | PTRACE_O_SUSPEND_SECCOMP));
     CR_OK_IN(restore_seccomp(tr, core.thread_core(), set.seccomp), "seccomp");
-    if (!same_creds(core.thread_core().creds(), self_status)) CR_OK_IN(restore_creds(tr, core.thread_core().creds()), "credentials");
+    if (opts.own_userns || !same_creds(core.thread_core().creds(), self_status)) CR_OK_IN(restore_creds(tr, core.thread_core().creds()), "credentials");
     CR_OK(trs.restore());
     if (thread_seccomp) CR_OK(task.threads_[i].set_options(kTraceOptions));
   }
@@ -996,7 +1025,7 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     leader_seccomp = true;
   }
   CR_OK_IN(restore_seccomp(r, lcore, set.seccomp), "seccomp");
-  if (!same_creds(lcore.creds(), self_status)) CR_OK_IN(restore_creds(r, lcore.creds()), "credentials");
+  if (opts.own_userns || !same_creds(lcore.creds(), self_status)) CR_OK_IN(restore_creds(r, lcore.creds()), "credentials");
 
   // 7. The trampoline unmaps itself: the thread stops at the step trap and never fetches more.
   LOG_DEBUG(log, "Restoring %d: %s", pid, "trampoline removal");

@@ -26,7 +26,13 @@ namespace crshim::restorer {
 struct TaskOptions {
   bool shell_job = false;
   kernel::XsaveLayout xsave;
-  int inherited_pidfd = -1;  // fd number of crshim's own pidfd, inherited by every created task
+  // How a task gets crshim's open files: every created task inherits `lender_fd`, crshim's own pidfd
+  // (pidfd_getfd), or, where that needs more privilege than the task has (in a user namespace of its
+  // own), one end of a socket pair whose other end, `lender_peer`, crshim sends them through.
+  int lender_fd = -1;
+  int lender_peer = -1;
+  // The tree has a user namespace of its own: credentials (the namespace's ids) are always set.
+  bool own_userns = false;
   mem::SharedMemory* shmem = nullptr;  // shared anonymous memory objects of the whole tree
   ProgressSink* progress = nullptr;    // told of every batch of pages written back
   mem::LazyClient* lazy = nullptr;     // --lazy-pages: private anonymous pages go to this daemon
@@ -39,7 +45,7 @@ struct TaskSharing {
   bool own_files = true;    // rebuild the fd table
   bool own_fs = true;       // set cwd, root and umask
   bool own_sighand = true;  // set the signal handlers
-  bool keep_holder = false;  // a later task shares the fd table: leave crshim's pidfd in it for that task
+  bool keep_holder = false;  // a later task shares the fd table: leave the lender fd in it for that task
 };
 
 // The clone flags that make a child of `parent` share what the images say it shares with it.

@@ -1,0 +1,46 @@
+// A user namespace of a dumped tree: its uid and gid maps (userns-<id>.img), read from /proc at dump,
+// written into the new namespace at restore, and the translation of ids between crshim's view (what
+// /proc shows a reader in the parent namespace) and the namespace's own (what the images keep).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+
+#include "checkpoint/base/result.h"
+#include "checkpoint/kernel/remote.h"
+#include "creds.pb.h"
+#include "userns.pb.h"
+
+namespace crshim::ns {
+
+// Whether `pid` lives in another user namespace than crshim.
+bool in_other_userns(pid_t pid);
+
+class UserNs {
+ public:
+  // The maps of `pid`'s user namespace, which must be a child of crshim's.
+  static Result<UserNs> of_task(pid_t pid);
+  // userns-<id>.img, validated.
+  static Result<UserNs> load(int images_dir, uint32_t id);
+  Status save(int images_dir, uint32_t id) const;
+  // Writes the maps into the fresh user namespace of `pid` (before it uses any id).
+  Status apply(pid_t pid) const;
+  // Makes the task that applied the maps root of its namespace (if uid and gid 0 are mapped), as its
+  // creator would be: what the namespace owns (sysctls, /proc files) is then the task's own.
+  Status become_root(kernel::Remote& r) const;
+
+  // An id of the parent namespace as the namespace sees it (65534, the overflow id, if unmapped).
+  uint32_t uid_inside(uint32_t outside) const { return inside(entry_.uid_map(), outside); }
+  uint32_t gid_inside(uint32_t outside) const { return inside(entry_.gid_map(), outside); }
+  // The credentials /proc showed crshim, as the namespace sees them.
+  void creds_inside(creds_entry& c) const;
+
+  const userns_entry& entry() const { return entry_; }
+
+ private:
+  static uint32_t inside(const google::protobuf::RepeatedPtrField<uid_gid_extent>& map, uint32_t outside);
+  userns_entry entry_;
+};
+
+}  // namespace crshim::ns
