@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <climits>
 #include <nlohmann/json.hpp>
 
@@ -276,8 +277,13 @@ Result<Config> parse_config(std::string_view text, const std::string& origin) {
 
 Result<Config> load_config(const std::string& bundle_dir) {
   std::string path = bundle_dir + "/config.json";
-  std::string text = CR_TRY(sys::read_file(path));
-  return parse_config(text, path);
+  auto text = sys::read_file(path);
+  if (!text) {
+    Error e = std::move(text.error());
+    if (e.err == ENOENT) e.with_hint("--bundle must name an OCI bundle: a directory holding config.json");
+    return fail(std::move(e));
+  }
+  return parse_config(*text, path);
 }
 
 }  // namespace crshim::oci

@@ -38,7 +38,8 @@ int cli_main(int argc, char** argv) {
     case Verb::lazy_pages: return run_lazy_pages(*opts);
     case Verb::page_server: return run_page_server(*opts);
     default:
-      fprintf(stderr, "Error: '%s' is not implemented yet\n", std::string(verb_name(opts->verb)).c_str());
+      fprintf(stderr, "Error: '%s' is not implemented yet; hint: see 'crshim help' for the commands that work\n",
+              std::string(verb_name(opts->verb)).c_str());
       return 1;
   }
 }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 
 #include "checkpoint/base/sys.h"
@@ -16,7 +17,16 @@ Result<std::unique_ptr<Job>> open_job(const Options& opts, const std::string& de
   job->log.set_json(opts.log_format == LogFormat::json);
   if (create_images_dir && ::mkdir(opts.images_dir.c_str(), 0700) < 0 && errno != EEXIST)
     return fail(sys_error("mkdir", opts.images_dir, "images directory"));
-  job->images_dir = CR_TRY(sys::open(opts.images_dir, O_RDONLY | O_DIRECTORY));
+  auto images = sys::open(opts.images_dir, O_RDONLY | O_DIRECTORY);
+  if (!images) {
+    // Name what the path was meant to be: a bare "open DIR: ENOENT" does not say which option is wrong.
+    Error e = std::move(images.error());
+    e.message = "images directory";
+    if (e.err == ENOENT || e.err == ENOTDIR)
+      e.with_hint("check -D (--image-path with --bundle): it names the directory of the images");
+    return fail(std::move(e));
+  }
+  job->images_dir = std::move(*images);
   if (opts.work_dir) {
     if (::mkdir(opts.work_dir->c_str(), 0700) < 0 && errno != EEXIST)
       return fail(sys_error("mkdir", *opts.work_dir, "work directory"));
@@ -26,7 +36,12 @@ Result<std::unique_ptr<Job>> open_job(const Options& opts, const std::string& de
   }
   std::string log = opts.log_file.value_or(default_log);
   if (log != "-") {
-    CR_OK(job->log.open_file(job->work_dir.get(), log));
+    if (Status st = job->log.open_file(job->work_dir.get(), log); !st) {
+      Error e = st.error();
+      e.message = "log file";
+      if (e.err == ENOENT) e.with_hint("-o takes a name in the work directory, or a path in an existing directory");
+      return fail(std::move(e));
+    }
     std::string dir = opts.work_dir.value_or(opts.images_dir);
     job->log_path = log[0] == '/' ? log : dir + "/" + log;
   } else {

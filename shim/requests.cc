@@ -4,9 +4,14 @@
 
 #include <algorithm>
 
+#include "checkpoint/mnt/mounts.h"
+
 namespace crshim {
 
 Status refuse_unsupported(const Options& o) {
+  // Malformed mnt[]/dev[] keys are refused here: a tree in crshim's own mount namespace never reads them.
+  CR_OK(mnt::external_map(o.external, {}));
+  CR_OK(mnt::device_map(o.external));
   std::vector<std::string> refused;
   auto no = [&](bool set, const char* name) {
     if (set) refused.push_back(name);

@@ -61,7 +61,13 @@ Result<pid_t> container_pid(const Options& o) {
   std::string origin;
   if (o.bundle.pid_file) {
     if (!o.args.empty()) return fail(usage_error("give the container's pid either as the argument or with --pid-file, not both"));
-    text = std::string(sys::trim(CR_TRY(sys::read_file(*o.bundle.pid_file, 64))));
+    auto read = sys::read_file(*o.bundle.pid_file, 64);
+    if (!read) {
+      Error e = std::move(read.error());
+      e.message = "--pid-file";  // which of the bundle options named it
+      return fail(std::move(e));
+    }
+    text = std::string(sys::trim(*read));
     origin = *o.bundle.pid_file;
   } else {
     if (o.args.size() != 1)

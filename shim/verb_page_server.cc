@@ -22,6 +22,11 @@ int run_page_server(const Options& opts) {
     return report_failure(nullptr, "page-server",
                           make_error(Errc::invalid_argument, "page-server", "--port", "no port given")
                               .with_hint("use --port PORT (0 picks a free one), or --ps-socket FD"));
+  // Checked before anything is written, so a wrong number is not reported as a failed recv later.
+  if (opts.ps_socket && ::fcntl(*opts.ps_socket, F_GETFD) < 0)
+    return report_failure(nullptr, "page-server",
+                          sys_error("use", "--ps-socket " + std::to_string(*opts.ps_socket), "not an open descriptor")
+                              .with_hint("pass the connected socket of the dumper as an inherited descriptor"));
   auto job = open_job(opts, "page-server.log", true);
   if (!job) return report_failure(nullptr, "page-server", job.error());
   Logger& log = (*job)->log;

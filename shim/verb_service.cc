@@ -47,7 +47,8 @@ Result<UniqueFd> listen_on(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof addr.sun_path)
-    return fail(make_error(Errc::invalid_argument, "bind", path, "socket path is empty or too long"));
+    return fail(make_error(Errc::invalid_argument, "bind", path, "socket path is empty or too long")
+                    .with_hint("give --address a path of at most " + std::to_string(sizeof addr.sun_path - 1) + " bytes"));
   memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   UniqueFd sk(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!sk) return fail(sys_error("socket(AF_UNIX, SOCK_SEQPACKET)"));

@@ -62,6 +62,11 @@ Status preflight(const DumpRequest& req) {
   // Every problem at once, so one run tells the user all there is to fix.
   std::vector<std::string> problems;
   std::string hint;
+  // A refusal's own text, or the failed call's whole story when it has none.
+  auto add_problem = [&](const std::string& prefix, const Error& e) {
+    problems.push_back(prefix + (e.message.empty() ? e.render() : e.message));
+    if (hint.empty()) hint = e.hint;
+  };
   if (stat->session != pid && !req.shell_job) {
     problems.push_back("the root task is not a session leader");
     hint = "use --shell-job, or start the program with setsid";
@@ -79,7 +84,7 @@ Status preflight(const DumpRequest& req) {
   auto userns_of = [](pid_t p) { return sys::read_link("/proc/" + std::to_string(p) + "/ns/user"); };
   auto root_userns = userns_of(pid);
   if (ns::in_other_userns(pid))
-    if (auto maps = ns::UserNs::of_task(pid); !maps) problems.push_back(maps.error().message);
+    if (auto maps = ns::UserNs::of_task(pid); !maps) add_problem("", maps.error());
   auto tree = CR_TRY(dumper::list_tree(pid));
   for (pid_t p : tree) {
     if (auto u = userns_of(p); p != pid && root_userns && u && *u != *root_userns)
@@ -97,8 +102,7 @@ Status preflight(const DumpRequest& req) {
     }
     Status st = files::check_fds_supported(p, req.shell_job);
     if (st || st.error().err == ENOENT) continue;
-    problems.push_back((p == pid ? "" : "pid " + std::to_string(p) + ": ") + st.error().message);
-    if (hint.empty()) hint = st.error().hint;
+    add_problem(p == pid ? "" : "pid " + std::to_string(p) + ": ", st.error());
   }
   if (problems.empty()) return {};
   std::string all;
