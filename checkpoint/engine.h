@@ -92,6 +92,7 @@ struct InheritedFd {
 struct JoinNamespace {
   std::string ns;      // ipc, net, time, user, uts
   std::string target;  // a pid (its /proc/PID/ns/NS) or a path to an nsfs file
+  uint32_t uid = 0, gid = 0;  // user: the ids the root takes in the namespace (then the images' own)
 };
 
 struct RestoreRequest {

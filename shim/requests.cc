@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "checkpoint/base/sys.h"
 #include "checkpoint/mnt/mounts.h"
 
 namespace crshim {
@@ -91,7 +92,18 @@ RestoreRequest restore_request(const Options& opts) {
   req.shell_job = opts.shell_job;
   req.pidfile = opts.pidfile.value_or("");
   for (const auto& i : opts.inherit_fds) req.inherit_fds.push_back({i.fd, i.key});
-  for (const auto& j : opts.join_ns) req.join_ns.push_back({j.ns, j.target});
+  for (const auto& j : opts.join_ns) {
+    JoinNamespace join{j.ns, j.target};
+    // "UID,GID" of a user namespace, checked by the option parser.
+    if (auto ids = sys::split(j.extra, ',', false); ids.size() == 2) {
+      uint64_t uid = 0, gid = 0;
+      if (sys::parse_u64(ids[0], uid, 10) && sys::parse_u64(ids[1], gid, 10) && uid <= UINT32_MAX && gid <= UINT32_MAX) {
+        join.uid = uint32_t(uid);
+        join.gid = uint32_t(gid);
+      }
+    }
+    req.join_ns.push_back(std::move(join));
+  }
   req.orphan_pts_master = opts.orphan_pts_master;
   req.empty_ns = opts.empty_ns_net ? CLONE_NEWNET : 0;
   // CRIU's default mode is soft: tasks go back into their cgroups, missing ones are made.

@@ -114,9 +114,13 @@ Status UserNs::become_root(kernel::Remote& r) const {
     return false;
   };
   if (!maps_zero(entry_.uid_map()) || !maps_zero(entry_.gid_map())) return {};
+  return become(r, 0, 0);
+}
+
+Status become(kernel::Remote& r, uint32_t uid, uint32_t gid) {
   CR_OK(r.call(SYS_setgroups, 0, 0));
-  CR_OK(r.call(SYS_setresgid, 0, 0, 0));
-  CR_OK(r.call(SYS_setresuid, 0, 0, 0));
+  CR_OK_IN(r.call(SYS_setresgid, gid, gid, gid), "gid " + std::to_string(gid));
+  CR_OK_IN(r.call(SYS_setresuid, uid, uid, uid), "uid " + std::to_string(uid));
   return {};
 }
 

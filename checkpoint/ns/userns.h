@@ -17,6 +17,10 @@ namespace crshim::ns {
 // Whether `pid` lives in another user namespace than crshim.
 bool in_other_userns(pid_t pid);
 
+// Makes the task `r` uid and gid `id` of the user namespace it was just put in (no supplementary
+// groups), as its creator would be: what the namespace owns (sysctls, /proc files) is then its own.
+Status become(kernel::Remote& r, uint32_t uid, uint32_t gid);
+
 class UserNs {
  public:
   // The maps of `pid`'s user namespace, which must be a child of crshim's.
@@ -26,8 +30,7 @@ class UserNs {
   Status save(int images_dir, uint32_t id) const;
   // Writes the maps into the fresh user namespace of `pid` (before it uses any id).
   Status apply(pid_t pid) const;
-  // Makes the task that applied the maps root of its namespace (if uid and gid 0 are mapped), as its
-  // creator would be: what the namespace owns (sysctls, /proc files) is then the task's own.
+  // become(r, 0, 0) if uid and gid 0 are mapped.
   Status become_root(kernel::Remote& r) const;
 
   // An id of the parent namespace as the namespace sees it (65534, the overflow id, if unmapped).

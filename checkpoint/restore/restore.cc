@@ -150,13 +150,24 @@ class RestoredTree {
     images_dir_ = images_dir;
     CR_OK(open_join_ns(req.join_ns));
     if (net.join_fd >= 0) join_fds_.push_back({net.join_fd, net.what});
-    // The tree's own user namespace: made with the root, its maps written before the root runs.
+    bool new_pidns = set.processes[0].ids.pid_ns_id() != set.inventory.root_ids().pid_ns_id() && join_pidns < 0;
+    // The tree's own user namespace: made with the root, its maps written before the root runs; or
+    // joined (--join-ns user) by a helper that clones the root there after every other join.
     std::optional<ns::UserNs> userns;
-    if (ns::owned_namespaces(set.processes[0].ids, set.inventory.root_ids()) & CLONE_NEWUSER)
+    std::vector<int> join_first;
+    if (join_user_) {
+      if (!new_pidns || sibling)
+        return fail(make_error(Errc::unsupported, "restore", "--join-ns user",
+                               "joining a user namespace needs a tree with its own pid namespace, restored without --restore-sibling")
+                        .with_hint("tasks in the joined namespace cannot choose their pids in a pid namespace it does not own"));
+      for (const auto& [fd, what] : join_fds_) join_first.push_back(fd);
+      join_first.push_back(join_user_->fd);
+    } else if (ns::owned_namespaces(set.processes[0].ids, set.inventory.root_ids()) & CLONE_NEWUSER) {
       userns = CR_TRY(ns::UserNs::load(images_dir, set.processes[0].ids.user_ns_id()));
+    }
     // Every task inherits this at creation: its way back to crshim's files (TaskOptions::lender_fd).
-    own_userns_ = userns.has_value();
-    if (userns) {
+    own_userns_ = userns || join_user_;
+    if (own_userns_) {
       int sv[2];
       if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0) return fail(sys_error("socketpair", "fd lender"));
       lender_ = UniqueFd(sv[0]);
@@ -165,7 +176,6 @@ class RestoredTree {
       lender_ = UniqueFd(sys::pidfd_open(getpid()));
       if (!lender_) return fail(sys_error("pidfd_open", "crshim itself"));
     }
-    bool new_pidns = set.processes[0].ids.pid_ns_id() != set.inventory.root_ids().pid_ns_id() && join_pidns < 0;
     int ns_flags = ns::owned_namespaces(set.processes[0].ids, set.inventory.root_ids()) & (CLONE_NEWUTS | CLONE_NEWIPC);
     int root_flags = (mounts ? CLONE_NEWNS : 0) | (userns ? CLONE_NEWUSER : 0);
     ns_flags |= net.clone_flags;  // CLONE_NEWNET: an empty network namespace
@@ -180,7 +190,8 @@ class RestoredTree {
         task = std::make_unique<restorer::RestoredTask>(
             CR_TRY(create_in_pidns(join_pidns, img, sibling, ns_flags | root_flags, log)));
       } else if (img.pstree.ppid() == 0) {
-        task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::create_task(img, sibling, new_pidns, ns_flags | root_flags, log)));
+        task = std::make_unique<restorer::RestoredTask>(
+            CR_TRY(restorer::create_task(img, sibling, new_pidns, ns_flags | root_flags, log, join_first)));
       } else {
         auto* parent = by_pid.at(img.pstree.ppid());
         task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::fork_child(*parent, img, log)));
@@ -189,6 +200,9 @@ class RestoredTree {
         CR_OK_IN(userns->apply(task->pid()), "user namespace of the root task");
         CR_OK_IN(restorer::run_early(*task, [&](kernel::Remote& r) { return userns->become_root(r); }), "user namespace of the root task");
       }
+      if (img.pstree.ppid() == 0 && join_user_)
+        CR_OK_IN(restorer::run_early(*task, [&](kernel::Remote& r) { return ns::become(r, join_user_->uid, join_user_->gid); }),
+                 "--join-ns user");
       // Into its cgroups before it creates children (they inherit them) or gets its memory (charged there).
       const auto& tcore = img.cores[0].thread_core();
       uint32_t cg_set = tcore.has_cg_set() ? tcore.cg_set() : img.cores[0].tc().cg_set();
@@ -205,7 +219,7 @@ class RestoredTree {
       bool root_outside = img.pstree.ppid() == 0 && shell_job;
       if (img.pstree.ppid() == 0) {
         CR_OK(restorer::setup_namespaces(*task, ns_flags, img.ids, images_dir_));
-        CR_OK(restorer::join_namespaces(*task, join_fds_));
+        if (join_first.empty()) CR_OK(restorer::join_namespaces(*task, join_fds_));
         if (mounts) CR_OK(mounts->build(task->pid(), log, ptys.slaves));
       }
       if (img.pstree.sid() == img.pid() && !root_outside) {
@@ -266,7 +280,8 @@ class RestoredTree {
       std::string path = pid_target ? "/proc/" + j.target + "/ns/" + j.ns : j.target;
       auto fd = sys::open(path, O_RDONLY);
       if (!fd) return fail(fd.error().within("--join-ns " + j.ns + ":" + j.target));
-      join_fds_.push_back({fd->get(), j.ns + " namespace " + path});
+      if (j.ns == "user") join_user_ = JoinedUser{fd->get(), j.uid, j.gid};
+      else join_fds_.push_back({fd->get(), j.ns + " namespace " + path});
       join_owned_.push_back(std::move(*fd));
     }
     return {};
@@ -277,7 +292,12 @@ class RestoredTree {
   bool own_userns_ = false;
   std::vector<UniqueFd> join_owned_;
   int images_dir_ = -1;
-  std::vector<std::pair<int, std::string>> join_fds_;
+  std::vector<std::pair<int, std::string>> join_fds_;  // every --join-ns but user's
+  struct JoinedUser {
+    int fd;
+    uint32_t uid, gid;
+  };
+  std::optional<JoinedUser> join_user_;
 };
 
 // What task `i` shares with live tasks rebuilt before it (its ancestors, check_sharing() made sure),
@@ -338,14 +358,9 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
     if (it == ids.end())
       return fail(make_error(Errc::invalid_argument, "restore", "--join-ns " + j.ns + ":" + j.target,
                              "only ipc, net, time, user and uts namespaces can be joined"));
-    // A task that joins a user namespace loses the privileges over crshim (pidfd_getfd, set_tid, PR_SET_MM)
-    // the rest of its rebuild needs, and setns(user) is only possible while it has one thread.
-    if (j.ns == "user")
-      return fail(make_error(Errc::unsupported, "restore", "--join-ns " + j.ns + ":" + j.target,
-                             "joining a user namespace is not supported yet")
-                      .with_hint("leave it out; ipc, net, time and uts namespaces can be joined"));
-    // A network namespace in the image is never dumped in full: joining one replaces making it.
-    if (j.ns != "net" && (set.processes[0].ids.*(it->second))() != (set.inventory.root_ids().*(it->second))())
+    // A network namespace in the image is never dumped in full, and a user namespace's ids are the
+    // same wherever the tree lives: joining one replaces making it.
+    if (j.ns != "net" && j.ns != "user" && (set.processes[0].ids.*(it->second))() != (set.inventory.root_ids().*(it->second))())
       return fail(make_error(Errc::conflict, "restore", "--join-ns " + j.ns + ":" + j.target,
                              "the image holds this " + j.ns + " namespace; it cannot be both restored and joined"));
   }

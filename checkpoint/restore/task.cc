@@ -701,9 +701,42 @@ Status with_early_window(kernel::Tracee& leader, Fn&& fn) {
   return restored;
 }
 
+// clone3() in a helper child that first setns()es into `join` (in order): namespaces whose owner a
+// plain clone would get wrong (those it makes belong to the user namespace joined last). CLONE_PARENT
+// makes the task crshim's child. Returns the task's pid, or -errno. Raw syscalls only in the helper.
+long clone_after_joining(clone_args args, const std::vector<int>& join) {
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) < 0) return -errno;
+  UniqueFd rd(pipefd[0]), wr(pipefd[1]);
+  pid_t helper = ::fork();
+  if (helper < 0) return -errno;
+  if (helper == 0) {
+    long result = 0;
+    for (int fd : join)
+      if (::syscall(SYS_setns, fd, 0) < 0) result = -errno;
+    if (result == 0) {
+      args.flags |= CLONE_PARENT;
+      args.exit_signal = 0;  // with CLONE_PARENT the task gets the helper's, SIGCHLD
+      result = ::syscall(SYS_clone3, &args, sizeof args);
+      if (result == 0)
+        for (;;) ::syscall(SYS_pause);
+      if (result < 0) result = -errno;
+    }
+    ::syscall(SYS_write, wr.get(), &result, sizeof result);
+    ::syscall(SYS_exit_group, 0);
+  }
+  wr.reset();
+  long result = -EPIPE;
+  if (::read(rd.get(), &result, sizeof result) != ssize_t(sizeof result)) result = -EPIPE;
+  while (::waitpid(helper, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  return result;
+}
+
 }  // namespace
 
-Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new_pidns, int ns_flags, Logger& log) {
+Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new_pidns, int ns_flags, Logger& log,
+                                 const std::vector<int>& join_first) {
   pid_t want = pid_t(img.pid());
   if (new_pidns && want != 1)
     return fail(make_error(Errc::corrupt_image, "restore", image::kPstreeFile,
@@ -718,6 +751,12 @@ Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new
   PidWaiter waiter(want);
   long child;
   for (;;) {
+    if (!join_first.empty()) {
+      child = clone_after_joining(args, join_first);
+      if (child > 0) break;
+      CR_OK(waiter.wait(int(-child), "clone3 after joining namespaces"));
+      continue;
+    }
     child = ::syscall(SYS_clone3, &args, sizeof args);
     if (child == 0) {
       // The new task waits to be seized: raw syscalls only (it shares nothing with us but a copy of

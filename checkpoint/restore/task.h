@@ -65,7 +65,7 @@ class RestoredTask {
   void kill();
 
  private:
-  friend Result<RestoredTask> create_task(const ProcessImage&, bool, bool, int, Logger&);
+  friend Result<RestoredTask> create_task(const ProcessImage&, bool, bool, int, Logger&, const std::vector<int>&);
   friend Status setup_namespaces(RestoredTask&, int, const task_kobj_ids_entry&, int);
   friend Result<RestoredTask> fork_child(RestoredTask&, const ProcessImage&, Logger&);
   friend Status set_session(RestoredTask&);
@@ -87,8 +87,11 @@ class RestoredTask {
 // Creates the root task with the image's pid (clone3 + set_tid; waits while the old pid is still a
 // zombie) stopped under ptrace, still running crshim's code; with `sibling` it is our parent's child.
 // With `new_pidns` it is pid 1 of a new pid namespace (the image's pids are that namespace's).
-// `ns_flags` (CLONE_NEWUTS|CLONE_NEWIPC) gives it new namespaces of those kinds.
-Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new_pidns, int ns_flags, Logger& log);
+// `ns_flags` (CLONE_NEWUTS|CLONE_NEWIPC) gives it new namespaces of those kinds. A helper setns()es
+// into `join_first` (namespace fds, a user namespace last) and clones it there, so that the namespaces
+// it gets are owned by that user namespace (not with `sibling`).
+Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new_pidns, int ns_flags, Logger& log,
+                                 const std::vector<int>& join_first = {});
 // Sets up the namespaces create_task() made (hostname, IPC limits) from their images.
 Status setup_namespaces(RestoredTask& task, int ns_flags, const task_kobj_ids_entry& ids, int images_dir);
 

@@ -1,7 +1,8 @@
 #!/bin/bash
 # --join-ns: a task dumped in our namespaces is restored into a network namespace made with
 # `ip netns add`, a UTS namespace given by a pid and a time namespace (with its clock offsets) given
-# by a pid; pid namespaces (the way is --external pid[..]) and user namespaces cannot be joined.
+# by a pid; pid namespaces (the way is --external pid[..]) cannot be joined, nor user namespaces by a
+# tree without a pid namespace of its own.
 source "$(dirname "$0")/lib.sh"
 command -v ip >/dev/null || fail "ip(8) is needed (package iproute2)"
 
@@ -25,7 +26,8 @@ reap_target
 if "$CRSHIM" restore -D "$WORK/img" -d --join-ns pid:1 2>"$WORK/err"; then fail "joining a pid namespace was accepted"; fi
 grep -qi "pid" "$WORK/err" || fail "unexpected error: $(cat "$WORK/err")"
 if "$CRSHIM" restore -D "$WORK/img" -d --join-ns "user:$HOLDER" 2>"$WORK/err"; then fail "joining a user namespace was accepted"; fi
-grep -q "join-ns user:$HOLDER: joining a user namespace is not supported yet" "$WORK/err" || fail "unexpected error: $(cat "$WORK/err")"
+# A tree in crshim's pid namespace cannot live in another user namespace (userns.sh joins one).
+grep -q "join-ns user: joining a user namespace needs a tree with its own pid namespace" "$WORK/err" || fail "unexpected error: $(cat "$WORK/err")"
 restore_detached "$WORK/img" --join-ns "net:/var/run/netns/$NS" --join-ns "uts:$HOLDER" --join-ns "time:$TIME_HOLDER"
 want=$(stat -L -c %i "/var/run/netns/$NS")
 got=$(stat -L -c %i "/proc/$TARGET_PID/ns/net")
@@ -36,4 +38,4 @@ got=$(stat -L -c %i "/proc/$TARGET_PID/ns/net")
 grep -Eq "^monotonic[[:space:]]+10000[[:space:]]+0$" "/proc/$TARGET_PID/timens_offsets" ||
   fail "time namespace offsets: $(cat "/proc/$TARGET_PID/timens_offsets")"
 finish_and_check
-echo "ok: restored into netns $NS (inode $got), the UTS namespace of pid $HOLDER and the time namespace of pid $TIME_HOLDER; pid and user namespaces refused"
+echo "ok: restored into netns $NS (inode $got), the UTS namespace of pid $HOLDER and the time namespace of pid $TIME_HOLDER; pid namespaces (and user ones for this tree) refused"

@@ -68,8 +68,30 @@ TARGET_PID=$(cat "$WORK/pid")
 [[ "$(maps_of "$TARGET_PID")" == "$MAPS" ]] || fail "maps differ: $(maps_of "$TARGET_PID"), was $MAPS"
 [[ "$(grep -E '^(Uid|Gid|Groups|CapEff):' "/proc/$TARGET_PID/status")" == "$IDS" ]] ||
   fail "ids differ: $(grep -E '^(Uid|Gid|Groups|CapEff):' "/proc/$TARGET_PID/status") was $IDS"
-finish_and_check
 echo "ok: a tree in its own user and pid namespaces ($MAPS) restored with the same maps and ids"
+
+# 1b. The same images restored into an existing user namespace (--join-ns user:PID, as a runtime that
+#     made the namespace asks): the tree's new pid namespace belongs to it.
+in_userns "" "$WORK/holder.out" /bin/sleep 600
+for _ in $(seq 100); do HOLDER=$(userns_task || true); [[ -n $HOLDER ]] && break; sleep 0.05; done
+at_exit 'kill -9 $HOLDER 2>/dev/null'
+kill -9 "$TARGET_PID"
+for _ in $(seq 100); do kill -0 "$TARGET_PID" 2>/dev/null || break; sleep 0.05; done
+rm -f "$RESULT"
+restore_detached "$WORK/img" --pidfile "$WORK/pid" --join-ns "user:$HOLDER"
+TARGET_PID=$(cat "$WORK/pid")
+[[ "$(readlink "/proc/$TARGET_PID/ns/user")" == "$(readlink "/proc/$HOLDER/ns/user")" ]] || fail "not in the joined user namespace"
+[[ "$(grep -E '^(Uid|Gid|Groups|CapEff):' "/proc/$TARGET_PID/status")" == "$IDS" ]] ||
+  fail "ids differ in the joined namespace: $(grep -E '^(Uid|Gid|Groups|CapEff):' "/proc/$TARGET_PID/status") was $IDS"
+python3 - "$TARGET_PID" "$HOLDER" <<'PY' || fail "the tree's pid namespace is not owned by the joined user namespace"
+import fcntl, os, sys
+NS_GET_USERNS = 0xb701
+pidns = os.open("/proc/%s/ns/pid" % sys.argv[1], os.O_RDONLY)
+owner = os.fstat(fcntl.ioctl(pidns, NS_GET_USERNS)).st_ino
+sys.exit(owner != os.stat("/proc/%s/ns/user" % sys.argv[2]).st_ino)
+PY
+finish_and_check
+echo "ok: the same tree restored into the user namespace of pid $HOLDER, which owns its new pid namespace"
 
 # 2. Credentials that are not root inside (uid/gid 1000 keeping one capability, no_new_privs, a seccomp
 #    filter), dumped twice: the restored tree is dumped and restored again.
