@@ -46,7 +46,10 @@ PY
 }
 
 # The task in_userns started (the launcher's grandchild).
-userns_task() { pgrep -P "$(pgrep -P "$LAUNCHER")"; }
+userns_task() {
+  local unsharer
+  unsharer=$(pgrep -P "$LAUNCHER") && pgrep -P "$unsharer"
+}
 
 maps_of() { echo "uid: $(tr -s ' ' </proc/"$1"/uid_map) gid: $(tr -s ' ' </proc/"$1"/gid_map)"; }
 
@@ -71,16 +74,15 @@ TARGET_PID=$(cat "$WORK/pid")
 echo "ok: a tree in its own user and pid namespaces ($MAPS) restored with the same maps and ids"
 
 # 1b. The same images restored into an existing user namespace (--join-ns user:PID, as a runtime that
-#     made the namespace asks): the tree's new pid namespace belongs to it.
-in_userns "" "$WORK/holder.out" /bin/sleep 600
-for _ in $(seq 100); do HOLDER=$(userns_task || true); [[ -n $HOLDER ]] && break; sleep 0.05; done
+#     made the namespace asks), that of the tree restored above: the new tree's pid namespace belongs
+#     to it, and both trees live side by side (each is pid 1 of its own pid namespace).
+HOLDER=$TARGET_PID
 at_exit 'kill -9 $HOLDER 2>/dev/null'
-kill -9 "$TARGET_PID"
-for _ in $(seq 100); do kill -0 "$TARGET_PID" 2>/dev/null || break; sleep 0.05; done
-rm -f "$RESULT"
 restore_detached "$WORK/img" --pidfile "$WORK/pid" --join-ns "user:$HOLDER"
 TARGET_PID=$(cat "$WORK/pid")
+[[ $TARGET_PID != "$HOLDER" ]] || fail "the second restore gave the same host pid"
 [[ "$(readlink "/proc/$TARGET_PID/ns/user")" == "$(readlink "/proc/$HOLDER/ns/user")" ]] || fail "not in the joined user namespace"
+[[ "$(readlink "/proc/$TARGET_PID/ns/pid")" != "$(readlink "/proc/$HOLDER/ns/pid")" ]] || fail "no pid namespace of its own"
 [[ "$(grep -E '^(Uid|Gid|Groups|CapEff):' "/proc/$TARGET_PID/status")" == "$IDS" ]] ||
   fail "ids differ in the joined namespace: $(grep -E '^(Uid|Gid|Groups|CapEff):' "/proc/$TARGET_PID/status") was $IDS"
 python3 - "$TARGET_PID" "$HOLDER" <<'PY' || fail "the tree's pid namespace is not owned by the joined user namespace"
@@ -90,6 +92,7 @@ pidns = os.open("/proc/%s/ns/pid" % sys.argv[1], os.O_RDONLY)
 owner = os.fstat(fcntl.ioctl(pidns, NS_GET_USERNS)).st_ino
 sys.exit(owner != os.stat("/proc/%s/ns/user" % sys.argv[2]).st_ino)
 PY
+kill -9 "$HOLDER"
 finish_and_check
 echo "ok: the same tree restored into the user namespace of pid $HOLDER, which owns its new pid namespace"
 
@@ -112,6 +115,21 @@ for round in 1 2; do
 done
 finish_and_check
 echo "ok: uid 1000 inside (101000 outside) with a capability and a seccomp filter, restored twice"
+
+# 2b. A restore that fails once the user namespace and part of the tree exist leaves no task of it.
+in_userns pid "$WORK/fail.out" "$PROGRAMS/tp_tree" "$WORK/fail.ready" "$WORK/fail.result"
+wait_for_file "$WORK/fail.ready"
+TARGET_PID=$(userns_task)
+checkpoint "$WORK/img-fail"
+for _ in $(seq 100); do pgrep -f "tp_tree $WORK/fail.ready" >/dev/null || break; sleep 0.05; done  # the dumped tree is gone
+for point in restore:task-forked:3 restore:before-resume; do
+  if CRSHIM_FAULT=$point "$CRSHIM" restore -D "$WORK/img-fail" -o restore-fault.log -d 2>"$WORK/err"; then
+    fail "the fault point $point did not fail the restore"
+  fi
+  grep -q "fault point ${point%:[0-9]*}: injected failure" "$WORK/err" || fail "unexpected error: $(cat "$WORK/err")"
+  if pgrep -f "tp_tree $WORK/fail.ready" >/dev/null; then fail "a task of the restore failed at $point is alive"; fi
+done
+echo "ok: restores failing at restore:task-forked:3 and restore:before-resume leave no task in a user namespace"
 
 # 3. A container in its own user namespace: mount, pid, UTS, IPC and network namespaces owned by it,
 #    pivot_root into a busybox rootfs, a bind mount of a host directory, a tmpfs holding a file, proc
