@@ -152,13 +152,14 @@ class RestoredTree {
     if (net.join_fd >= 0) join_fds_.push_back({net.join_fd, net.what});
     bool new_pidns = set.processes[0].ids.pid_ns_id() != set.inventory.root_ids().pid_ns_id() && join_pidns < 0;
     // The tree's own user namespace: made with the root, its maps written before the root runs; or
-    // joined (--join-ns user) by a helper that clones the root there after every other join.
+    // joined (--join-ns user) by a helper that clones the root there after every other join (runc asks
+    // for that with --restore-sibling for a container whose config names a user namespace path).
     std::optional<ns::UserNs> userns;
     std::vector<int> join_first;
     if (join_user_) {
-      if (!new_pidns || sibling)
+      if (!new_pidns)
         return fail(make_error(Errc::unsupported, "restore", "--join-ns user",
-                               "joining a user namespace needs a tree with its own pid namespace, restored without --restore-sibling")
+                               "joining a user namespace needs a tree with its own pid namespace")
                         .with_hint("tasks in the joined namespace cannot choose their pids in a pid namespace it does not own"));
       for (const auto& [fd, what] : join_fds_) join_first.push_back(fd);
       join_first.push_back(join_user_->fd);

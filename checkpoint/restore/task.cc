@@ -701,14 +701,18 @@ Status with_early_window(kernel::Tracee& leader, Fn&& fn) {
   return restored;
 }
 
-// clone3() in a helper child that first setns()es into `join` (in order): namespaces whose owner a
-// plain clone would get wrong (those it makes belong to the user namespace joined last). CLONE_PARENT
-// makes the task crshim's child. Returns the task's pid, or -errno. Raw syscalls only in the helper.
-long clone_after_joining(clone_args args, const std::vector<int>& join) {
+// clone3() in a helper that first setns()es into `join` (in order): namespaces whose owner a plain
+// clone would get wrong (those it makes belong to the user namespace joined last). With CLONE_PARENT
+// the task is the helper's sibling: crshim's child, or with `sibling` (the helper being our parent's
+// child too, reaped by it) our parent's. Returns the task's pid, or -errno. Raw syscalls only in the helper.
+long clone_after_joining(clone_args args, const std::vector<int>& join, bool sibling) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) < 0) return -errno;
   UniqueFd rd(pipefd[0]), wr(pipefd[1]);
-  pid_t helper = ::fork();
+  clone_args h{};
+  h.flags = sibling ? CLONE_PARENT : 0;
+  h.exit_signal = sibling ? 0 : SIGCHLD;
+  pid_t helper = pid_t(::syscall(SYS_clone3, &h, sizeof h));
   if (helper < 0) return -errno;
   if (helper == 0) {
     long result = 0;
@@ -716,7 +720,7 @@ long clone_after_joining(clone_args args, const std::vector<int>& join) {
       if (::syscall(SYS_setns, fd, 0) < 0) result = -errno;
     if (result == 0) {
       args.flags |= CLONE_PARENT;
-      args.exit_signal = 0;  // with CLONE_PARENT the task gets the helper's, SIGCHLD
+      args.exit_signal = 0;  // with CLONE_PARENT the task gets the helper's
       result = ::syscall(SYS_clone3, &args, sizeof args);
       if (result == 0)
         for (;;) ::syscall(SYS_pause);
@@ -728,7 +732,7 @@ long clone_after_joining(clone_args args, const std::vector<int>& join) {
   wr.reset();
   long result = -EPIPE;
   if (::read(rd.get(), &result, sizeof result) != ssize_t(sizeof result)) result = -EPIPE;
-  while (::waitpid(helper, nullptr, 0) < 0 && errno == EINTR) {
+  while (!sibling && ::waitpid(helper, nullptr, 0) < 0 && errno == EINTR) {
   }
   return result;
 }
@@ -752,7 +756,7 @@ Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new
   long child;
   for (;;) {
     if (!join_first.empty()) {
-      child = clone_after_joining(args, join_first);
+      child = clone_after_joining(args, join_first, sibling);
       if (child > 0) break;
       CR_OK(waiter.wait(int(-child), "clone3 after joining namespaces"));
       continue;

@@ -89,7 +89,7 @@ class RestoredTask {
 // With `new_pidns` it is pid 1 of a new pid namespace (the image's pids are that namespace's).
 // `ns_flags` (CLONE_NEWUTS|CLONE_NEWIPC) gives it new namespaces of those kinds. A helper setns()es
 // into `join_first` (namespace fds, a user namespace last) and clones it there, so that the namespaces
-// it gets are owned by that user namespace (not with `sibling`).
+// it gets are owned by that user namespace.
 Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new_pidns, int ns_flags, Logger& log,
                                  const std::vector<int>& join_first = {});
 // Sets up the namespaces create_task() made (hostname, IPC limits) from their images.

@@ -92,9 +92,15 @@ pidns = os.open("/proc/%s/ns/pid" % sys.argv[1], os.O_RDONLY)
 owner = os.fstat(fcntl.ioctl(pidns, NS_GET_USERNS)).st_ino
 sys.exit(owner != os.stat("/proc/%s/ns/user" % sys.argv[2]).st_ino)
 PY
+kill -9 "$TARGET_PID"
+# As runc restores a container whose config names a user namespace path: also --restore-sibling.
+restore_detached "$WORK/img" --pidfile "$WORK/pid" --join-ns "user:$HOLDER" --restore-sibling
+TARGET_PID=$(cat "$WORK/pid")
+[[ "$(readlink "/proc/$TARGET_PID/ns/user")" == "$(readlink "/proc/$HOLDER/ns/user")" ]] || fail "not in the joined user namespace (sibling)"
+[[ "$(ps -o ppid= -p "$TARGET_PID" | tr -d ' ')" == "$$" ]] || fail "the sibling restore's root is not the restoring shell's child"
 kill -9 "$HOLDER"
 finish_and_check
-echo "ok: the same tree restored into the user namespace of pid $HOLDER, which owns its new pid namespace"
+echo "ok: the same tree restored into the user namespace of pid $HOLDER, which owns its new pid namespace (also with --restore-sibling)"
 
 # 2. Credentials that are not root inside (uid/gid 1000 keeping one capability, no_new_privs, a seccomp
 #    filter), dumped twice: the restored tree is dumped and restored again.
