@@ -33,7 +33,7 @@ std::string target_problem(const OpenFd& ep, const proc::EpollTarget& t, bool sh
   tf.fd = t.tfd;
   std::string path = proc::proc_dir(ep.pid) + "/fd/" + std::to_string(t.tfd);
   auto link = sys::read_link(path);
-  if (!link) return "is closed (the epoll still watches the file that was there)";
+  if (!link) return "is closed (the epoll still watches the file that was there: EPOLL_CTL_DEL it first)";
   tf.link = *link;
   if (!target_is_fd(ep, t)) return "(" + tf.link + ") is not the file the epoll watches under that number";
   if (::stat(path.c_str(), &tf.st) < 0) tf.st = {};

@@ -96,7 +96,7 @@ Status restore_data(const DataImage& img, uint32_t pipe_id, int write_fd, Restor
     if (now < 0) return fail(sys_error("fcntl(F_GETPIPE_SZ)", what));
     if (size && uint64_t(now) != size && ::fcntl(write_fd, F_SETPIPE_SZ, int(size)) < 0)
       return fail(sys_error("fcntl(F_SETPIPE_SZ)", what, "buffer size " + std::to_string(size))
-                      .with_hint("sizes above /proc/sys/fs/pipe-max-size need CAP_SYS_RESOURCE"));
+                      .with_hint("sizes above /proc/sys/fs/pipe-max-size need CAP_SYS_RESOURCE, or that limit raised"));
   }
   auto& data = files.data()[data_key(img)];
   auto it = data.find(pipe_id);

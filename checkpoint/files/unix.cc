@@ -113,11 +113,10 @@ std::set<uint32_t> held_sockets(const std::set<pid_t>& pids) {
 
 std::string describe_peer_problem(const unixsk::SockDiag& d, bool peer_held) {
   if (d.state == TCP_LISTEN && !d.icons.empty())
-    return "listening unix socket with " + std::to_string(d.icons.size()) + " connection(s) not accepted yet";
+    return "listening unix socket with " + std::to_string(d.icons.size()) +
+           " connection(s) not accepted yet (let the program accept them first)";
   if (d.peer && !peer_held)
-    return "unix socket connected to socket inode " + std::to_string(d.peer) +
-           " outside the dumped processes (allow it with --ext-unix-sk or --external unix[" + std::to_string(d.ino) +
-           "])";
+    return "unix socket connected to socket inode " + std::to_string(d.peer) + " outside the dumped processes";
   return "";
 }
 
@@ -252,7 +251,10 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
   bool external = outside && d.state != TCP_LISTEN &&
                   (files.is_external("unix[" + std::to_string(ino) + "]") || files.is_external("unix[]"));
   if (std::string why = describe_peer_problem(d, !outside || external); !why.empty())
-    return fail(make_error(Errc::unsupported, "dump", what, why));
+    return fail(make_error(Errc::unsupported, "dump", what, why)
+                    .with_hint(d.state == TCP_LISTEN ? "let the program accept them, or close the socket, before checkpointing"
+                                                     : "allow it with --ext-unix-sk or --external unix[" +
+                                                           std::to_string(ino) + "]"));
 
   int type = CR_TRY(get_int(own.get(), SOL_SOCKET, SO_TYPE, "SO_TYPE", what));
   if (type != SOCK_STREAM && type != SOCK_DGRAM && type != SOCK_SEQPACKET)

@@ -122,10 +122,15 @@ Result<Tracee> Tracee::seize(pid_t tid, unsigned options) {
   options |= PTRACE_O_TRACESYSGOOD;
   if (ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(static_cast<uintptr_t>(options))) != 0) {
     Error e = sys_error("ptrace(PTRACE_SEIZE)", tid_object(tid));
-    if (e.err == EPERM && (options & PTRACE_O_SUSPEND_SECCOMP))
+    // A tracer already there is the likeliest cause, whatever the options: say so first.
+    const std::string status = "/proc/" + std::to_string(tid) + "/status";
+    auto tracer = e.err == EPERM ? status_field(status, "TracerPid") : Result<std::string>(std::string("0"));
+    if (tracer && *tracer != "0")
+      e.with_hint("the thread is traced by pid " + *tracer + " (TracerPid in " + status + "): detach that tracer first");
+    else if (e.err == EPERM && (options & PTRACE_O_SUSPEND_SECCOMP))
       e.with_hint("PTRACE_O_SUSPEND_SECCOMP needs CAP_SYS_ADMIN and a tracer that is not under seccomp");
     else if (e.err == EPERM)
-      e.with_hint("the thread may already be traced (TracerPid in /proc/" + std::to_string(tid) + "/status)");
+      e.with_hint("the thread may already be traced (TracerPid in " + status + ")");
     return fail(std::move(e));
   }
   Tracee t(tid, options);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Cgroups: a task in a v1 memory cgroup and a v2 cgroup of its own comes back in the same cgroups
 # (made again when missing), in another memory cgroup with --cgroup-root memory:PATH, in ours with
-# --manage-cgroups=ignore; a failing restore leaves no cgroup it made behind.
+# --manage-cgroups=ignore; a failing restore leaves no cgroup it made behind; a hierarchy this host
+# has not mounted is refused with a hint.
 source "$(dirname "$0")/lib.sh"
 
 V1ROOT=/sys/fs/cgroup/memory
@@ -73,6 +74,7 @@ echo "ok: --cgroup-root memory:/$OTHER"
 
 # 4. --manage-cgroups=ignore: the task stays in crshim's cgroups.
 start_in_cgroups d
+D_PID=$TARGET_PID
 checkpoint "$WORK/d"
 reap_target
 restore_detached "$WORK/d" --manage-cgroups=ignore
@@ -97,3 +99,16 @@ if kill -0 "$TARGET_PID" 2>/dev/null; then fail "pid $TARGET_PID left behind"; f
 [[ ! -e $V1ROOT/$OTHER/deeper && ! -e $V1ROOT/$OTHER ]] || fail "cgroups made by the failed restore are left"
 [[ -d $V2ROOT/$NAME ]] || fail "a cgroup that existed before was removed"
 echo "ok: failed restore removed $V1ROOT/$OTHER/deeper and $V1ROOT/$OTHER, kept $V2ROOT/$NAME"
+
+# 6. A hierarchy the image names but this host has not mounted: refused, with the way out.
+cp -r "$WORK/d" "$WORK/f"
+crit decode -i "$WORK/d/cgroup.img" | sed 's/"memory"/"crshim_none"/g' | crit encode -o "$WORK/f/cgroup.img" ||
+  fail "cannot rewrite cgroup.img"
+grep -q crshim_none <(crit decode -i "$WORK/f/cgroup.img") || fail "cgroup.img names no crshim_none hierarchy"
+if "$CRSHIM" restore -D "$WORK/f" -o restore.log -v4 -d --manage-cgroups 2>"$WORK/err"; then
+  fail "restore into an unmounted hierarchy succeeded"
+fi
+grep -qF "cgroup hierarchy 'crshim_none': not mounted on this host; hint: mount it, or restore with --manage-cgroups=ignore" \
+  "$WORK/err" || fail "unexpected error: $(cat "$WORK/err")"
+if kill -0 "$D_PID" 2>/dev/null; then fail "pid $D_PID left behind"; fi
+echo "ok: an unmounted hierarchy is refused with a hint"

@@ -19,6 +19,7 @@ echo "ok: fanotify marks in files.img"
 start_program tp_fanotify "$FILES" fs
 if "$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/fs" -o dump.log -v4 2>"$WORK/err"; then fail "a filesystem mark dumped"; fi
 grep -q "fd 3 (fanotify filesystem mark (FAN_MARK_FILESYSTEM), which the image format cannot describe)" "$WORK/err" || fail "unexpected error: $(cat "$WORK/err")"
+grep -qF "; hint: close them before checkpointing, or wait for support of these file kinds" "$WORK/err" || fail "no hint: $(cat "$WORK/err")"
 finish_and_check
 reap_target
 echo "ok: a filesystem mark is refused and the program runs on"

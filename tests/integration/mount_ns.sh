@@ -70,6 +70,18 @@ grep -qF -- "--external mnt[/data]:KEY" "$WORK/refused.err" || fail "refusal lac
 kill -0 "$TARGET_PID" || fail "the container died after the refused dump"
 echo "ok: a host bind mount that is not external is refused with a hint"
 
+# Without GNU tar (hidden from crshim by a bind mount of /dev/null) the tmpfs contents cannot be
+# dumped: the dump fails naming the package, and the container runs on.
+mkdir -p "$WORK/notar"
+if unshare --mount --propagation private sh -c 'mount --bind /dev/null /usr/bin/tar && exec "$0" "$@"' \
+  "$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/notar" -o notar.log --external 'mnt[/data]:data' 2>"$WORK/notar.err"; then
+  fail "a dump with tmpfs contents and no tar succeeded"
+fi
+grep -qF "find tar: GNU tar is needed for tmpfs contents; hint: install the tar package" "$WORK/notar.err" ||
+  fail "unexpected error: $(cat "$WORK/notar.err")"
+kill -0 "$TARGET_PID" || fail "the container died after the dump without tar"
+echo "ok: without tar the dump fails with a hint"
+
 just_written "$HOST/counter"
 checkpoint "$WORK/img" --external 'mnt[/data]:data'
 wait "$UNSHARE" 2>/dev/null || true
@@ -100,6 +112,14 @@ if "$CRSHIM" restore -D "$WORK/img" -o restore-noext.log -d --root "$ROOTF" 2>"$
   fail "restore without the external mount's path succeeded"
 fi
 grep -qF "mnt[data]" "$WORK/noext.err" || fail "no hint for the external mount: $(cat "$WORK/noext.err")"
+grep -qF "; hint: give --external mnt[data]:HOST_PATH (or --ext-mount-map data:HOST_PATH)" "$WORK/noext.err" ||
+  fail "no hint for the external mount: $(cat "$WORK/noext.err")"
+# An image with a mount namespace needs the directory of its root file system.
+if "$CRSHIM" restore -D "$WORK/img" -o restore-noroot.log -d --ext-mount-map "data:$HOST" 2>"$WORK/noroot.err"; then
+  fail "restore of a mount namespace without --root succeeded"
+fi
+grep -qF "the image holds a mount namespace; hint: give the directory of its root file system with --root DIR" \
+  "$WORK/noroot.err" || fail "no hint for --root: $(cat "$WORK/noroot.err")"
 
 # A symlink in the new rootfs cannot lead a mount out of it: /tmp -> /etc is the rootfs' own /etc.
 ROOTS=$WORK/rootfs-symlink

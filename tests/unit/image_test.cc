@@ -295,6 +295,27 @@ TEST(ImageFraming, ReadOneWantsExactlyOneEntry) {
   }
 }
 
+TEST(ImageFraming, ATruncatedEntryTellsToDumpAgain) {
+  TempDir dir;
+  const auto& k = image::kind(image::Type::fs);
+  fs_entry e;
+  e.set_cwd_id(1);
+  e.set_root_id(2);
+  auto w = image::Writer::create(dir.fd(), "fs-1.img", k);
+  ASSERT_TRUE(w);
+  ASSERT_TRUE(w->write(e));
+  ASSERT_TRUE(w->close());
+  ASSERT_EQ(::truncate(dir.file("fs-1.img").c_str(), 8 + 4 + 1), 0);  // header, length, one byte of the entry
+  auto r = image::Reader::open(dir.fd(), "fs-1.img", k);
+  ASSERT_TRUE(r) << r.error().render();
+  fs_entry back;
+  auto st = r->read_one(back);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().render(),
+            "read fs-1.img: at offset 8: truncated entry: 4 bytes announced, 1 present; "
+            "hint: the image is truncated or damaged; re-create it with a new dump");
+}
+
 TEST(ImageFraming, WritingAMessageWithoutRequiredFieldsFails) {
   TempDir dir;
   auto w = image::Writer::create(dir.fd(), "pstree.img", image::kind(image::Type::pstree));
@@ -612,6 +633,8 @@ TEST(CrshimShow, PrintsOneFileAndFailsOnADamagedOne) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.out.find("mm-735.img"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("truncated"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("; hint: the image is truncated or damaged; re-create it with a new dump"), std::string::npos)
+      << r.out;
 }
 
 }  // namespace

@@ -152,8 +152,34 @@ TEST(PageServer, CutStreamFailsAndRemovesPartialImages) {
   ::close(sv[1]);
   ASSERT_FALSE(served);
   EXPECT_NE(served.error().render().find("before the dump was complete"), std::string::npos) << served.error().render();
+  EXPECT_NE(served.error().render().find(
+                "; hint: the dump failed on the other side; its log says why; the images written here were removed"),
+            std::string::npos)
+      << served.error().render();
   EXPECT_FALSE(dir.has(image::pagemap_file(7)));
   EXPECT_FALSE(dir.has(image::pages_file(ps::kServerPagesIdBase)));
+}
+
+TEST(PageServer, AFailedCloseSendsTheUserToTheServersLog) {
+  int sv[2];
+  ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+  // A server that answers the final CLOSE with a failure status.
+  std::thread server([&] {
+    ps::Iov req{};
+    while (::recv(sv[1], &req, sizeof req, MSG_WAITALL) == ssize_t(sizeof req))
+      if (ps::cmd_of(req.cmd) == ps::kClose || ps::cmd_of(req.cmd) == ps::kForceClose) {
+        int32_t status = 5;
+        EXPECT_EQ(ssize_t(sizeof status), ::send(sv[1], &status, sizeof status, MSG_NOSIGNAL));
+        break;
+      }
+  });
+  auto client = PageServerClient::adopt(UniqueFd(sv[0]));
+  Status st = client->finish();
+  server.join();
+  ::close(sv[1]);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().render().find("it answered status 5; hint: see the page server's log"), std::string::npos)
+      << st.error().render();
 }
 
 TEST(PageServer, MalformedRequestsAreRefused) {
@@ -179,13 +205,19 @@ TEST(PageServer, MalformedRequestsAreRefused) {
     return served ? std::string() : served.error().render();
   };
   ps::Iov open{ps::kOpen2, 0, 0, ps::encode_dst(ps::Target::process, 5)};
-  EXPECT_NE(run({{0x77, 0, 0, 0}}, false).find("unknown command"), std::string::npos);
+  std::string unknown = run({{0x77, 0, 0, 0}}, false);
+  EXPECT_NE(unknown.find("unknown command"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("; hint: the dumper speaks another protocol, or the stream is damaged"), std::string::npos)
+      << unknown;
   EXPECT_NE(run({{ps::kOpen2, 0, 0, 5ull << 8 | 3}}, false).find("unknown pagemap type"), std::string::npos);
   EXPECT_NE(run({open, {ps::encode_cmd(ps::kAddF, ps::kPePresent), 1, 0x1000, ps::encode_dst(ps::Target::process, 6)}}, true)
                 .find("not open"),
             std::string::npos);
-  EXPECT_NE(run({open, {ps::encode_cmd(ps::kAddF, ps::kPeParent), 1, 0x1000, open.dst_id}}, true).find("has none here"),
-            std::string::npos);
+  std::string no_parent = run({open, {ps::encode_cmd(ps::kAddF, ps::kPeParent), 1, 0x1000, open.dst_id}}, true);
+  EXPECT_NE(no_parent.find("has none here"), std::string::npos) << no_parent;
+  EXPECT_NE(no_parent.find("; hint: start the page server with --prev-images-dir naming the previous dump's directory"),
+            std::string::npos)
+      << no_parent;
   EXPECT_NE(run({open, {ps::encode_cmd(ps::kAddF, ps::kPePresent), 1, 0x1001, open.dst_id}}, true).find("bad entry"),
             std::string::npos);
 }

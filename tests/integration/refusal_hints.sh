@@ -1,0 +1,448 @@
+#!/bin/bash
+# Refusals a user can meet, each with the hint that says what to do: every case provokes one with a
+# small target (python mostly) and asserts the error's text and its "; hint: ..." word for word.
+#  Dump: an io_uring; a file lock without --file-locks; an epoll watching a closed fd; descriptors in
+#  flight on a unix socket; inotify and fanotify marks on deleted files; SysV shm of the host's IPC
+#  namespace; a task traced by another process; a non-pty terminal; a pty slave whose master is
+#  outside; a user namespace nested twice; pid 2 of a foreign pid namespace.
+#  Restore: external net/pid namespaces, terminals and files without (or with the wrong) inherited
+#  fd; an orphan pty without --orphan-pts-master; a pipe buffer above pipe-max-size without
+#  CAP_SYS_RESOURCE; a file, FIFO, watched/marked file or marked mount gone since the dump; a unix
+#  socket path or a TCP port taken by another process; an incremental dump whose parent is gone.
+source "$(dirname "$0")/lib.sh"
+command -v capsh >/dev/null || fail "capsh is needed (package libcap2-bin)"
+
+FILES=$WORK/files
+mkdir -p "$FILES"
+EXTRA_PIDS=()
+at_exit 'for p in "${EXTRA_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done'
+
+# py_target CODE: runs CODE (python, with os, socket, ctypes, libc at hand) in a session of its own,
+# then idles; sets TARGET_PID once CODE is done.
+py_target() {
+  local ready=$WORK/py.ready
+  rm -f "$ready"
+  setsid python3 -c "
+import ctypes, fcntl, os, select, socket, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+$1
+open('$ready', 'w').close()
+while True: time.sleep(0.1)
+" </dev/null >>"$WORK/py.out" 2>&1 &
+  TARGET_PID=$!
+  wait_for_file "$ready"
+}
+
+# stop_target: the target goes, and its pid with it.
+stop_target() {
+  kill -9 "$TARGET_PID" 2>/dev/null || true
+  reap_target
+}
+
+# one_line_with FILE TEXT HINT: FILE is one line holding TEXT, ending in "; hint: HINT" (and the
+# pointer to the full log).
+one_line_with() {
+  local file=$1 text=$2 hint=$3 line
+  [[ $(wc -l <"$file") == 1 ]] || fail "expected one line on stderr, got: $(cat "$file")"
+  grep -qF -- "$text" "$file" || fail "stderr lacks '$text': $(cat "$file")"
+  line=$(cat "$file")
+  [[ $line == *"; hint: $hint" || $line == *"; hint: $hint (full log: "*")" ]] ||
+    fail "stderr does not end in the hint '$hint': $line"
+}
+
+# dump_refused NAME TEXT HINT [OPTIONS...]: the dump of TARGET_PID fails so; the target runs on.
+dump_refused() {
+  local name=$1 text=$2 hint=$3
+  shift 3
+  mkdir -p "$WORK/$name"
+  if "$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/$name" -o dump.log -v4 "$@" 2>"$WORK/$name.err"; then
+    fail "$name: the dump was not refused"
+  fi
+  one_line_with "$WORK/$name.err" "$text" "$hint"
+  kill -0 "$TARGET_PID" 2>/dev/null || fail "$name: the target died"
+  echo "ok: $name: $(cat "$WORK/$name.err")"
+}
+
+# restore_refused NAME TEXT HINT [OPTIONS...]: the restore from $WORK/NAME fails so, leaving no task.
+restore_refused() {
+  local name=$1 text=$2 hint=$3
+  shift 3
+  if "$CRSHIM" restore -D "$WORK/$name" -o restore.log -v4 -d "$@" 2>"$WORK/$name.err"; then
+    fail "$name: the restore was not refused"
+  fi
+  one_line_with "$WORK/$name.err" "$text" "$hint"
+  ! kill -0 "$TARGET_PID" 2>/dev/null || fail "$name: a task was left behind"
+  echo "ok: $name: $(cat "$WORK/$name.err")"
+}
+
+# ---- Dump refusals.
+
+# An io_uring instance (io_uring_setup, syscall 425): a kind of file crshim does not dump.
+py_target "
+params = ctypes.create_string_buffer(120)
+ring = libc.syscall(425, 4, params)
+if ring < 0: sys.exit('io_uring_setup failed')
+open('$WORK/ring', 'w').write(str(ring))"
+dump_refused io_uring "unsupported file descriptors: fd $(cat "$WORK/ring") (unknown object anon_inode:[io_uring])" \
+  "close them before checkpointing, or wait for support of these file kinds"
+stop_target
+
+py_target "
+lk = open('$FILES/lock', 'w')
+fcntl.flock(lk, fcntl.LOCK_EX)"
+dump_refused lock "the task holds a file lock through it" "use --file-locks to dump and restore file locks"
+stop_target
+
+# The pipe's read end stays open as a dup, so the epoll keeps its registration of the closed fd. (The
+# same found once the task is frozen, a race, gets a hint of its own: eventpoll.cc.)
+py_target "
+ep = select.epoll()
+r, w = os.pipe()
+keep = os.dup(r)
+ep.register(r, select.EPOLLIN)
+os.close(r)
+open('$WORK/tfd', 'w').write(str(r))"
+dump_refused epoll "epoll whose target fd $(cat "$WORK/tfd")"' is closed (the epoll still watches the file that was there: EPOLL_CTL_DEL it first)' \
+  "close them before checkpointing, or wait for support of these file kinds"
+stop_target
+
+py_target "
+a, b = socket.socketpair()
+r, w = os.pipe()
+socket.send_fds(a, [b'x'], [r])"
+dump_refused scm_rights "descriptors in flight (SCM_RIGHTS) are queued on the socket" \
+  "let the receiver take the passed descriptors before checkpointing"
+stop_target
+
+# A listening unix socket with a connection not accepted yet.
+py_target "
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind('$FILES/listen')
+l.listen(1)
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect('$FILES/listen')"
+dump_refused unix_backlog "listening unix socket with 1 connection(s) not accepted yet (let the program accept them first)" \
+  "close them before checkpointing, or wait for support of these file kinds"
+stop_target
+
+# The watched file is deleted but held open, so the watch stays on an inode without a name.
+touch "$FILES/watched"
+py_target "
+ino = libc.inotify_init1(0)
+if ino < 0 or libc.inotify_add_watch(ino, b'$FILES/watched', 2) < 0: sys.exit('inotify failed')
+held = os.open('$FILES/watched', os.O_RDONLY)
+os.unlink('$FILES/watched')"
+dump_refused inotify_deleted "the watched inode has no path (" "inotify watches on deleted files cannot be restored"
+stop_target
+
+touch "$FILES/marked"
+py_target "
+fan = libc.fanotify_init(0, os.O_RDONLY)
+if fan < 0: sys.exit('fanotify_init failed')
+AT_FDCWD = -100
+if libc.fanotify_mark(fan, 1, ctypes.c_uint64(2), AT_FDCWD, b'$FILES/marked') < 0: sys.exit('fanotify_mark failed')
+held = os.open('$FILES/marked', os.O_RDONLY)
+os.unlink('$FILES/marked')"
+dump_refused fanotify_deleted "the marked inode has no path (" "fanotify marks on deleted files cannot be restored"
+stop_target
+
+# SysV shared memory of the host's IPC namespace (marked for removal: it goes with the target).
+py_target "
+libc.shmat.restype = ctypes.c_void_p
+shm = libc.shmget(0, 4096, 0o1600)
+if shm < 0 or libc.shmat(shm, None, 0) in (None, ctypes.c_void_p(-1).value): sys.exit('shm failed')
+libc.shmctl(shm, 0, None)"
+dump_refused sysv_shm "SysV shared memory of the dumper's own IPC namespace is not dumped" \
+  "run the tree in an IPC namespace of its own"
+stop_target
+
+# A task its parent traces (PTRACE_TRACEME): crshim cannot seize it.
+rm -f "$WORK/traced.pid"
+setsid python3 -c "
+import ctypes, os, time
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    ctypes.CDLL(None).ptrace(0, 0, 0, 0)
+    open('$WORK/traced.tmp', 'w').write(str(os.getpid()))
+    os.rename('$WORK/traced.tmp', '$WORK/traced.pid')
+    while True: time.sleep(0.1)
+while True: time.sleep(0.1)
+" </dev/null >>"$WORK/py.out" 2>&1 &
+TRACER=$!
+EXTRA_PIDS+=("$TRACER")
+wait_for_file "$WORK/traced.pid"
+TARGET_PID=$(cat "$WORK/traced.pid")
+EXTRA_PIDS+=("$TARGET_PID")
+dump_refused traced "ptrace(PTRACE_SEIZE) tid $TARGET_PID: Operation not permitted (EPERM)" \
+  "the thread is traced by pid $TRACER (TracerPid in /proc/$TARGET_PID/status): detach that tracer first"
+kill -9 "$TARGET_PID" "$TRACER" 2>/dev/null || true
+wait "$TRACER" 2>/dev/null || true
+TARGET_PID=
+
+# A terminal that is no pty (the console), held without being the controlling terminal.
+py_target "
+con = os.open('/dev/console', os.O_RDONLY | os.O_NOCTTY)
+st = os.fstat(con)
+open('$WORK/con.key', 'w').write('tty[%x:%x]' % (st.st_rdev, st.st_dev))"
+CON_KEY=$(cat "$WORK/con.key")
+dump_refused console "/dev/console: a terminal other than a pty" \
+  "use --shell-job if it is the terminal of the shell that started the tree, or --external $CON_KEY and --inherit-fd on restore"
+# Dumped as external, it wants an fd at restore.
+checkpoint "$WORK/console_ext" --external "$CON_KEY"
+reap_target
+restore_refused console_ext "restore external terminal $CON_KEY: no inherited fd for it" \
+  "pass --inherit-fd fd[N]:$CON_KEY with a terminal open as fd N"
+
+# A pty slave whose master script(1) holds, outside the tree.
+command -v script >/dev/null || fail "script(1) is needed (package bsdutils)"
+rm -f "$WORK/pts.pid"
+script -qec "python3 -c \"
+import os, time
+st = os.fstat(0)
+open('$WORK/pts.key', 'w').write('tty[%x:%x]' % (st.st_rdev, st.st_dev))
+open('$WORK/pts.tmp', 'w').write(str(os.getpid()))
+os.rename('$WORK/pts.tmp', '$WORK/pts.pid')
+while True: time.sleep(0.1)
+\"" /dev/null </dev/null >>"$WORK/py.out" 2>&1 &
+SCRIPT=$!
+EXTRA_PIDS+=("$SCRIPT")
+wait_for_file "$WORK/pts.pid"
+TARGET_PID=$(cat "$WORK/pts.pid")
+PTS_KEY=$(cat "$WORK/pts.key")
+dump_refused pts "a pty slave whose master is not in the dumped tree" \
+  "use --orphan-pts-master (restore then hands a new master to the caller), or --shell-job if it is the terminal of the shell that started the tree, or --external $PTS_KEY and --inherit-fd on restore"
+# With --orphan-pts-master the dump goes through; the restore then wants the same option.
+checkpoint "$WORK/pts_orphan" --orphan-pts-master
+kill -9 "$SCRIPT" 2>/dev/null || true
+wait "$SCRIPT" 2>/dev/null || true
+restore_refused pts_orphan "its master was outside the dumped tree" \
+  "restore with --orphan-pts-master: the new master is handed to the orphan-pts-master hook"
+TARGET_PID=
+
+# A user namespace nested two levels below crshim's.
+READY=$WORK/userns.ready
+setsid unshare -U -r unshare -U -r python3 -c "
+import time
+open('$READY', 'w').close()
+while True: time.sleep(0.1)
+" </dev/null >>"$WORK/py.out" 2>&1 &
+TARGET_PID=$!
+wait_for_file "$READY"
+dump_refused userns_nested "its user namespace is nested in another one than crshim's; only one level is supported" \
+  "run crshim in the parent of the tree's user namespace"
+stop_target
+
+# ---- External namespaces: the keys the dump was given are wanted at restore, as fds of the right kind.
+
+# A network namespace of its own, dumped as external.
+READY=$WORK/netns.ready
+setsid unshare -n python3 -c "
+import time
+open('$READY', 'w').close()
+while True: time.sleep(0.1)
+" </dev/null >>"$WORK/py.out" 2>&1 &
+TARGET_PID=$!
+wait_for_file "$READY"
+checkpoint "$WORK/netns_ext" --external "net[$(stat -L -c %i "/proc/$TARGET_PID/ns/net")]:extNet"
+reap_target
+restore_refused netns_ext "the network namespace is external (key extNet)" \
+  "give it with --inherit-fd fd[N]:extNet (N an open fd of that namespace)"
+exec {pidns_fd}<"/proc/self/ns/pid"
+restore_refused netns_ext "--inherit-fd fd[$pidns_fd]:extNet: the descriptor is not a network namespace" \
+  "open /run/netns/NAME or /proc/PID/ns/net as that descriptor" --inherit-fd "fd[$pidns_fd]:extNet"
+exec {pidns_fd}<&-
+
+# Pid 2 of a pid namespace that a holder (its pid 1) owns.
+unshare --pid --fork --mount-proc sleep 600 &
+UNSHARE=$!
+EXTRA_PIDS+=("$UNSHARE")
+HOLDER=""
+for _ in $(seq 1 100); do HOLDER=$(pgrep -P "$UNSHARE" || true); [[ -n "$HOLDER" ]] && break; sleep 0.02; done
+[[ -n "$HOLDER" ]] || fail "no pid namespace holder"
+EXTRA_PIDS+=("$HOLDER")
+PID_INO=$(stat -L -c %i "/proc/$HOLDER/ns/pid")
+READY=$WORK/pidns.ready
+nsenter -t "$HOLDER" -p setsid python3 -c "
+import time
+open('$READY', 'w').close()
+while True: time.sleep(0.1)
+" </dev/null >>"$WORK/py.out" 2>&1 &
+NSENTER=$!
+wait_for_file "$READY"
+TARGET_PID=$(pgrep -P "$NSENTER")
+dump_refused pidns_root "not pid 1, of a pid namespace crshim does not own (inode $PID_INO)" \
+  "dump it with --external pid[$PID_INO]:KEY and restore it into that namespace with --inherit-fd fd[N]:KEY"
+checkpoint "$WORK/pidns_ext" --external "pid[$PID_INO]:extPid"
+wait "$NSENTER" 2>/dev/null || true
+restore_refused pidns_ext "the pid namespace is external (key extPid)" \
+  "give it with --inherit-fd fd[N]:extPid (N an open fd of /proc/PID/ns/pid)"
+exec {netns_fd}<"/proc/self/ns/net"
+restore_refused pidns_ext "the descriptor is not a pid namespace" "open /proc/PID/ns/pid as that descriptor" \
+  --inherit-fd "fd[$netns_fd]:extPid"
+exec {netns_fd}<&-
+exec {file_fd}<"$WORK/pidns_ext/inventory.img"
+restore_refused pidns_ext "ioctl(NS_GET_NSTYPE) " "open /proc/PID/ns/pid as that descriptor" --inherit-fd "fd[$file_fd]:extPid"
+exec {file_fd}<&-
+kill -9 "$HOLDER" 2>/dev/null || true
+wait "$UNSHARE" 2>/dev/null || true
+
+# ---- Restore refusals: the world changed between dump and restore.
+
+# A pipe buffer above pipe-max-size comes back only with CAP_SYS_RESOURCE. The buffer is made while
+# the limit is raised for a moment (no CAP_SYS_RESOURCE needed then).
+MAX_PIPE=$(cat /proc/sys/fs/pipe-max-size)
+at_exit "echo $MAX_PIPE >/proc/sys/fs/pipe-max-size"
+echo $((8 << 20)) >/proc/sys/fs/pipe-max-size
+py_target "
+r, w = os.pipe()
+fcntl.fcntl(w, 1031, 4 << 20)  # F_SETPIPE_SZ"
+echo "$MAX_PIPE" >/proc/sys/fs/pipe-max-size
+((MAX_PIPE < (4 << 20))) || fail "pipe-max-size is $MAX_PIPE: a 4 MiB buffer needs no privilege here"
+checkpoint "$WORK/pipe_size"
+reap_target
+TARGET_PID=
+capsh --drop=cap_sys_resource -- -c "$CRSHIM restore -D $WORK/pipe_size -o restore.log -v4 -d" 2>"$WORK/pipe_size.err" &&
+  fail "pipe_size: restored without CAP_SYS_RESOURCE"
+one_line_with "$WORK/pipe_size.err" "fcntl(F_SETPIPE_SZ) " "sizes above /proc/sys/fs/pipe-max-size need CAP_SYS_RESOURCE, or that limit raised"
+echo "ok: pipe_size: $(cat "$WORK/pipe_size.err")"
+
+echo data >"$FILES/data"
+py_target "held = open('$FILES/data')"
+checkpoint "$WORK/reg_gone"
+reap_target
+rm "$FILES/data"
+restore_refused reg_gone "open $FILES/data: No such file or directory (ENOENT)" \
+  "the file must exist at restore as it did at dump"
+
+# An eventfd whose signal owner (F_SETOWN) is a process outside the tree that is gone by the restore.
+sleep 600 &
+OWNER=$!
+EXTRA_PIDS+=("$OWNER")
+py_target "
+efd = os.eventfd(0)
+fcntl.fcntl(efd, fcntl.F_SETOWN, $OWNER)"
+checkpoint "$WORK/owner_gone"
+reap_target
+kill -9 "$OWNER"
+wait "$OWNER" 2>/dev/null || true
+restore_refused owner_gone "fcntl(F_SETOWN_EX) " "the owning process must exist when the file is restored"
+
+echo data >"$FILES/ext"
+py_target "held = os.open('$FILES/ext', os.O_RDONLY)"
+EXT_FD=$(for l in "/proc/$TARGET_PID"/fd/*; do [[ $(readlink "$l") == "$FILES/ext" ]] && echo "${l##*/}"; done)
+MNT=$(awk '/^mnt_id:/ {print $2}' "/proc/$TARGET_PID/fdinfo/$EXT_FD")
+FILE_KEY=$(printf 'file[%x:%x]' "$MNT" "$(stat -c %i "$FILES/ext")")
+checkpoint "$WORK/ext_file" --external "$FILE_KEY"
+reap_target
+restore_refused ext_file "restore external file $FILE_KEY: no inherited fd for it" \
+  "pass --inherit-fd fd[N]:$FILE_KEY with an open fd N"
+# An --inherit-fd whose fd crshim does not have open.
+restore_refused ext_file "the fd for this key is not open in crshim" "the fd must be open in crshim when it starts" \
+  --inherit-fd "fd[77]:$FILE_KEY"
+
+mkfifo "$FILES/fifo"
+py_target "held = os.open('$FILES/fifo', os.O_RDWR)"
+checkpoint "$WORK/fifo_gone"
+reap_target
+rm "$FILES/fifo"
+touch "$FILES/fifo"
+restore_refused fifo_gone "restore $FILES/fifo: is no longer a FIFO" "the FIFO must exist at restore as it did at dump"
+rm "$FILES/fifo"
+
+touch "$FILES/watched2"
+py_target "
+ino = libc.inotify_init1(0)
+if ino < 0 or libc.inotify_add_watch(ino, b'$FILES/watched2', 2) < 0: sys.exit('inotify failed')"
+checkpoint "$WORK/watch_gone"
+reap_target
+rm "$FILES/watched2"
+restore_refused watch_gone "inotify_add_watch " "the watched file must exist at restore as it did at dump"
+
+touch "$FILES/marked2"
+py_target "
+fan = libc.fanotify_init(0, os.O_RDONLY)
+if fan < 0 or libc.fanotify_mark(fan, 1, ctypes.c_uint64(2), -100, b'$FILES/marked2') < 0: sys.exit('fanotify failed')"
+checkpoint "$WORK/mark_gone"
+reap_target
+rm "$FILES/marked2"
+restore_refused mark_gone "$FILES/marked2" "the marked file must exist at restore as it did at dump"
+
+mkdir -p "$WORK/mnt"
+mount -t tmpfs -o size=1M crshim-hints "$WORK/mnt" || fail "cannot mount a tmpfs"
+at_exit 'umount -l "$WORK/mnt" 2>/dev/null'
+py_target "
+fan = libc.fanotify_init(0, os.O_RDONLY)
+if fan < 0 or libc.fanotify_mark(fan, 0x11, ctypes.c_uint64(0x20), -100, b'$WORK/mnt') < 0: sys.exit('fanotify failed')"
+checkpoint "$WORK/mount_gone"
+reap_target
+umount "$WORK/mnt"
+rmdir "$WORK/mnt"
+restore_refused mount_gone "$WORK/mnt" "the marked mount must exist at restore"
+
+py_target "
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind('$FILES/sock')
+s.listen(1)"
+checkpoint "$WORK/sock_taken"
+reap_target
+python3 -c "
+import os, socket, time
+os.unlink('$FILES/sock')
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind('$FILES/sock')
+s.listen(1)
+open('$WORK/other.ready', 'w').close()
+time.sleep(60)
+" </dev/null >>"$WORK/py.out" 2>&1 &
+OTHER=$!
+EXTRA_PIDS+=("$OTHER")
+wait_for_file "$WORK/other.ready"
+restore_refused sock_taken "bind $FILES/sock: a live socket is bound to this path" \
+  "stop the process that holds it, or restore where the path is free"
+kill -9 "$OTHER"
+wait "$OTHER" 2>/dev/null || true
+
+py_target "
+s = socket.socket()
+s.bind(('127.0.0.1', 0))
+s.listen(1)
+open('$WORK/port', 'w').write(str(s.getsockname()[1]))"
+PORT=$(cat "$WORK/port")
+checkpoint "$WORK/port_taken"
+reap_target
+python3 -c "
+import socket, time
+s = socket.socket()
+s.bind(('127.0.0.1', $PORT))
+s.listen(1)
+open('$WORK/other2.ready', 'w').close()
+time.sleep(60)
+" </dev/null >>"$WORK/py.out" 2>&1 &
+OTHER=$!
+EXTRA_PIDS+=("$OTHER")
+wait_for_file "$WORK/other2.ready"
+restore_refused port_taken "127.0.0.1:$PORT: Address already in use (EADDRINUSE)" \
+  "the address must be free: is the dumped process (or another one) still holding it?"
+kill -9 "$OTHER"
+wait "$OTHER" 2>/dev/null || true
+
+# A lazy-pages daemon that no restore ever connects to.
+start_program tp_memory
+checkpoint "$WORK/lazy"
+reap_target
+if "$CRSHIM" lazy-pages -D "$WORK/lazy" -o lazy-pages.log --timeout 1 2>"$WORK/lazy.err"; then
+  fail "lazy-pages without a restore succeeded"
+fi
+one_line_with "$WORK/lazy.err" "wait for a restore: no restore connected to the lazy-pages socket in time" \
+  "run \`crshim restore --lazy-pages\` with the same images and work dir; --timeout sets the wait"
+echo "ok: lazy: $(cat "$WORK/lazy.err")"
+
+start_program tp_memory
+mkdir -p "$WORK/pre" "$WORK/parent_gone"
+"$CRSHIM" pre-dump -t "$TARGET_PID" -D "$WORK/pre" -o pre.log -v4 || fail "pre-dump: $(tail -3 "$WORK/pre/pre.log")"
+checkpoint "$WORK/parent_gone" --prev-images-dir ../pre --track-mem
+reap_target
+rm -rf "$WORK/pre"
+restore_refused parent_gone "parent" \
+  "pages of this dump are in the previous dump's images: keep them, linked as \"parent\""
