@@ -222,7 +222,6 @@ Result<std::vector<std::string>> check_engine_support(const JobRequest& job) {
 
   // Refused: honouring them would change what is dumped or how the tree comes back.
   if (dump && !o.tree_pid) refused.push_back("DUMP without opts.pid (dumping the client itself) is not supported");
-  if (!o.veth_pairs.empty()) refused.push_back("veths: network namespaces are not supported yet");
   // A lazy dump keeps pages on a page server; restores take lazy_pages (the lazy-pages daemon).
   if (o.lazy_pages && dump) refused.push_back("lazy_pages: lazy (post-copy) memory is not supported");
   if (!dump && (o.track_mem || o.prev_images_dir)) refused.push_back("track_mem/parent_img: only a dump takes them");
@@ -234,7 +233,8 @@ Result<std::vector<std::string>> check_engine_support(const JobRequest& job) {
   if (!dump)
     for (const auto& e : o.external)
       // unix[INO] (also from unix_sk_ino) only matters at dump; the socket comes back by inherit_fd.
-      if (!e.starts_with("mnt[") && !e.starts_with("dev[") && !e.starts_with("unix["))
+      // veth[IN]:OUT[@BRIDGE] names a restored veth's host end, as veths does.
+      if (!e.starts_with("mnt[") && !e.starts_with("dev[") && !e.starts_with("unix[") && !e.starts_with("veth["))
         refused.push_back("external '" + e + "': not supported on restore yet");
 
   // Accepted and logged as ignored until the engine handles them. runc sends some with every request

@@ -1,6 +1,7 @@
 // The network namespace of a dumped tree: external (--external net[INO]:KEY, joined again at restore
 // through --inherit-fd fd[N]:KEY), empty (--empty-ns net, a fresh one with lo up at restore), or
-// dumped in full (netns_full.h: links lo and veth, addresses, routes, rules, iptables, sysctls).
+// dumped in full (netns_full.h: links lo and veth, addresses, routes, rules, iptables, nftables,
+// conntrack, sysctls).
 #pragma once
 
 #include <sys/types.h>

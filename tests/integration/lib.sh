@@ -110,8 +110,8 @@ decode_all() {
   command -v crit >/dev/null || fail "crit is not installed"
   for img in "$dir"/*.img "$dir"/stats-dump; do
     [[ -f "$img" ]] || continue
-    # Pages, tar archives and the raw ip(8)/iptables-save dumps of a network namespace are no protobuf.
-    case "$(basename "$img")" in pages-*|*.tar.gz.img|ifaddr-*|route-*|route6-*|rule-*|iptables-*|ip6tables-*) continue ;; esac
+    # Pages, tar archives and the raw ip(8)/iptables-save/nft/conntrack dumps of a network namespace are no protobuf.
+    case "$(basename "$img")" in pages-*|*.tar.gz.img|ifaddr-*|route-*|route6-*|rule-*|iptables-*|ip6tables-*|nftables-*|netns-ct-*|netns-exp-*) continue ;; esac
     crit decode -i "$img" >/dev/null 2>"$WORK/crit.err" || fail "crit cannot decode $img: $(tail -1 "$WORK/crit.err")"
   done
 }

@@ -46,7 +46,7 @@ def build_request(args, images_fd):
     if args.type == "FEATURE_CHECK":
         for f in args.feature:
             setattr(req.features, f, True)
-    if args.type in ("DUMP", "RESTORE") or args.opt or args.inherit_fd:
+    if args.type in ("DUMP", "RESTORE") or args.opt or args.inherit_fd or args.veth or args.external:
         if images_fd is not None:
             req.opts.images_dir_fd = images_fd
         elif args.images_path:
@@ -61,6 +61,10 @@ def build_request(args, images_fd):
             req.opts.notify_scripts = True
         for a in args.opt:
             set_opt(req.opts, a)
+        for spec in args.veth:
+            v = req.opts.veths.add()
+            v.if_in, _, v.if_out = spec.partition("=")
+        req.opts.external.extend(args.external)
         for spec in args.inherit_fd:
             key, _, fd = spec.rpartition(":")
             i = req.opts.inherit_fd.add()
@@ -142,6 +146,8 @@ def main():
     p.add_argument("--nack", action="append", default=[], help="answer this hook with notify_success=false")
     p.add_argument("--hang-up-at", help="close the connection instead of answering this hook's NOTIFY")
     p.add_argument("--opt", action="append", default=[], help="criu_opts NAME=VALUE")
+    p.add_argument("--veth", action="append", default=[], help="veths entry IN=OUT[@BRIDGE]")
+    p.add_argument("--external", action="append", default=[], help="criu_opts external entry")
     p.add_argument("--inherit-fd", action="append", default=[], help="KEY:FD (fd in the engine's table)")
     p.add_argument("--feature", action="append", default=[], help="FEATURE_CHECK: feature to probe")
     p.add_argument("--keep-open", action="store_true")

@@ -438,14 +438,14 @@ TEST(RpcServe, RestoreFailureCarriesPidMinusOneAndACappedErrmsg) {
   r.set_type(::RESTORE);
   r.mutable_opts()->set_images_dir_fd(0);
   // Every refused external is listed, so the message grows far beyond the cap.
-  for (int i = 0; i < 100; ++i) r.mutable_opts()->add_external("veth[eth" + std::to_string(i) + "]:host-side-name");
+  for (int i = 0; i < 100; ++i) r.mutable_opts()->add_external("net[" + std::to_string(4026531000 + i) + "]:some-key");
   criu_resp resp = s.ask(r);
   EXPECT_EQ(resp.type(), ::RESTORE);
   EXPECT_FALSE(resp.success());
   ASSERT_TRUE(resp.has_restore());
   EXPECT_EQ(resp.restore().pid(), -1);
   EXPECT_EQ(resp.cr_errmsg().size(), kMaxErrmsg);
-  EXPECT_EQ(resp.cr_errmsg().rfind("RPC request RESTORE: external 'veth[eth0]:host-side-name'", 0), 0u)
+  EXPECT_EQ(resp.cr_errmsg().rfind("RPC request RESTORE: external 'net[4026531000]:some-key'", 0), 0u)
       << resp.cr_errmsg();
   EXPECT_EQ(s.exit_code(), 1);
 }
