@@ -6,6 +6,7 @@
 #include <array>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/base/sys.h"
@@ -88,6 +89,29 @@ class Reader {
         if (::cap_from_name(cap.c_str(), &v) < 0 || v < 0 || v >= 64) return fail(bad(f, "unknown capability '" + cap + "'"));
         *mask |= uint64_t(1) << v;
       }
+    }
+    return out;
+  }
+
+  // linux.uidMappings or linux.gidMappings: [{containerID, hostID, size}], each a 32-bit id count.
+  Result<std::vector<IdMapping>> id_mappings(const json& obj, const char* key, const std::string& field) const {
+    const json* list = CR_TRY(member(obj, key, field, json::value_t::array, "an array", false));
+    std::vector<IdMapping> out;
+    if (!list) return out;
+    for (size_t i = 0; i < list->size(); i++) {
+      const std::string f = field + "[" + std::to_string(i) + "]";
+      const json& m = (*list)[i];
+      if (!m.is_object()) return fail(wrong_type(f, "an object", m));
+      IdMapping map;
+      for (auto [name, value] :
+           {std::pair{"containerID", &map.container_id}, {"hostID", &map.host_id}, {"size", &map.size}}) {
+        const json* v = CR_TRY(member(m, name, f + "." + name, json::value_t::number_integer, "an integer", true));
+        if (!v->is_number_unsigned() || v->get<uint64_t>() > UINT32_MAX)
+          return fail(bad(f + "." + name, "must be an id from 0 to 4294967295, got " + v->dump()));
+        *value = static_cast<uint32_t>(v->get<uint64_t>());
+      }
+      if (map.size == 0) return fail(bad(f + ".size", "must not be 0"));
+      out.push_back(map);
     }
     return out;
   }
@@ -225,6 +249,8 @@ Result<Config> convert(const json& doc, const Reader& r) {
         c.namespaces.push_back(std::move(entry));
       }
     }
+    c.uid_mappings = CR_TRY(r.id_mappings(*l, "uidMappings", "linux.uidMappings"));
+    c.gid_mappings = CR_TRY(r.id_mappings(*l, "gidMappings", "linux.gidMappings"));
     c.cgroups_path = CR_TRY(r.string(*l, "cgroupsPath", "linux.cgroupsPath"));
     if (c.cgroups_path && c.cgroups_path->find("..") != std::string::npos)
       return fail(r.bad("linux.cgroupsPath", "'" + *c.cgroups_path + "' must not contain '..'"));

@@ -40,6 +40,12 @@ struct Namespace {
   std::string path;  // "" = a new namespace
 };
 
+// One entry of linux.uidMappings / linux.gidMappings: `size` ids from container_id inside are host_id.. outside.
+struct IdMapping {
+  uint32_t container_id = 0, host_id = 0, size = 0;
+  bool operator==(const IdMapping&) const = default;
+};
+
 // process.capabilities: each set as a mask of capability bits.
 struct Capabilities {
   uint64_t bounding = 0, effective = 0, permitted = 0;
@@ -56,6 +62,7 @@ struct Config {
   std::vector<Mount> mounts;
   HookLists hooks;
   std::vector<Namespace> namespaces;
+  std::vector<IdMapping> uid_mappings, gid_mappings;  // linux.uidMappings, linux.gidMappings
   std::optional<std::string> cgroups_path;
   std::vector<std::string> masked_paths;
   std::vector<std::string> readonly_paths;

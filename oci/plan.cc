@@ -35,8 +35,11 @@ Status check_namespaces(const Config& c) {
   for (size_t i = 0; i < c.namespaces.size(); i++) {
     const Namespace& n = c.namespaces[i];
     const std::string f = "linux.namespaces[" + std::to_string(i) + "]";
-    if (n.type == "user") return fail(refused(f, "user namespaces are not supported"));
     if (n.path.empty()) continue;
+    // The tree's own user namespace is dumped and made again; joining one needs the engine's join.
+    if (n.type == "user")
+      return fail(refused(f + ".path", "joining an existing user namespace is not supported yet")
+                      .with_hint("drop the path to give the container a user namespace of its own"));
     if (n.type == "pid" || n.type == "mount" || n.type == "cgroup")
       return fail(refused(f + ".path", "joining an existing " + n.type + " namespace is not supported"));
   }
@@ -64,6 +67,7 @@ std::optional<std::string> hierarchy_of(const proc::MountInfo& m, const std::vec
 
 Result<CheckpointPlan> plan_checkpoint(const Config& c, const ContainerView& view) {
   CR_OK(check_namespaces(c));
+  CR_OK(check_userns(c, view.userns, false));
   CheckpointPlan plan;
   if (const Namespace* net = c.find_namespace("network")) {
     if (net->path.empty()) {
@@ -92,8 +96,20 @@ Result<CheckpointPlan> plan_checkpoint(const Config& c, const ContainerView& vie
     if (!hierarchy)
       return fail(make_error(Errc::not_found, "OCI bundle", "cgroup mount " + m.mount_point,
                              "its hierarchy (" + m.super_options + ") is not mounted on this host"));
-    plan.cgroup_mounts.push_back({m.mount_point, *hierarchy, m.root});
+    plan.record.cgroup_mounts.push_back({m.mount_point, *hierarchy, m.root});
     plan.ext_mounts.emplace_back(m.mount_point, m.mount_point);
+  }
+  // Files of the host's devtmpfs (device nodes a runtime binds in a user namespace, /dev/null over
+  // masked files): named by their host path, which the restore binds again.
+  for (const auto& m : view.mounts) {
+    if (m.fstype != "devtmpfs") continue;
+    if (view.host_dev.empty())
+      return fail(make_error(Errc::not_found, "OCI bundle", "mount " + m.mount_point,
+                             "it shows the host's devtmpfs, which is not mounted in crshim's mount namespace"));
+    std::string host = join_path(view.host_dev, m.root);
+    plan.ext_mounts.emplace_back(m.mount_point, host);
+    auto& binds = plan.record.device_binds;
+    if (std::find(binds.begin(), binds.end(), host) == binds.end()) binds.push_back(host);
   }
   return plan;
 }
@@ -104,7 +120,7 @@ std::string cgroup_target(const std::string& path, const cgroup::Member& own) {
 }
 
 Result<RestorePlan> plan_restore(const Config& c, const std::string& bundle, const std::vector<std::string>& descriptors,
-                                 const std::vector<CgroupMount>& cgroup_mounts, const HostView& host) {
+                                 const BundleRecord& record, const HostView& host) {
   CR_OK(check_namespaces(c));
   RestorePlan plan;
   plan.root = c.root_path[0] == '/' ? c.root_path : join_path(bundle, c.root_path);
@@ -134,7 +150,8 @@ Result<RestorePlan> plan_restore(const Config& c, const std::string& bundle, con
   // back where they were.
   if (c.cgroups_path)
     for (const auto& own : host.own_cgroups) plan.cgroup_roots.push_back({own.name, cgroup_target(*c.cgroups_path, own)});
-  for (const auto& m : cgroup_mounts) {
+  for (const auto& d : record.device_binds) plan.ext_mounts.emplace_back(d, d);
+  for (const auto& m : record.cgroup_mounts) {
     std::string host_mount = cgroup::find_mount(host.hierarchies, m.hierarchy);
     if (host_mount.empty())
       return fail(make_error(Errc::not_found, "OCI bundle", "cgroup mount " + m.mount_point,
@@ -173,20 +190,31 @@ Result<std::vector<std::string>> parse_descriptors(std::string_view text) {
   return out;
 }
 
-std::string record_json(const std::vector<CgroupMount>& mounts) {
+std::string record_json(const BundleRecord& record) {
   json list = json::array();
-  for (const auto& m : mounts) list.push_back({{"mountPoint", m.mount_point}, {"hierarchy", m.hierarchy}, {"root", m.root}});
-  return json{{"cgroupMounts", list}}.dump(-1, ' ', false, json::error_handler_t::replace);
+  for (const auto& m : record.cgroup_mounts)
+    list.push_back({{"mountPoint", m.mount_point}, {"hierarchy", m.hierarchy}, {"root", m.root}});
+  json doc{{"cgroupMounts", list}};
+  if (!record.device_binds.empty()) doc["deviceBinds"] = record.device_binds;
+  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-Result<std::vector<CgroupMount>> parse_record(std::string_view text) {
+Result<BundleRecord> parse_record(std::string_view text) {
   auto bad = [](const std::string& why) {
     return fail(make_error(Errc::corrupt_image, "parse", kBundleRecordFile, why));
   };
   json doc = json::parse(text.begin(), text.end(), nullptr, false);
   if (doc.is_discarded()) return bad("not valid JSON");
   if (!doc.is_object()) return bad("expected an object");
-  std::vector<CgroupMount> out;
+  BundleRecord out;
+  if (auto d = doc.find("deviceBinds"); d != doc.end()) {
+    if (!d->is_array()) return bad("deviceBinds: expected an array");
+    for (const auto& e : *d) {
+      if (!e.is_string() || e.get_ref<const std::string&>().empty() || e.get_ref<const std::string&>()[0] != '/')
+        return bad("deviceBinds: expected absolute paths");
+      out.device_binds.push_back(e.get<std::string>());
+    }
+  }
   auto it = doc.find("cgroupMounts");
   if (it == doc.end()) return out;
   if (!it->is_array()) return bad("cgroupMounts: expected an array");
@@ -200,9 +228,46 @@ Result<std::vector<CgroupMount>> parse_record(std::string_view text) {
     }
     if (m.mount_point.empty() || m.mount_point[0] != '/' || m.root.empty() || m.root[0] != '/')
       return bad("cgroupMounts: paths must be absolute");
-    out.push_back(std::move(m));
+    out.cgroup_mounts.push_back(std::move(m));
   }
   return out;
+}
+
+std::string maps_text(const std::vector<IdMapping>& maps) {
+  if (maps.empty()) return "none";
+  std::string out;
+  for (const auto& m : maps)
+    out += (out.empty() ? "" : ", ") + std::to_string(m.container_id) + " " + std::to_string(m.host_id) + " " +
+           std::to_string(m.size);
+  return out;
+}
+
+Status check_userns(const Config& config, const std::optional<UserMaps>& maps, bool at_restore) {
+  const std::string tree = at_restore ? "the checkpointed container" : "the container";
+  auto mismatch = [&](const std::string& field, const std::string& what) {
+    return fail(make_error(Errc::invalid_argument, at_restore ? "restore" : "checkpoint", field, what)
+                    .with_hint(at_restore ? "restore with the bundle the container was checkpointed from"
+                                          : "give the container's bundle and the pid of its init"));
+  };
+  const Namespace* user = config.find_namespace("user");
+  if (!user && !maps) return {};
+  if (!user)
+    return mismatch("linux.namespaces", tree + " has a user namespace of its own (uid map " + maps_text(maps->uid) +
+                                            ") but the bundle has no user namespace entry");
+  if (!maps)
+    return mismatch("linux.namespaces",
+                    "the bundle gives the container a user namespace but " + tree + " is in crshim's user namespace");
+  auto sorted = [](std::vector<IdMapping> v) {
+    std::sort(v.begin(), v.end(),
+              [](const IdMapping& a, const IdMapping& b) { return a.container_id < b.container_id; });
+    return v;
+  };
+  for (auto [field, want, have] : {std::tuple{"linux.uidMappings", &config.uid_mappings, &maps->uid},
+                                   {"linux.gidMappings", &config.gid_mappings, &maps->gid}})
+    if (sorted(*want) != sorted(*have))
+      return mismatch(field, "the bundle maps '" + maps_text(*want) + "' but " + tree + "'s user namespace maps '" +
+                                 maps_text(*have) + "' (container id, host id, size)");
+  return {};
 }
 
 Status check_security(const Config& config, const InitSecurity& init) {

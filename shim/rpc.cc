@@ -143,6 +143,8 @@ criu_resp job_answer(const criu_req& req, int sock, const ServeConfig& cfg, cons
   job.progress.reset();  // the client's terminal, if stderr is one, is not ours to draw on
   LOG_INFO(job.log, "RPC %s request from pid %d (%s mode)", criu_req_type_Name(req.type()).c_str(), peer.pid,
            cfg.mode == Mode::swrk ? "swrk" : "service");
+  // Everything the client asked for, to see what a runtime sends (its log level is usually 4).
+  LOG_DEBUG(job.log, "RPC request options: %s", req.opts().ShortDebugString().c_str());
   for (const auto& note : *ignored) LOG_WARN(job.log, "RPC option ignored: %s", note.c_str());
   for (const auto& f : o.config_files_read) LOG_INFO(job.log, "Config file applied: %s", f.c_str());
 

@@ -2,6 +2,7 @@
 // config.json, the way runc drives CRIU, without a runtime in between.
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -14,10 +15,13 @@
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/engine.h"
+#include "checkpoint/ns/namespaces.h"
+#include "checkpoint/ns/userns.h"
 #include "checkpoint/restore/images.h"
 #include "hooks/hook_chain.h"
 #include "hooks/script_hooks.h"
 #include "oci/bundle.h"
+#include "oci/seccomp_check.h"
 #include "shim/job.h"
 #include "shim/requests.h"
 #include "shim/verbs.h"
@@ -81,6 +85,16 @@ Result<pid_t> container_pid(const Options& o) {
   return pid_t(pid);
 }
 
+// A user namespace's maps as the bundle spells them (containerID, hostID, size).
+oci::UserMaps user_maps(const ns::UserNs& userns) {
+  auto maps = [](const google::protobuf::RepeatedPtrField<uid_gid_extent>& extents) {
+    std::vector<oci::IdMapping> out;
+    for (const auto& e : extents) out.push_back({e.first(), e.lower_first(), e.count()});
+    return out;
+  };
+  return {maps(userns.entry().uid_map()), maps(userns.entry().gid_map())};
+}
+
 Result<oci::ContainerView> inspect_container(pid_t pid, const oci::Config& config, const std::string& rootfs) {
   // The pid must be the bundle's container: its root is the bundle's rootfs.
   struct stat want, got;
@@ -94,6 +108,7 @@ Result<oci::ContainerView> inspect_container(pid_t pid, const oci::Config& confi
   oci::ContainerView view;
   view.mounts = CR_TRY(proc::read_mountinfo(pid));
   view.ns_inodes["net"] = CR_TRY(proc::ns_inode(pid, "net"));
+  if (ns::in_other_userns(pid)) view.userns = user_maps(CR_TRY(ns::UserNs::of_task(pid)));
   for (const auto& n : config.namespaces) {
     if (n.path.empty()) continue;
     struct stat st;
@@ -102,6 +117,9 @@ Result<oci::ContainerView> inspect_container(pid_t pid, const oci::Config& confi
   }
   auto mi = CR_TRY(sys::read_file("/proc/self/mountinfo"));
   view.host_hierarchies = CR_TRY(cgroup::parse_hierarchies(mi));
+  for (const auto& m : CR_TRY(proc::read_mountinfo(::getpid())))
+    if (m.fstype == "devtmpfs" && m.root == "/" && (view.host_dev.empty() || m.mount_point == "/dev"))
+      view.host_dev = m.mount_point;
   return view;
 }
 
@@ -168,9 +186,16 @@ Status write_in(int dir, const char* name, const std::string& text) {
   return sys::write_all(fd.get(), text, name);
 }
 
-// The capability sets and seccomp state of the checkpointed init (the root task's main thread).
-Result<oci::InitSecurity> init_security(int images_dir) {
-  auto set = CR_TRY(restorer::load_images(images_dir));
+// The checkpointed init as the images have it: its security (capability sets and seccomp state of
+// the root task's main thread) and the maps of the tree's own user namespace, if it had one.
+struct CheckpointedInit {
+  oci::InitSecurity security;
+  std::optional<oci::UserMaps> userns;
+  seccomp_entry seccomp;                 // seccomp.img
+  std::optional<uint32_t> seccomp_head;  // the init's filter chain in it, when it has one
+};
+
+Result<oci::InitSecurity> init_security(const restorer::ImageSet& set) {
   const thread_core_entry& tc = set.processes.at(0).cores.at(0).thread_core();
   auto mask = [](const google::protobuf::RepeatedField<uint32_t>& words) {
     uint64_t m = 0;
@@ -182,6 +207,21 @@ Result<oci::InitSecurity> init_security(int images_dir) {
   init.caps.effective = mask(tc.creds().cap_eff());
   init.caps.permitted = mask(tc.creds().cap_prm());
   init.seccomp = tc.has_seccomp_mode() && tc.seccomp_mode() != disabled;
+  return init;
+}
+
+Result<CheckpointedInit> checkpointed_init(int images_dir) {
+  auto set = CR_TRY(restorer::load_images(images_dir));
+  CheckpointedInit init;
+  init.security = CR_TRY(init_security(set));
+  const thread_core_entry& tc = set.processes.at(0).cores.at(0).thread_core();
+  if (tc.seccomp_mode() == filter) {
+    init.seccomp = set.seccomp;
+    init.seccomp_head = tc.seccomp_filter();
+  }
+  const task_kobj_ids_entry& ids = set.processes.at(0).ids;
+  if (ns::owned_namespaces(ids, set.inventory.root_ids()) & CLONE_NEWUSER)
+    init.userns = user_maps(CR_TRY(ns::UserNs::load(images_dir, ids.user_ns_id())));
   return init;
 }
 
@@ -221,7 +261,7 @@ int run_checkpoint_bundle(const Options& opts) {
   int images = (*job)->images_dir.get();
   if (Status st = write_in(images, oci::kDescriptorsFile, oci::descriptors_json(*stdio)); !st)
     return report_failure(job->get(), "checkpoint", st.error());
-  if (Status st = write_in(images, oci::kBundleRecordFile, oci::record_json(plan->cgroup_mounts)); !st)
+  if (Status st = write_in(images, oci::kBundleRecordFile, oci::record_json(plan->record)); !st)
     return report_failure(job->get(), "checkpoint", st.error());
 
   ScriptHooks scripts(o.action_scripts, image_dir_env(images), log);
@@ -297,13 +337,27 @@ int run_restore_bundle(const Options& opts) {
       descriptors = CR_TRY(oci::parse_descriptors(*text));
     else
       LOG_WARN(log, "No %s in the images: the restored stdio is reopened as dumped", oci::kDescriptorsFile);
-    std::vector<oci::CgroupMount> cgroup_mounts;
-    if (auto text = CR_TRY(read_optional(images, oci::kBundleRecordFile))) cgroup_mounts = CR_TRY(oci::parse_record(*text));
+    oci::BundleRecord record;
+    if (auto text = CR_TRY(read_optional(images, oci::kBundleRecordFile))) record = CR_TRY(oci::parse_record(*text));
     oci::HostView host;
     host.hierarchies = CR_TRY(cgroup::parse_hierarchies(CR_TRY(sys::read_file("/proc/self/mountinfo"))));
     host.own_cgroups = CR_TRY(cgroup::read_task_cgroups(::getpid()));
-    auto plan = CR_TRY(oci::plan_restore(*config, *bundle, descriptors, cgroup_mounts, host));
-    CR_OK(oci::check_security(*config, CR_TRY(init_security(images))));
+    // The record may come from an imported archive: it binds host device nodes, nothing else.
+    for (const auto& d : record.device_binds) {
+      struct stat st;
+      if (::stat(d.c_str(), &st) < 0) return fail(sys_error("stat", d, "host device bound into the container"));
+      if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))
+        return fail(make_error(Errc::corrupt_image, "restore", oci::kBundleRecordFile,
+                               "deviceBinds names " + d + ", which is not a device node on this host"));
+    }
+    auto plan = CR_TRY(oci::plan_restore(*config, *bundle, descriptors, record, host));
+    auto init = CR_TRY(checkpointed_init(images));
+    CR_OK(oci::check_security(*config, init.security));
+    if (init.seccomp_head) CR_OK(oci::check_seccomp_matches(*bundle, init.seccomp, *init.seccomp_head));
+    CR_OK(oci::check_userns(*config, init.userns, true));
+    if (init.userns)
+      LOG_INFO(log, "The container's user namespace comes back with uid map %s, gid map %s",
+               oci::maps_text(init.userns->uid).c_str(), oci::maps_text(init.userns->gid).c_str());
     // An imported archive's rootfs changes go onto the bundle's rootfs before anything is restored on it.
     if (!unpacked.empty()) CR_OK_IN(oci::apply_rootfs_diff(unpacked, plan.root, log), "--import");
 

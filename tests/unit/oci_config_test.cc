@@ -148,6 +148,25 @@ TEST(OciConfig, NamespaceEntriesAreChecked) {
   EXPECT_EQ(error_of(base + R"("pid"}})"), "linux.namespaces: expected an array, got a string");
 }
 
+TEST(OciConfig, IdMappings) {
+  auto c = parse_config(R"({"ociVersion": "1", "root": {"path": "r"}, "linux": {
+      "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+      "gidMappings": [{"containerID": 0, "hostID": 4294967295, "size": 1}, {"containerID": 1, "hostID": 7, "size": 2}]}})");
+  ASSERT_TRUE(c) << c.error().render();
+  EXPECT_EQ(c->uid_mappings, (std::vector<IdMapping>{{0, 100000, 65536}}));
+  EXPECT_EQ(c->gid_mappings, (std::vector<IdMapping>{{0, 4294967295u, 1}, {1, 7, 2}}));
+  const std::string base = R"({"ociVersion": "1", "root": {"path": "r"}, "linux": {"uidMappings": )";
+  EXPECT_EQ(error_of(base + R"({}}})"), "linux.uidMappings: expected an array, got an object");
+  EXPECT_EQ(error_of(base + R"([{"containerID": 0, "size": 1}]}})"), "linux.uidMappings[0].hostID: missing");
+  EXPECT_EQ(error_of(base + R"([{"containerID": -1, "hostID": 0, "size": 1}]}})"),
+            "linux.uidMappings[0].containerID: must be an id from 0 to 4294967295, got -1");
+  EXPECT_EQ(error_of(base + R"([{"containerID": 0, "hostID": 4294967296, "size": 1}]}})"),
+            "linux.uidMappings[0].hostID: must be an id from 0 to 4294967295, got 4294967296");
+  EXPECT_EQ(error_of(base + R"([{"containerID": 0, "hostID": 1, "size": 0}]}})"), "linux.uidMappings[0].size: must not be 0");
+  EXPECT_EQ(error_of(base + R"([{"containerID": 0, "hostID": "1", "size": 1}]}})"),
+            "linux.uidMappings[0].hostID: expected an integer, got a string");
+}
+
 TEST(OciConfig, BadJsonSaysWhereItBroke) {
   EXPECT_EQ(error_of(R"({"ociVersion": "1", "root": {"path": "r"},})"),
             "not valid JSON: parse error at line 1, column 43: syntax error while parsing object key - unexpected '}'; "

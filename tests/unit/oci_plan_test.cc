@@ -59,7 +59,7 @@ TEST(OciPlan, CheckpointMarksBindsCgroupsAndTheNetnsExternal) {
                                               {"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct"},
                                               {"/sys/fs/cgroup/systemd", "/sys/fs/cgroup/systemd"},
                                               {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory"}}));
-  EXPECT_EQ(plan->cgroup_mounts, (std::vector<CgroupMount>{{"/sys/fs/cgroup/cpu,cpuacct", "cpu,cpuacct", "/ctr"},
+  EXPECT_EQ(plan->record.cgroup_mounts, (std::vector<CgroupMount>{{"/sys/fs/cgroup/cpu,cpuacct", "cpu,cpuacct", "/ctr"},
                                                            {"/sys/fs/cgroup/systemd", "name=systemd", "/ctr"},
                                                            {"/sys/fs/cgroup/memory", "memory", "/nest/ctr"}}));
 }
@@ -80,17 +80,107 @@ TEST(OciPlan, CheckpointOwnNetnsIsLeftEmptyAndAWrongNetnsIsRefused) {
             "OCI bundle /run/netns/n1: the container is in net:[12], not in this namespace (11); hint: is the pid the container's init?");
 }
 
+TEST(OciPlan, HostDeviceFilesAreNamedByTheirHostPathAndBoundAgain) {
+  auto dev = [](const std::string& mp, const std::string& root) {
+    proc::MountInfo m;
+    m.mount_point = mp;
+    m.root = root;
+    m.fstype = "devtmpfs";
+    return m;
+  };
+  ContainerView view;
+  view.mounts = {dev("/dev/null", "/null"), dev("/dev/zero", "/zero"), dev("/proc/keys", "/null")};
+  view.host_dev = "/dev";
+  auto c = config_of(R"({"ociVersion": "1", "root": {"path": "r"}, "linux": {"namespaces": [{"type": "pid"}]}})");
+  auto plan = plan_checkpoint(c, view);
+  ASSERT_TRUE(plan) << plan.error().render();
+  using P = std::pair<std::string, std::string>;
+  EXPECT_EQ(plan->ext_mounts, (std::vector<P>{{"/dev/null", "/dev/null"}, {"/dev/zero", "/dev/zero"}, {"/proc/keys", "/dev/null"}}));
+  EXPECT_EQ(plan->record.device_binds, (std::vector<std::string>{"/dev/null", "/dev/zero"}));
+  auto restore = plan_restore(c, "/b", {}, plan->record, {});
+  ASSERT_TRUE(restore) << restore.error().render();
+  EXPECT_EQ(restore->ext_mounts, (std::vector<P>{{"/dev/null", "/dev/null"}, {"/dev/zero", "/dev/zero"}}));
+
+  view.host_dev.clear();
+  auto none = plan_checkpoint(c, view);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().render(), "OCI bundle mount /dev/null: it shows the host's devtmpfs, which is not mounted in "
+                                   "crshim's mount namespace");
+}
+
 TEST(OciPlan, UnsupportedNamespacesAreRefusedOnBothSides) {
-  auto user = config_of(R"({"ociVersion": "1", "root": {"path": "r"}, "linux": {"namespaces": [{"type": "user"}]}})");
+  auto user = config_of(R"({"ociVersion": "1", "root": {"path": "r"},
+      "linux": {"namespaces": [{"type": "user", "path": "/proc/1/ns/user"}]}})");
   auto pid = config_of(R"({"ociVersion": "1", "root": {"path": "r"},
       "linux": {"namespaces": [{"type": "ipc"}, {"type": "pid", "path": "/proc/1/ns/pid"}]}})");
-  auto r1 = plan_checkpoint(user, {});
+  auto c1 = plan_checkpoint(user, {});
+  auto r1 = plan_restore(user, "/b", {}, {}, {});
+  ASSERT_FALSE(c1);
   ASSERT_FALSE(r1);
-  EXPECT_EQ(r1.error().message, "linux.namespaces[0]: user namespaces are not supported");
+  const std::string joining =
+      "OCI bundle config.json: linux.namespaces[0].path: joining an existing user namespace is not supported yet; "
+      "hint: drop the path to give the container a user namespace of its own";
+  EXPECT_EQ(c1.error().render(), joining);
+  EXPECT_EQ(r1.error().render(), joining);
   auto r2 = plan_restore(pid, "/b", {}, {}, {});
   ASSERT_FALSE(r2);
   EXPECT_EQ(r2.error().code, Errc::unsupported);
   EXPECT_EQ(r2.error().message, "linux.namespaces[1].path: joining an existing pid namespace is not supported");
+}
+
+TEST(OciPlan, AUserNamespaceOfItsOwnIsPlannedAndItsMapsMustMatchOnBothSides) {
+  auto user = config_of(R"({"ociVersion": "1", "root": {"path": "r"},
+      "linux": {"namespaces": [{"type": "user"}, {"type": "pid"}],
+                "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                "gidMappings": [{"containerID": 1, "hostID": 200001, "size": 10}, {"containerID": 0, "hostID": 100000, "size": 1}]}})");
+  UserMaps same{{{0, 100000, 65536}}, {{0, 100000, 1}, {1, 200001, 10}}};  // the kernel's order may differ
+  ContainerView view;
+  view.userns = same;
+  ASSERT_TRUE(plan_checkpoint(user, view));
+  auto plan = plan_restore(user, "/b", {}, {}, {});
+  ASSERT_TRUE(plan) << plan.error().render();
+  EXPECT_TRUE(plan->join_ns.empty());
+
+  EXPECT_TRUE(check_userns(user, same, true));
+  UserMaps other = same;
+  other.uid[0].host_id = 300000;
+  auto r = check_userns(user, other, true);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().render(),
+            "restore linux.uidMappings: the bundle maps '0 100000 65536' but the checkpointed container's user namespace "
+            "maps '0 300000 65536' (container id, host id, size); hint: restore with the bundle the container was "
+            "checkpointed from");
+  // At checkpoint the running init's maps are compared, before anything is frozen.
+  view.userns = other;
+  auto c = plan_checkpoint(user, view);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().render(),
+            "checkpoint linux.uidMappings: the bundle maps '0 100000 65536' but the container's user namespace maps "
+            "'0 300000 65536' (container id, host id, size); hint: give the container's bundle and the pid of its init");
+  other = same;
+  other.gid.pop_back();
+  r = check_userns(user, other, true);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().render().find("linux.gidMappings: the bundle maps '1 200001 10, 0 100000 1' but the checkpointed "
+                                    "container's user namespace maps '0 100000 1'"), std::string::npos) << r.error().render();
+
+  auto plain = config_of(R"({"ociVersion": "1", "root": {"path": "r"}, "linux": {"namespaces": [{"type": "pid"}]}})");
+  EXPECT_TRUE(check_userns(plain, std::nullopt, true));
+  EXPECT_TRUE(plan_checkpoint(plain, {}));
+  r = check_userns(plain, same, true);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("the checkpointed container has a user namespace of its own (uid map 0 100000 65536) "
+                                   "but the bundle has no user namespace entry"), std::string::npos) << r.error().render();
+  c = plan_checkpoint(plain, view);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("the container has a user namespace of its own"), std::string::npos) << c.error().render();
+  r = check_userns(user, std::nullopt, true);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("the bundle gives the container a user namespace but the checkpointed container is in "
+                                   "crshim's user namespace"), std::string::npos) << r.error().render();
+  c = plan_checkpoint(user, {});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("but the container is in crshim's user namespace"), std::string::npos) << c.error().render();
 }
 
 TEST(OciPlan, RestoreBindsJoinsAndInheritsWhatTheBundleNames) {
@@ -119,8 +209,8 @@ TEST(OciPlan, RestoreCgroupMountsFollowCgroupsPath) {
   HostView host;
   host.hierarchies = host_hierarchies();
   host.own_cgroups = {{"", "/"}, {"cpu,cpuacct", "/"}, {"memory", "/limited"}, {"name=systemd", "/"}};
-  std::vector<CgroupMount> recorded = {{"/sys/fs/cgroup/cpu,cpuacct", "cpu,cpuacct", "/old"},
-                                       {"/sys/fs/cgroup/memory", "memory", "/limited/old"}};
+  BundleRecord recorded{{{"/sys/fs/cgroup/cpu,cpuacct", "cpu,cpuacct", "/old"},
+                         {"/sys/fs/cgroup/memory", "memory", "/limited/old"}}, {}};
   const std::string base = R"({"ociVersion": "1", "root": {"path": "/r"})";
   // Without cgroupsPath the tasks go back to where they were, and so do the mounts' sources.
   auto same = plan_restore(config_of(base + "}"), "/b", {}, recorded, host);
@@ -146,7 +236,7 @@ TEST(OciPlan, RestoreCgroupMountsFollowCgroupsPath) {
   for (const auto& r : abs->cgroup_roots) EXPECT_EQ(r.path, "/top/ctr") << r.controller;
   EXPECT_EQ(abs->ext_mounts[1].second, "/sys/fs/cgroup/memory/top/ctr");
 
-  std::vector<CgroupMount> missing = {{"/sys/fs/cgroup/blkio", "blkio", "/x"}};
+  BundleRecord missing{{{"/sys/fs/cgroup/blkio", "blkio", "/x"}}, {}};
   auto none = plan_restore(config_of(base + "}"), "/b", {}, missing, host);
   ASSERT_FALSE(none);
   EXPECT_EQ(none.error().render(), "OCI bundle cgroup mount /sys/fs/cgroup/blkio: hierarchy 'blkio' is not mounted on this host");
@@ -161,10 +251,15 @@ TEST(OciPlan, RecordsRoundTripAndBadOnesAreCorrupt) {
   EXPECT_EQ(parse_descriptors("[1]").error().message, "expected an array of strings");
   EXPECT_EQ(parse_descriptors("[\"a\"").error().message, "not valid JSON");
 
-  std::vector<CgroupMount> mounts = {{"/sys/fs/cgroup/cpu", "cpu", "/c"}, {"/sys/fs/cgroup", "", "/"}};
-  auto rec = parse_record(record_json(mounts));
+  BundleRecord record{{{"/sys/fs/cgroup/cpu", "cpu", "/c"}, {"/sys/fs/cgroup", "", "/"}}, {}};
+  auto rec = parse_record(record_json(record));
   ASSERT_TRUE(rec) << rec.error().render();
-  EXPECT_EQ(*rec, mounts);
+  EXPECT_EQ(*rec, record);
+  record.device_binds = {"/dev/null", "/dev/zero"};
+  rec = parse_record(record_json(record));
+  ASSERT_TRUE(rec) << rec.error().render();
+  EXPECT_EQ(*rec, record);
+  EXPECT_EQ(parse_record(R"({"deviceBinds": ["null"]})").error().message, "deviceBinds: expected absolute paths");
   EXPECT_EQ(parse_record(R"({"cgroupMounts": [{"mountPoint": "x", "hierarchy": "", "root": "/"}]})").error().message,
             "cgroupMounts: paths must be absolute");
   EXPECT_EQ(parse_record(R"({"cgroupMounts": [{"mountPoint": "/x", "root": "/"}]})").error().message,

@@ -1,0 +1,178 @@
+#!/bin/bash
+# crshim's own OCI bundle mode for a container with a user namespace of its own (root inside is
+# 100000 outside, 65536 ids): started by `runc run -d`, checkpointed with `crshim checkpoint --bundle`
+# and restored with `crshim restore --bundle --detach`. The namespace comes back with the images' maps;
+# a bundle whose mappings differ, or that joins an existing user namespace, is refused.
+# shellcheck source=tests/e2e/lib_runc.sh
+source "$SRC/tests/e2e/lib_runc.sh"
+
+RESTORED_PID=
+RESTORED_CGROUPS=()
+# The restored container is crshim's, not runc's: kill it and remove the cgroups it lives in.
+stop_restored() {
+  if [[ -n "$RESTORED_PID" ]]; then
+    kill -9 "$RESTORED_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$RESTORED_PID" 2>/dev/null || break; sleep 0.05; done
+  fi
+  remove_cgroups "${RESTORED_CGROUPS[@]}"
+  RESTORED_PID=
+  RESTORED_CGROUPS=()
+}
+at_exit stop_restored
+note_cgroups() {
+  mapfile -t RESTORED_CGROUPS < <(sed -n 's/^[0-9]*:\([^:]*\):\(.*\)$/\1|\2/p' "/proc/$RESTORED_PID/cgroup" |
+    while IFS='|' read -r name path; do
+      [[ "$name" == name=* ]] && name=${name#name=}
+      [[ -z "$path" || "$path" == / ]] || echo "/sys/fs/cgroup/${name:-unified}$path"
+    done)
+}
+
+# userns_view PID: the user namespace's maps and the ids PID has, outside and as the namespace sees them.
+userns_view() {
+  echo "uid_map: $(awk '{$1 = $1; print}' "/proc/$1/uid_map")"
+  echo "gid_map: $(awk '{$1 = $1; print}' "/proc/$1/gid_map")"
+  grep -E '^(Uid|Gid):' "/proc/$1/status" | tr -s '\t' ' ' | sed 's/^/outside /'
+  nsenter --user --target "$1" grep -E '^(Uid|Gid):' "/proc/$1/status" | tr -s '\t' ' ' | sed 's/^/inside /'
+}
+
+# other_bundle NAME PYTHON: a bundle on the same rootfs whose config.json the statement edits (config `c`).
+other_bundle() {
+  mkdir -p "$WORK/$1"
+  python3 - "$BUNDLE/config.json" "$WORK/$1/config.json" "$(realpath "$BUNDLE/rootfs")" "$2" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["root"]["path"] = sys.argv[3]
+exec(sys.argv[4])
+json.dump(c, open(sys.argv[2], "w"))
+PY
+}
+
+MAP='{"containerID": 0, "hostID": 100000, "size": 65536}'
+make_bundle \
+  "c['linux']['namespaces'].append({'type': 'user'})" \
+  "c['linux']['uidMappings'] = [$MAP]" \
+  "c['linux']['gidMappings'] = [$MAP]"
+# The container's root (100000 outside) must reach and read its rootfs.
+chmod 0755 "$WORK"
+chown -R 100000:100000 "$BUNDLE/rootfs"
+
+run_container "$WORK/out1"
+wait_lines "$WORK/out1" 3
+pid=$(container_pid)
+host_userns=$(readlink /proc/self/ns/user)
+[[ "$(readlink "/proc/$pid/ns/user")" != "$host_userns" ]] || fail "runc did not give the container a user namespace"
+BEFORE=$(userns_view "$pid")
+grep -q '^outside Uid: 100000 100000 100000 100000$' <<<"$BEFORE" || fail "init is not uid 100000 outside: $BEFORE"
+grep -q '^inside Uid: 0 0 0 0$' <<<"$BEFORE" || fail "init is not root inside: $BEFORE"
+
+# Joining an existing user namespace is refused before anything is frozen.
+other_bundle join "c['linux']['namespaces'] = [n if n['type'] != 'user' else {'type': 'user', 'path': '/proc/$pid/ns/user'} for n in c['linux']['namespaces']]"
+if "$CRSHIM" checkpoint --bundle "$WORK/join" --image-path "$WORK/img-join" "$pid" 2>"$WORK/join.err"; then
+  fail "checkpoint of a bundle joining a user namespace succeeded"
+fi
+grep -q "linux.namespaces\[[0-9]*\].path: joining an existing user namespace is not supported yet" "$WORK/join.err" ||
+  fail "unexpected error: $(cat "$WORK/join.err")"
+[[ $(wc -l <"$WORK/join.err") == 1 ]] || fail "the error is not one line: $(cat "$WORK/join.err")"
+kill -0 "$pid" || fail "the container died from a refused checkpoint"
+echo "ok: a bundle joining an existing user namespace is refused: $(cat "$WORK/join.err")"
+
+# A bundle whose mappings are not the container's is refused before anything is frozen.
+other_bundle remap "c['linux']['uidMappings'] = [{'containerID': 0, 'hostID': 200000, 'size': 65536}]"
+if "$CRSHIM" checkpoint --bundle "$WORK/remap" --image-path "$WORK/img-remap" "$pid" 2>"$WORK/remap-dump.err"; then
+  fail "checkpoint with a bundle mapping other ids succeeded"
+fi
+grep -q "checkpoint linux.uidMappings: the bundle maps '0 200000 65536' but the container's user namespace maps '0 100000 65536'" \
+  "$WORK/remap-dump.err" || fail "unexpected error: $(cat "$WORK/remap-dump.err")"
+[[ ! -e "$WORK/img-remap/pstree.img" ]] || fail "a refused checkpoint wrote images"
+kill -0 "$pid" || fail "the container died from a refused checkpoint"
+echo "ok: checkpoint with a bundle mapping other ids is refused"
+
+"$CRSHIM" checkpoint --bundle "$BUNDLE" --image-path "$WORK/img" --work-path "$WORK/w1" -v4 "$pid" ||
+  fail "crshim checkpoint failed: $(engine_log "$WORK/w1")"
+for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$pid" 2>/dev/null && fail "container init $pid still runs after the checkpoint"
+crit decode -i "$WORK"/img/userns-*.img | grep -q '"lower_first": 100000' ||
+  fail "no userns image with the map: $(ls "$WORK/img")"
+# In a user namespace runc binds the host's device nodes (and /dev/null over masked files): recorded.
+grep -q '"deviceBinds":\[[^]]*"/dev/null"' "$WORK/img/crshim-oci.json" ||
+  fail "the host device binds are not recorded: $(cat "$WORK/img/crshim-oci.json")"
+grep -q "External mount /proc/keys as '/dev/null'" "$WORK/w1/dump.log" || fail "masked /proc/keys is not named /dev/null"
+"${RUNC[@]}" delete -f "$ID" || fail "runc delete -f failed"
+echo "ok: checkpoint --bundle of the container in its user namespace"
+sleep 0.3
+
+# Mappings other than the images' are refused before any task exists.
+if "$CRSHIM" restore --bundle "$WORK/remap" --image-path "$WORK/img" --work-path "$WORK/w-remap" --detach \
+  --pid-file "$WORK/remap.pid" </dev/null >/dev/null 2>"$WORK/remap.err"; then
+  fail "a bundle with other uid mappings restored"
+fi
+grep -q "linux.uidMappings: the bundle maps '0 200000 65536' but the checkpointed container's user namespace maps '0 100000 65536'" \
+  "$WORK/remap.err" || fail "uid mapping mismatch error: $(cat "$WORK/remap.err")"
+[[ $(wc -l <"$WORK/remap.err") == 1 ]] || fail "the error is not one line: $(cat "$WORK/remap.err")"
+[[ ! -e "$WORK/remap.pid" ]] || fail "a refused restore wrote a pid file"
+[[ -s "$WORK/w-remap/restore.log" ]] || fail "the refused restore wrote no restore.log"
+! grep -q "Created task\|Restoring (" "$WORK/w-remap/restore.log" ||
+  fail "a refused restore went on: $(grep -m3 "Created task\|Restoring (" "$WORK/w-remap/restore.log")"
+echo "ok: a bundle with other uid mappings is refused: $(cat "$WORK/remap.err")"
+
+# A bundle without the user namespace is refused too: the images would make one anyway.
+other_bundle nouser "c['linux']['namespaces'] = [n for n in c['linux']['namespaces'] if n['type'] != 'user']"
+if "$CRSHIM" restore --bundle "$WORK/nouser" --image-path "$WORK/img" --work-path "$WORK/w-nouser" --detach \
+  </dev/null >/dev/null 2>"$WORK/nouser.err"; then
+  fail "a bundle without a user namespace restored a container that had one"
+fi
+grep -q "has a user namespace of its own (uid map 0 100000 65536) but the bundle has no user namespace entry" \
+  "$WORK/nouser.err" || fail "unexpected error: $(cat "$WORK/nouser.err")"
+echo "ok: a bundle without the user namespace is refused"
+
+# The record binds host device nodes only (an imported archive is not trusted to name other host paths).
+cp -a "$WORK/img" "$WORK/img-bad"
+sed -i 's|"deviceBinds":\["/dev/null"|"deviceBinds":["/etc"|' "$WORK/img-bad/crshim-oci.json"
+grep -q '"/etc"' "$WORK/img-bad/crshim-oci.json" || fail "could not edit the record: $(cat "$WORK/img-bad/crshim-oci.json")"
+if "$CRSHIM" restore --bundle "$BUNDLE" --image-path "$WORK/img-bad" --work-path "$WORK/w-bad" --detach \
+  </dev/null >/dev/null 2>"$WORK/bad.err"; then
+  fail "a record binding /etc restored"
+fi
+grep -q "crshim-oci.json: deviceBinds names /etc, which is not a device node on this host" "$WORK/bad.err" ||
+  fail "unexpected error: $(cat "$WORK/bad.err")"
+echo "ok: a record naming a host path that is not a device node is refused"
+
+"$CRSHIM" restore --bundle "$BUNDLE" --image-path "$WORK/img" --work-path "$WORK/w2" --detach \
+  --pid-file "$WORK/restored.pid" -v4 </dev/null > >(exec cat >"$WORK/out2") 2>"$WORK/restore.err" ||
+  fail "crshim restore failed: $(cat "$WORK/restore.err") $(engine_log "$WORK/w2")"
+RESTORED_PID=$(cat "$WORK/restored.pid")
+note_cgroups
+grep -q "user namespace comes back with uid map 0 100000 65536" "$WORK/w2/restore.log" ||
+  fail "restore.log does not name the user namespace's maps"
+grep -q "Created task $RESTORED_PID " "$WORK/w2/restore.log" || fail "restore.log does not name the tasks it made"
+check_continues "$WORK/out1" "$WORK/out2"
+[[ "$(readlink "/proc/$RESTORED_PID/ns/user")" != "$host_userns" ]] || fail "the restored init is in the host's user namespace"
+AFTER=$(userns_view "$RESTORED_PID")
+[[ "$AFTER" == "$BEFORE" ]] || fail "the restored init's user namespace differs:
+--- before
+$BEFORE
+--- after
+$AFTER"
+for ns in mnt pid ipc uts net; do
+  [[ "$(readlink "/proc/$RESTORED_PID/ns/$ns")" != "$(readlink "/proc/self/ns/$ns")" ]] || fail "restored into our $ns namespace"
+done
+echo "ok: restored init $RESTORED_PID is root in a new user namespace with the same maps, uid 100000 outside, ticker goes on"
+before=$(ticks "$WORK/out2" | wc -l)
+wait_lines "$WORK/out2" $((before + 3))
+echo "ok: the restored ticker keeps going"
+
+# The restored container is checkpointed and restored again with the same bundle.
+old_pid=$RESTORED_PID
+"$CRSHIM" checkpoint --bundle "$BUNDLE" --image-path "$WORK/img2" --work-path "$WORK/w3" -v4 "$old_pid" ||
+  fail "second crshim checkpoint failed: $(engine_log "$WORK/w3")"
+for _ in $(seq 100); do kill -0 "$old_pid" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$old_pid" 2>/dev/null && fail "restored init $old_pid still runs after its checkpoint"
+stop_restored
+"$CRSHIM" restore --bundle "$BUNDLE" --image-path "$WORK/img2" --work-path "$WORK/w4" --detach \
+  --pid-file "$WORK/restored2.pid" -v4 </dev/null > >(exec cat >"$WORK/out3") 2>"$WORK/restore2.err" ||
+  fail "second crshim restore failed: $(cat "$WORK/restore2.err") $(engine_log "$WORK/w4")"
+RESTORED_PID=$(cat "$WORK/restored2.pid")
+note_cgroups
+check_continues "$WORK/out2" "$WORK/out3"
+[[ "$(userns_view "$RESTORED_PID")" == "$BEFORE" ]] || fail "after the second restore: $(userns_view "$RESTORED_PID")"
+echo "ok: checkpointed and restored a second time, same maps and ids"

@@ -1,0 +1,70 @@
+#!/bin/bash
+# runc drives crshim: a container with a user namespace of its own (root inside is 100000 outside,
+# 65536 ids, as a userns-remapped runtime sets it up) is checkpointed and restored by runc; the
+# restored init is root in a new user namespace with the same maps and its ticker goes on.
+# shellcheck source=tests/e2e/lib_runc.sh
+source "$SRC/tests/e2e/lib_runc.sh"
+
+MAP='{"containerID": 0, "hostID": 100000, "size": 65536}'
+make_bundle \
+  "c['linux']['namespaces'].append({'type': 'user'})" \
+  "c['linux']['uidMappings'] = [$MAP]" \
+  "c['linux']['gidMappings'] = [$MAP]"
+# The container's root (100000 outside) must reach and read its rootfs.
+chmod 0755 "$WORK"
+chown -R 100000:100000 "$BUNDLE/rootfs"
+
+# userns_view PID: the user namespace's maps and the ids PID has, outside and as the namespace sees them.
+userns_view() {
+  echo "uid_map: $(awk '{$1 = $1; print}' "/proc/$1/uid_map")"
+  echo "gid_map: $(awk '{$1 = $1; print}' "/proc/$1/gid_map")"
+  grep -E '^(Uid|Gid):' "/proc/$1/status" | tr -s '\t' ' ' | sed 's/^/outside /'
+  # Read from inside the namespace, /proc shows the ids the namespace gives.
+  nsenter --user --target "$1" grep -E '^(Uid|Gid):' "/proc/$1/status" | tr -s '\t' ' ' | sed 's/^/inside /'
+}
+
+run_container "$WORK/out1"
+wait_lines "$WORK/out1" 3
+pid=$(container_pid)
+host_userns=$(readlink /proc/self/ns/user)
+[[ "$(readlink "/proc/$pid/ns/user")" != "$host_userns" ]] || fail "runc did not give the container a user namespace"
+BEFORE=$(userns_view "$pid")
+grep -q '^uid_map: 0 100000 65536$' <<<"$BEFORE" || fail "unexpected uid map: $BEFORE"
+grep -q '^outside Uid: 100000 100000 100000 100000$' <<<"$BEFORE" || fail "init is not uid 100000 outside: $BEFORE"
+grep -q '^inside Uid: 0 0 0 0$' <<<"$BEFORE" || fail "init is not root inside: $BEFORE"
+echo "ok: runc started the container in its own user namespace ($(sed -n 1p <<<"$BEFORE"))"
+
+checkpoint_gone "$WORK/img" "$WORK/w1"
+grep -q "RPC request options:" "$WORK/w1/dump.log" || fail "dump.log does not show the request's options"
+ls "$WORK"/img/userns-*.img >/dev/null 2>&1 || fail "no userns image: $(ls "$WORK/img")"
+crit decode -i "$WORK"/img/userns-*.img | grep -q '"lower_first": 100000' ||
+  fail "the userns image lacks the map: $(crit decode -i "$WORK"/img/userns-*.img)"
+echo "ok: runc checkpoint wrote the user namespace's maps"
+
+restore_container "$WORK/img" "$WORK/w2" "$WORK/out2"
+grep -q "RPC request options:" "$WORK/w2/restore.log" || fail "restore.log does not show the request's options"
+check_continues "$WORK/out1" "$WORK/out2"
+pid=$(container_pid)
+[[ "$(readlink "/proc/$pid/ns/user")" != "$host_userns" ]] || fail "the restored init is in the host's user namespace"
+AFTER=$(userns_view "$pid")
+[[ "$AFTER" == "$BEFORE" ]] || fail "the restored init's user namespace differs:
+--- before
+$BEFORE
+--- after
+$AFTER"
+echo "ok: restored init $pid is root in a new user namespace with the same maps, uid 100000 outside"
+
+# The namespace is the container's: runc exec joins it and runs as root there.
+[[ "$("${RUNC[@]}" exec "$ID" cat /proc/self/uid_map | awk '{$1 = $1; print}')" == "0 100000 65536" ]] ||
+  fail "runc exec does not see the container's uid map"
+before=$(ticks "$WORK/out2" | wc -l)
+wait_lines "$WORK/out2" $((before + 3))
+echo "ok: runc exec joins the restored user namespace; the ticker keeps going"
+
+# The restored container is checkpointed and restored again: its namespace is dumped as the first was.
+checkpoint_gone "$WORK/img2" "$WORK/w3"
+restore_container "$WORK/img2" "$WORK/w4" "$WORK/out3"
+check_continues "$WORK/out2" "$WORK/out3"
+pid=$(container_pid)
+[[ "$(userns_view "$pid")" == "$BEFORE" ]] || fail "after the second restore: $(userns_view "$pid")"
+echo "ok: checkpointed and restored a second time, same maps and ids"
