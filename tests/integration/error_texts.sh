@@ -148,7 +148,7 @@ expect_error 30 "restore failed: connect lazy-pages daemon socket lazy-pages.soc
   "start \`crshim lazy-pages -D DIR\` (same images and work dir) before restoring with --lazy-pages" \
   "$CRSHIM" restore -D "$WORK/lazy" -o restore-lazy.log -d --lazy-pages
 if kill -0 "$TARGET_PID" 2>/dev/null; then fail "the failed lazy restore left pid $TARGET_PID"; fi
-expect_error 30 "restore failed: restore --join-ns user: joining a user namespace needs a tree with its own pid namespace, restored without --restore-sibling" \
+expect_error 30 "restore failed: restore --join-ns user: joining a user namespace needs a tree with its own pid namespace" \
   "tasks in the joined namespace cannot choose their pids in a pid namespace it does not own" \
   "$CRSHIM" restore -D "$WORK/lazy" -o restore-userns.log -d --join-ns user:/proc/self/ns/user
 if kill -0 "$TARGET_PID" 2>/dev/null; then fail "the refused restore left pid $TARGET_PID"; fi
