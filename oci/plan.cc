@@ -36,10 +36,6 @@ Status check_namespaces(const Config& c) {
     const Namespace& n = c.namespaces[i];
     const std::string f = "linux.namespaces[" + std::to_string(i) + "]";
     if (n.path.empty()) continue;
-    // The tree's own user namespace is dumped and made again; joining one needs the engine's join.
-    if (n.type == "user")
-      return fail(refused(f + ".path", "joining an existing user namespace is not supported yet")
-                      .with_hint("drop the path to give the container a user namespace of its own"));
     if (n.type == "pid" || n.type == "mount" || n.type == "cgroup")
       return fail(refused(f + ".path", "joining an existing " + n.type + " namespace is not supported"));
   }
@@ -63,11 +59,28 @@ std::optional<std::string> hierarchy_of(const proc::MountInfo& m, const std::vec
   return std::nullopt;
 }
 
+// Maps in container id order (the kernel's order may differ from the bundle's).
+std::vector<IdMapping> sorted_maps(std::vector<IdMapping> v) {
+  std::sort(v.begin(), v.end(), [](const IdMapping& a, const IdMapping& b) { return a.container_id < b.container_id; });
+  return v;
+}
+
 }  // namespace
 
 Result<CheckpointPlan> plan_checkpoint(const Config& c, const ContainerView& view) {
   CR_OK(check_namespaces(c));
-  CR_OK(check_userns(c, view.userns, false));
+  // A user namespace the bundle joins is the one the container is in: its maps are those compared.
+  const Namespace* user = c.find_namespace("user");
+  if (user && !user->path.empty()) {
+    auto it = view.ns_path_inodes.find(user->path);
+    auto own = view.ns_inodes.find("user");
+    if (it != view.ns_path_inodes.end() && own != view.ns_inodes.end() && own->second != it->second)
+      return fail(make_error(Errc::conflict, "OCI bundle", user->path,
+                             "the container is in user:[" + std::to_string(own->second) + "], not in this namespace (" +
+                                 std::to_string(it->second) + ")")
+                      .with_hint("is the pid the container's init?"));
+  }
+  CR_OK(check_userns(c, view.userns, false, view.userns));
   CheckpointPlan plan;
   if (const Namespace* net = c.find_namespace("network")) {
     if (net->path.empty()) {
@@ -131,7 +144,7 @@ Result<RestorePlan> plan_restore(const Config& c, const std::string& bundle, con
       if (n.path.empty()) plan.empty_ns |= CLONE_NEWNET;
       else plan.open.push_back({kNetKey, n.path});
     } else if (!n.path.empty()) {
-      // ipc, uts, time: the restored tree joins the namespace the config names.
+      // ipc, uts, time, user: the restored tree joins the namespace the config names.
       plan.join_ns.push_back({n.type, n.path});
     }
   }
@@ -242,7 +255,8 @@ std::string maps_text(const std::vector<IdMapping>& maps) {
   return out;
 }
 
-Status check_userns(const Config& config, const std::optional<UserMaps>& maps, bool at_restore) {
+Status check_userns(const Config& config, const std::optional<UserMaps>& maps, bool at_restore,
+                    const std::optional<UserMaps>& joined) {
   const std::string tree = at_restore ? "the checkpointed container" : "the container";
   auto mismatch = [&](const std::string& field, const std::string& what) {
     return fail(make_error(Errc::invalid_argument, at_restore ? "restore" : "checkpoint", field, what)
@@ -251,20 +265,33 @@ Status check_userns(const Config& config, const std::optional<UserMaps>& maps, b
   };
   const Namespace* user = config.find_namespace("user");
   if (!user && !maps) return {};
+  // A joined namespace's maps are whatever its holder set: the bundle's mappings, if it gives any,
+  // must be those (the images' maps are what the tree had, not what it joins).
+  if (user && !user->path.empty()) {
+    if (config.uid_mappings.empty() && config.gid_mappings.empty()) return {};
+    const std::string ns = "the user namespace " + user->path;
+    if (!joined)
+      return fail(make_error(Errc::invalid_argument, at_restore ? "restore" : "checkpoint", "linux.namespaces",
+                             "the bundle gives uid/gid mappings but " + ns + " is crshim's own")
+                      .with_hint("drop linux.uidMappings and linux.gidMappings or name the container's namespace"));
+    for (auto [field, want, have] : {std::tuple{"linux.uidMappings", &config.uid_mappings, &joined->uid},
+                                     {"linux.gidMappings", &config.gid_mappings, &joined->gid}})
+      if (sorted_maps(*want) != sorted_maps(*have))
+        return fail(make_error(Errc::invalid_argument, at_restore ? "restore" : "checkpoint", field,
+                               "the bundle maps '" + maps_text(*want) + "' but " + ns + " maps '" + maps_text(*have) +
+                                   "' (container id, host id, size)")
+                        .with_hint("give the mappings of the namespace the bundle joins"));
+    return {};
+  }
   if (!user)
     return mismatch("linux.namespaces", tree + " has a user namespace of its own (uid map " + maps_text(maps->uid) +
                                             ") but the bundle has no user namespace entry");
   if (!maps)
     return mismatch("linux.namespaces",
                     "the bundle gives the container a user namespace but " + tree + " is in crshim's user namespace");
-  auto sorted = [](std::vector<IdMapping> v) {
-    std::sort(v.begin(), v.end(),
-              [](const IdMapping& a, const IdMapping& b) { return a.container_id < b.container_id; });
-    return v;
-  };
   for (auto [field, want, have] : {std::tuple{"linux.uidMappings", &config.uid_mappings, &maps->uid},
                                    {"linux.gidMappings", &config.gid_mappings, &maps->gid}})
-    if (sorted(*want) != sorted(*have))
+    if (sorted_maps(*want) != sorted_maps(*have))
       return mismatch(field, "the bundle maps '" + maps_text(*want) + "' but " + tree + "'s user namespace maps '" +
                                  maps_text(*have) + "' (container id, host id, size)");
   return {};

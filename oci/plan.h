@@ -51,7 +51,7 @@ struct UserMaps {
 struct ContainerView {
   std::vector<proc::MountInfo> mounts;           // its mountinfo
   std::map<std::string, uint64_t> ns_path_inodes;  // linux.namespaces[].path -> inode of that file
-  std::map<std::string, uint64_t> ns_inodes;     // the container's own: "net" -> inode
+  std::map<std::string, uint64_t> ns_inodes;     // the container's own: "net", "user" -> inode
   std::vector<cgroup::Hierarchy> host_hierarchies;  // this host's, to name the cgroup mounts
   std::string host_dev;  // where crshim sees the host's devtmpfs ("" when it is not mounted)
   std::optional<UserMaps> userns;  // the maps of the init's user namespace, when it is not crshim's
@@ -123,6 +123,9 @@ std::string maps_text(const std::vector<IdMapping>& maps);
 // exactly when the tree has one of its own (`maps`, nullopt: it is in crshim's), with the same uid and
 // gid maps (a restore makes the namespace with the image's maps: a bundle asking for others would be
 // silently ignored). At checkpoint `maps` are the running init's, at restore the images'.
-Status check_userns(const Config& config, const std::optional<UserMaps>& maps, bool at_restore);
+// A user namespace entry with a path is joined: then only the bundle's mappings, if any, are
+// compared with `joined`, the maps of that namespace (nullopt: crshim's own).
+Status check_userns(const Config& config, const std::optional<UserMaps>& maps, bool at_restore,
+                    const std::optional<UserMaps>& joined = std::nullopt);
 
 }  // namespace crshim::oci

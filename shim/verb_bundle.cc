@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -95,6 +96,42 @@ oci::UserMaps user_maps(const ns::UserNs& userns) {
   return {maps(userns.entry().uid_map()), maps(userns.entry().gid_map())};
 }
 
+// The maps of the user namespace at `path` (an nsfs file), shown by a child that joins it (a
+// namespace's maps are read through one of its tasks); nullopt when it is crshim's own.
+Result<std::optional<oci::UserMaps>> joined_user_maps(const std::string& path) {
+  auto fd = CR_TRY(sys::open(path, O_RDONLY));
+  struct stat st, own;
+  if (::fstat(fd.get(), &st) < 0) return fail(sys_error("fstat", path, "user namespace"));
+  if (::stat("/proc/self/ns/user", &own) < 0) return fail(sys_error("stat", "/proc/self/ns/user"));
+  if (st.st_dev == own.st_dev && st.st_ino == own.st_ino) return std::optional<oci::UserMaps>();
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) < 0) return fail(sys_error("pipe2", path, "user namespace reader"));
+  UniqueFd rd(p[0]), wr(p[1]);
+  pid_t child = ::fork();
+  if (child < 0) return fail(sys_error("fork", path, "user namespace reader"));
+  if (child == 0) {
+    char err = ::setns(fd.get(), CLONE_NEWUSER) == 0 ? 0 : char(errno);
+    if (::write(wr.get(), &err, 1) != 1) _exit(1);
+    ::pause();  // until killed: its /proc entry shows the maps
+    _exit(0);
+  }
+  wr.reset();
+  auto reap = [&]() {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+  };
+  char err = EIO;
+  if (::read(rd.get(), &err, 1) != 1 || err != 0) {
+    reap();
+    errno = err;
+    return fail(sys_error("setns", path, "reading the joined user namespace's maps"));
+  }
+  auto maps = ns::UserNs::of_task(child);
+  reap();
+  if (!maps) return fail(maps.error().within(path));
+  return std::optional<oci::UserMaps>(user_maps(*maps));
+}
+
 Result<oci::ContainerView> inspect_container(pid_t pid, const oci::Config& config, const std::string& rootfs) {
   // The pid must be the bundle's container: its root is the bundle's rootfs.
   struct stat want, got;
@@ -108,6 +145,7 @@ Result<oci::ContainerView> inspect_container(pid_t pid, const oci::Config& confi
   oci::ContainerView view;
   view.mounts = CR_TRY(proc::read_mountinfo(pid));
   view.ns_inodes["net"] = CR_TRY(proc::ns_inode(pid, "net"));
+  view.ns_inodes["user"] = CR_TRY(proc::ns_inode(pid, "user"));
   if (ns::in_other_userns(pid)) view.userns = user_maps(CR_TRY(ns::UserNs::of_task(pid)));
   for (const auto& n : config.namespaces) {
     if (n.path.empty()) continue;
@@ -354,8 +392,15 @@ int run_restore_bundle(const Options& opts) {
     auto init = CR_TRY(checkpointed_init(images));
     CR_OK(oci::check_security(*config, init.security));
     if (init.seccomp_head) CR_OK(oci::check_seccomp_matches(*bundle, init.seccomp, *init.seccomp_head));
-    CR_OK(oci::check_userns(*config, init.userns, true));
-    if (init.userns)
+    const oci::Namespace* user = config->find_namespace("user");
+    std::optional<oci::UserMaps> joined;
+    if (user && !user->path.empty()) joined = CR_TRY(joined_user_maps(user->path));
+    CR_OK(oci::check_userns(*config, init.userns, true, joined));
+    if (user && !user->path.empty())
+      LOG_INFO(log, "The container joins the user namespace %s (uid map %s, gid map %s)", user->path.c_str(),
+               joined ? oci::maps_text(joined->uid).c_str() : "crshim's",
+               joined ? oci::maps_text(joined->gid).c_str() : "crshim's");
+    else if (init.userns)
       LOG_INFO(log, "The container's user namespace comes back with uid map %s, gid map %s",
                oci::maps_text(init.userns->uid).c_str(), oci::maps_text(init.userns->gid).c_str());
     // An imported archive's rootfs changes go onto the bundle's rootfs before anything is restored on it.

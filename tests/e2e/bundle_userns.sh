@@ -2,7 +2,8 @@
 # crshim's own OCI bundle mode for a container with a user namespace of its own (root inside is
 # 100000 outside, 65536 ids): started by `runc run -d`, checkpointed with `crshim checkpoint --bundle`
 # and restored with `crshim restore --bundle --detach`. The namespace comes back with the images' maps;
-# a bundle whose mappings differ, or that joins an existing user namespace, is refused.
+# a bundle whose mappings differ is refused. A bundle naming an existing user namespace (a holder's)
+# restores the container into it, and checkpoints and restores it there again.
 # shellcheck source=tests/e2e/lib_runc.sh
 source "$SRC/tests/e2e/lib_runc.sh"
 
@@ -65,16 +66,19 @@ BEFORE=$(userns_view "$pid")
 grep -q '^outside Uid: 100000 100000 100000 100000$' <<<"$BEFORE" || fail "init is not uid 100000 outside: $BEFORE"
 grep -q '^inside Uid: 0 0 0 0$' <<<"$BEFORE" || fail "init is not root inside: $BEFORE"
 
-# Joining an existing user namespace is refused before anything is frozen.
-other_bundle join "c['linux']['namespaces'] = [n if n['type'] != 'user' else {'type': 'user', 'path': '/proc/$pid/ns/user'} for n in c['linux']['namespaces']]"
+# A bundle naming an existing user namespace (a holder's, as a runtime that made it beforehand) is
+# joined at restore; checkpointing a container that is not in that namespace with it is refused.
+userns_holder
+holder_userns=$(readlink "/proc/$HOLDER/ns/user")
+other_bundle join "c['linux']['namespaces'] = [n if n['type'] != 'user' else {'type': 'user', 'path': '/proc/$HOLDER/ns/user'} for n in c['linux']['namespaces']]"
 if "$CRSHIM" checkpoint --bundle "$WORK/join" --image-path "$WORK/img-join" "$pid" 2>"$WORK/join.err"; then
-  fail "checkpoint of a bundle joining a user namespace succeeded"
+  fail "checkpoint with a bundle naming another user namespace succeeded"
 fi
-grep -q "linux.namespaces\[[0-9]*\].path: joining an existing user namespace is not supported yet" "$WORK/join.err" ||
+grep -q "OCI bundle /proc/$HOLDER/ns/user: the container is in user:\[[0-9]*\], not in this namespace" "$WORK/join.err" ||
   fail "unexpected error: $(cat "$WORK/join.err")"
 [[ $(wc -l <"$WORK/join.err") == 1 ]] || fail "the error is not one line: $(cat "$WORK/join.err")"
 kill -0 "$pid" || fail "the container died from a refused checkpoint"
-echo "ok: a bundle joining an existing user namespace is refused: $(cat "$WORK/join.err")"
+echo "ok: checkpoint with a bundle naming another user namespace is refused: $(cat "$WORK/join.err")"
 
 # A bundle whose mappings are not the container's is refused before anything is frozen.
 other_bundle remap "c['linux']['uidMappings'] = [{'containerID': 0, 'hostID': 200000, 'size': 65536}]"
@@ -176,3 +180,51 @@ note_cgroups
 check_continues "$WORK/out2" "$WORK/out3"
 [[ "$(userns_view "$RESTORED_PID")" == "$BEFORE" ]] || fail "after the second restore: $(userns_view "$RESTORED_PID")"
 echo "ok: checkpointed and restored a second time, same maps and ids"
+
+# The same images restored with a bundle that joins the holder's user namespace: the tree comes back
+# in it (its own new pid namespace owned by it), root inside, with the holder's maps.
+other_bundle join-remap "c['linux']['namespaces'] = [n if n['type'] != 'user' else {'type': 'user', 'path': '/proc/$HOLDER/ns/user'} for n in c['linux']['namespaces']]; c['linux']['uidMappings'] = [{'containerID': 0, 'hostID': 200000, 'size': 65536}]"
+if "$CRSHIM" restore --bundle "$WORK/join-remap" --image-path "$WORK/img2" --work-path "$WORK/w-join-remap" --detach \
+  </dev/null >/dev/null 2>"$WORK/join-remap.err"; then
+  fail "a bundle joining a user namespace with other uid mappings restored"
+fi
+grep -q "restore linux.uidMappings: the bundle maps '0 200000 65536' but the user namespace /proc/$HOLDER/ns/user maps '0 100000 65536'" \
+  "$WORK/join-remap.err" || fail "unexpected error: $(cat "$WORK/join-remap.err")"
+echo "ok: a bundle joining a user namespace whose maps are not its mappings is refused"
+
+old_pid=$RESTORED_PID
+"$CRSHIM" checkpoint --bundle "$BUNDLE" --image-path "$WORK/img3" --work-path "$WORK/w5" -v4 "$old_pid" ||
+  fail "third crshim checkpoint failed: $(engine_log "$WORK/w5")"
+for _ in $(seq 100); do kill -0 "$old_pid" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$old_pid" 2>/dev/null && fail "restored init $old_pid still runs after its checkpoint"
+stop_restored
+"$CRSHIM" restore --bundle "$WORK/join" --image-path "$WORK/img3" --work-path "$WORK/w6" --detach \
+  --pid-file "$WORK/restored3.pid" -v4 </dev/null > >(exec cat >"$WORK/out4") 2>"$WORK/restore3.err" ||
+  fail "crshim restore into the holder's user namespace failed: $(cat "$WORK/restore3.err") $(engine_log "$WORK/w6")"
+RESTORED_PID=$(cat "$WORK/restored3.pid")
+note_cgroups
+grep -q "The container joins the user namespace /proc/$HOLDER/ns/user (uid map 0 100000 65536" "$WORK/w6/restore.log" ||
+  fail "restore.log does not name the joined user namespace"
+check_continues "$WORK/out3" "$WORK/out4"
+[[ "$(readlink "/proc/$RESTORED_PID/ns/user")" == "$holder_userns" ]] ||
+  fail "the restored init is in $(readlink "/proc/$RESTORED_PID/ns/user"), not in the holder's $holder_userns"
+[[ "$(readlink "/proc/$RESTORED_PID/ns/pid")" != "$(readlink "/proc/$HOLDER/ns/pid")" ]] || fail "the restored init shares the holder's pid namespace"
+[[ "$(userns_view "$RESTORED_PID")" == "$BEFORE" ]] || fail "in the joined namespace: $(userns_view "$RESTORED_PID"), was $BEFORE"
+echo "ok: restored init $RESTORED_PID is root in the holder's user namespace (same maps and ids), ticker goes on"
+
+# Checkpointed in the joined namespace with the joining bundle, and restored into it once more.
+old_pid=$RESTORED_PID
+"$CRSHIM" checkpoint --bundle "$WORK/join" --image-path "$WORK/img4" --work-path "$WORK/w7" -v4 "$old_pid" ||
+  fail "checkpoint in the joined user namespace failed: $(cat "$WORK/w7"/*.log | tail -5)"
+for _ in $(seq 100); do kill -0 "$old_pid" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$old_pid" 2>/dev/null && fail "restored init $old_pid still runs after its checkpoint"
+stop_restored
+"$CRSHIM" restore --bundle "$WORK/join" --image-path "$WORK/img4" --work-path "$WORK/w8" --detach \
+  --pid-file "$WORK/restored4.pid" -v4 </dev/null > >(exec cat >"$WORK/out5") 2>"$WORK/restore4.err" ||
+  fail "second restore into the holder's user namespace failed: $(cat "$WORK/restore4.err") $(engine_log "$WORK/w8")"
+RESTORED_PID=$(cat "$WORK/restored4.pid")
+note_cgroups
+check_continues "$WORK/out4" "$WORK/out5"
+[[ "$(readlink "/proc/$RESTORED_PID/ns/user")" == "$holder_userns" ]] || fail "the second join is not in the holder's user namespace"
+[[ "$(userns_view "$RESTORED_PID")" == "$BEFORE" ]] || fail "after the second join: $(userns_view "$RESTORED_PID")"
+echo "ok: checkpointed in the joined user namespace and restored into it again"

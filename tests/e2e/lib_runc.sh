@@ -144,3 +144,45 @@ check_continues() {
   [[ "$(ticks "$old" | tail -1)" == "$last" ]] || fail "restored ticker still writes to the old output"
   echo "ok: ticker went on from $last to $first in the new output"
 }
+
+# userns_holder: starts `sleep` as pid 1 of a new pid namespace in a new user namespace mapping
+# 0 100000 65536 (uid and gid), as a runtime that made the namespace beforehand; sets HOLDER to its
+# host pid. It is killed at exit (SIGKILL: a pid namespace's init ignores other signals from outside).
+userns_holder() {
+  setsid python3 - </dev/null >>"$WORK/holder.log" 2>&1 <<'PY' &
+import ctypes, os, sys
+unshared_r, unshared_w = os.pipe()
+mapped_r, mapped_w = os.pipe()
+unsharer = os.fork()
+if unsharer == 0:
+    if ctypes.CDLL(None, use_errno=True).unshare(0x10000000 | 0x20000000) != 0:
+        sys.exit("unshare: errno %d" % ctypes.get_errno())
+    os.write(unshared_w, b"u")
+    os.read(mapped_r, 1)
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    child = os.fork()
+    if child == 0:
+        os.execv("/bin/sleep", ["sleep", "infinity"])
+    os.waitpid(child, 0)
+    sys.exit(0)
+os.read(unshared_r, 1)
+for kind in ("uid", "gid"):
+    with open("/proc/%d/%s_map" % (unsharer, kind), "w") as f:
+        f.write("0 100000 65536\n")
+os.write(mapped_w, b"m")
+os.waitpid(unsharer, 0)
+PY
+  local launcher=$! unsharer='' holder='' i
+  for ((i = 0; i < 100; i++)); do
+    unsharer=$(pgrep -P "$launcher" || true)
+    [[ -n "$unsharer" ]] && holder=$(pgrep -P "$unsharer" || true)
+    [[ -n "$holder" && "$(readlink "/proc/$holder/exe" 2>/dev/null)" == */sleep ]] && break
+    sleep 0.05
+  done
+  [[ "$(readlink "/proc/$holder/exe" 2>/dev/null)" == */sleep ]] || fail "the user namespace holder did not start: $(cat "$WORK/holder.log")"
+  at_exit "kill -9 $holder 2>/dev/null"
+  # shellcheck disable=SC2034 # read by the tests
+  HOLDER=$holder
+}

@@ -1,7 +1,8 @@
 #!/bin/bash
 # runc drives crshim: a container with a user namespace of its own (root inside is 100000 outside,
 # 65536 ids, as a userns-remapped runtime sets it up) is checkpointed and restored by runc; the
-# restored init is root in a new user namespace with the same maps and its ticker goes on.
+# restored init is root in a new user namespace with the same maps and its ticker goes on. Then a
+# container joining an existing user namespace by path: restored into that namespace again.
 # shellcheck source=tests/e2e/lib_runc.sh
 source "$SRC/tests/e2e/lib_runc.sh"
 
@@ -68,3 +69,41 @@ check_continues "$WORK/out2" "$WORK/out3"
 pid=$(container_pid)
 [[ "$(userns_view "$pid")" == "$BEFORE" ]] || fail "after the second restore: $(userns_view "$pid")"
 echo "ok: checkpointed and restored a second time, same maps and ids"
+
+# A container whose config names an existing user namespace (held by a process a runtime made it
+# with): runc checkpoints it, and restores it with join_ns user and rst_sibling; the restored init is
+# in the same namespace again, its new pid namespace owned by it.
+"${RUNC[@]}" delete -f "$ID" || fail "runc delete -f failed"
+userns_holder
+python3 - "$BUNDLE/config.json" "/proc/$HOLDER/ns/user" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["linux"]["namespaces"] = [n if n["type"] != "user" else {"type": "user", "path": sys.argv[2]} for n in c["linux"]["namespaces"]]
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+PY
+holder_userns=$(readlink "/proc/$HOLDER/ns/user")
+run_container "$WORK/out-join1"
+wait_lines "$WORK/out-join1" 3
+pid=$(container_pid)
+[[ "$(readlink "/proc/$pid/ns/user")" == "$holder_userns" ]] || fail "runc did not put the container into the holder's user namespace"
+JOINED=$(userns_view "$pid")
+grep -q '^uid_map: 0 100000 65536$' <<<"$JOINED" || fail "unexpected uid map: $JOINED"
+grep -q '^inside Uid: 0 0 0 0$' <<<"$JOINED" || fail "init is not root inside: $JOINED"
+echo "ok: runc started a container in the user namespace of holder $HOLDER"
+
+checkpoint_gone "$WORK/img-join" "$WORK/w-join1"
+restore_container "$WORK/img-join" "$WORK/w-join2" "$WORK/out-join2"
+grep -q 'join_ns.*ns: "user"' "$WORK/w-join2/restore.log" || fail "runc did not ask to join the user namespace: $(grep -m1 "RPC request options" "$WORK/w-join2/restore.log")"
+check_continues "$WORK/out-join1" "$WORK/out-join2"
+pid=$(container_pid)
+[[ "$(readlink "/proc/$pid/ns/user")" == "$holder_userns" ]] ||
+  fail "the restored init is in $(readlink "/proc/$pid/ns/user"), not in the holder's $holder_userns"
+[[ "$(readlink "/proc/$pid/ns/pid")" != "$(readlink "/proc/$HOLDER/ns/pid")" ]] || fail "the restored init shares the holder's pid namespace"
+[[ "$(userns_view "$pid")" == "$JOINED" ]] || fail "the restored init's user namespace view differs:
+--- before
+$JOINED
+--- after
+$(userns_view "$pid")"
+before=$(ticks "$WORK/out-join2" | wc -l)
+wait_lines "$WORK/out-join2" $((before + 3))
+echo "ok: restored init $pid is root in the holder's user namespace again (same uid map), the ticker goes on"

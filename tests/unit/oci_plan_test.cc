@@ -109,23 +109,69 @@ TEST(OciPlan, HostDeviceFilesAreNamedByTheirHostPathAndBoundAgain) {
 }
 
 TEST(OciPlan, UnsupportedNamespacesAreRefusedOnBothSides) {
-  auto user = config_of(R"({"ociVersion": "1", "root": {"path": "r"},
-      "linux": {"namespaces": [{"type": "user", "path": "/proc/1/ns/user"}]}})");
   auto pid = config_of(R"({"ociVersion": "1", "root": {"path": "r"},
       "linux": {"namespaces": [{"type": "ipc"}, {"type": "pid", "path": "/proc/1/ns/pid"}]}})");
-  auto c1 = plan_checkpoint(user, {});
-  auto r1 = plan_restore(user, "/b", {}, {}, {});
-  ASSERT_FALSE(c1);
-  ASSERT_FALSE(r1);
-  const std::string joining =
-      "OCI bundle config.json: linux.namespaces[0].path: joining an existing user namespace is not supported yet; "
-      "hint: drop the path to give the container a user namespace of its own";
-  EXPECT_EQ(c1.error().render(), joining);
-  EXPECT_EQ(r1.error().render(), joining);
+  auto c2 = plan_checkpoint(pid, {});
+  ASSERT_FALSE(c2);
   auto r2 = plan_restore(pid, "/b", {}, {}, {});
   ASSERT_FALSE(r2);
   EXPECT_EQ(r2.error().code, Errc::unsupported);
   EXPECT_EQ(r2.error().message, "linux.namespaces[1].path: joining an existing pid namespace is not supported");
+}
+
+TEST(OciPlan, AUserNamespacePathIsJoinedAndOnlyTheBundlesMappingsAreCompared) {
+  auto user = config_of(R"({"ociVersion": "1", "root": {"path": "r"},
+      "linux": {"namespaces": [{"type": "pid"}, {"type": "user", "path": "/proc/7/ns/user"}],
+                "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}})");
+  UserMaps holder{{{0, 100000, 65536}}, {{0, 100000, 65536}}};
+  ContainerView view;
+  view.userns = holder;
+  view.ns_path_inodes["/proc/7/ns/user"] = 42;
+  view.ns_inodes["user"] = 42;
+  ASSERT_TRUE(plan_checkpoint(user, view));
+  auto plan = plan_restore(user, "/b", {}, {}, {});
+  ASSERT_TRUE(plan) << plan.error().render();
+  ASSERT_EQ(plan->join_ns.size(), 1u);
+  EXPECT_EQ(plan->join_ns[0].ns, "user");
+  EXPECT_EQ(plan->join_ns[0].target, "/proc/7/ns/user");
+
+  // The images' maps are what the tree had, not compared; the joined namespace's are.
+  UserMaps other = holder;
+  other.uid[0].host_id = 300000;
+  EXPECT_TRUE(check_userns(user, other, true, holder));
+  EXPECT_TRUE(check_userns(user, std::nullopt, true, holder));
+  auto r = check_userns(user, holder, true, other);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().render(),
+            "restore linux.uidMappings: the bundle maps '0 100000 65536' but the user namespace /proc/7/ns/user maps "
+            "'0 300000 65536' (container id, host id, size); "
+            "hint: give the mappings of the namespace the bundle joins");
+  r = check_userns(user, holder, true, std::nullopt);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().render(),
+            "restore linux.namespaces: the bundle gives uid/gid mappings but the user namespace /proc/7/ns/user is "
+            "crshim's own; hint: drop linux.uidMappings and linux.gidMappings or name the container's namespace");
+  // Without mappings in the bundle nothing is compared.
+  auto bare = config_of(R"({"ociVersion": "1", "root": {"path": "r"},
+      "linux": {"namespaces": [{"type": "user", "path": "/proc/7/ns/user"}]}})");
+  EXPECT_TRUE(check_userns(bare, other, true, std::nullopt));
+
+  // At checkpoint the container must be in the namespace the bundle names, with its maps.
+  view.ns_inodes["user"] = 43;
+  auto c = plan_checkpoint(user, view);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().render(),
+            "OCI bundle /proc/7/ns/user: the container is in user:[43], not in this namespace (42); "
+            "hint: is the pid the container's init?");
+  view.ns_inodes["user"] = 42;
+  view.userns = other;
+  c = plan_checkpoint(user, view);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().render().find("checkpoint linux.uidMappings: the bundle maps '0 100000 65536' but the user "
+                                    "namespace /proc/7/ns/user maps '0 300000 65536'"),
+            std::string::npos)
+      << c.error().render();
 }
 
 TEST(OciPlan, AUserNamespaceOfItsOwnIsPlannedAndItsMapsMustMatchOnBothSides) {
