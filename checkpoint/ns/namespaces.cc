@@ -110,14 +110,13 @@ int owned_namespaces(const task_kobj_ids_entry& t, const task_kobj_ids_entry& d)
 Status dump_namespaces(pid_t pid, const task_kobj_ids_entry& task, const task_kobj_ids_entry& dumper, int dir) {
   int flags = owned_namespaces(task, dumper);
   std::string who = "pid " + std::to_string(pid);
-  // A cgroup namespace needs no image of its own: cgroup.img records where it is rooted.
+  // A cgroup namespace needs no image of its own: cgroup.img records where it is rooted. Mount,
+  // network and user namespaces have dumpers of their own; the caller passes crshim's ids for them.
   if (int other = flags & ~(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWTIME)) {
     std::string names;
     for (auto [f, n] : {std::pair{CLONE_NEWNS, "mount"}, {CLONE_NEWNET, "network"}, {CLONE_NEWUSER, "user"}})
       if (other & f) names += std::string(names.empty() ? "" : ", ") + n;
-    return fail(make_error(Errc::unsupported, "dump", who, "the tree has its own " + names +
-                                                               " namespace(s); dumping those is not supported yet")
-                    .with_hint("use --join-ns at restore for namespaces that exist already"));
+    return fail(make_error(Errc::internal, "dump", who, "the " + names + " namespace reached the UTS/IPC/time dumper"));
   }
   if (flags & CLONE_NEWTIME) CR_OK(dump_time_ns(pid, task.time_ns_id(), dir));
   if (flags & CLONE_NEWUTS) {

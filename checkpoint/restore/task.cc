@@ -540,10 +540,18 @@ bool same_creds(const creds_entry& c, const proc::TaskStatus& self) {
 Status restore_creds(Remote& r, const creds_entry& c) {
   auto cap = [](const google::protobuf::RepeatedField<uint32_t>& f, int w) { return f.size() > w ? f.Get(w) : 0u; };
   constexpr long kKeepCaps = 1 << 4;  // SECBIT_KEEP_CAPS
+  // EPERM here means the task had ids or capabilities beyond crshim's own (a smaller bounding set).
+  auto privileged = [](Result<long> res) -> Status {
+    if (!res && res.error().err == EPERM)
+      return fail(res.error().with_hint(
+          "the dumped task holds capabilities crshim lacks: run crshim with at least the task's capabilities"));
+    if (!res) return fail(res.error());
+    return {};
+  };
   std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
   uint64_t gaddr = groups.empty() ? 0 : CR_TRY(r.put(groups.data(), groups.size() * 4));
-  CR_OK(r.call(SYS_setgroups, long(groups.size()), long(gaddr)));
-  CR_OK(r.call(SYS_setresgid, c.gid(), c.egid(), c.sgid()));
+  CR_OK(privileged(r.call(SYS_setgroups, long(groups.size()), long(gaddr))));
+  CR_OK(privileged(r.call(SYS_setresgid, c.gid(), c.egid(), c.sgid())));
   if (c.fsgid() != c.egid()) CR_OK(r.call(SYS_setfsgid, c.fsgid()));
   CR_OK(r.call(SYS_prctl, PR_SET_SECUREBITS, long(c.secbits()) | kKeepCaps));
   for (int capn = 0; capn < 64; capn++) {
@@ -553,7 +561,7 @@ Status restore_creds(Remote& r, const creds_entry& c) {
       if (!res && res.error().err != EINVAL) return fail(res.error());  // EINVAL: beyond the last capability
     }
   }
-  CR_OK(r.call(SYS_setresuid, c.uid(), c.euid(), c.suid()));
+  CR_OK(privileged(r.call(SYS_setresuid, c.uid(), c.euid(), c.suid())));
   if (c.fsuid() != c.euid()) CR_OK(r.call(SYS_setfsuid, c.fsuid()));
   struct {
     __user_cap_header_struct head;
@@ -561,10 +569,10 @@ Status restore_creds(Remote& r, const creds_entry& c) {
   } caps{{_LINUX_CAPABILITY_VERSION_3, 0}, {}};
   for (int w = 0; w < 2; w++) caps.data[w] = {cap(c.cap_eff(), w), cap(c.cap_prm(), w), cap(c.cap_inh(), w)};
   uint64_t addr = CR_TRY(r.put(&caps, sizeof caps));
-  CR_OK(r.call(SYS_capset, long(addr), long(addr + sizeof caps.head)));
+  CR_OK(privileged(r.call(SYS_capset, long(addr), long(addr + sizeof caps.head))));
   for (int capn = 0; capn < 64; capn++)
     if (cap(c.cap_amb(), capn / 32) >> (capn % 32) & 1)
-      CR_OK(r.call(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, capn, 0, 0));
+      CR_OK(privileged(r.call(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, capn, 0, 0)));
   // Clearing KEEP_CAPS needs no privilege, unlike PR_SET_SECUREBITS.
   if (!(c.secbits() & kKeepCaps)) CR_OK(r.call(SYS_prctl, PR_SET_KEEPCAPS, 0));
   if (c.no_new_privs()) CR_OK(r.call(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));

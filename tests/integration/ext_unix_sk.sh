@@ -75,7 +75,8 @@ grep -q "dgram dgram-before" "$WORK/server.log" || fail "the server never heard 
 if "$CRSHIM" restore -D "$WORK/img" -o restore-noinherit.log -v4 -d 2>"$WORK/noinherit.err"; then
   fail "restore without --inherit-fd for the external stream socket succeeded"
 fi
-grep -q "socket:\[$ST_INO\]" "$WORK/noinherit.err" || fail "unclear error: $(cat "$WORK/noinherit.err")"
+grep -qF "its peer was outside the dumped tree and no inherited fd stands in for it; hint: pass --inherit-fd fd[N]:socket:[$ST_INO] with a connected socket N" \
+  "$WORK/noinherit.err" || fail "unclear error: $(cat "$WORK/noinherit.err")"
 
 # 4. Restore with a fresh connection to the stream server as socket:[ST_INO].
 python3 - "$CRSHIM" "$WORK/img" "$ST" "$ST_INO" <<'PY' || fail "restore failed: $(tail -3 "$WORK/img/restore.log")"

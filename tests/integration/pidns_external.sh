@@ -35,6 +35,12 @@ crit decode -i "$WORK/img"/pidns-*.img | grep -q '"ext_key": "extPid"' || fail "
 if "$CRSHIM" restore -D "$WORK/img" -d 2>"$WORK/err"; then fail "restored without the pid namespace"; fi
 grep -q -- "--inherit-fd fd\[N\]:extPid" "$WORK/err" || fail "unexpected error: $(cat "$WORK/err")"
 exec 7<"/proc/$HOLDER/ns/pid"
+# From a pid namespace of its own, crshim cannot enter a sibling one.
+if unshare --pid --fork "$CRSHIM" restore -D "$WORK/img" -o restore-sibling.log -v4 -d --inherit-fd fd[7]:extPid 2>"$WORK/err"; then
+  fail "restored into a pid namespace outside crshim's"
+fi
+grep -qF "setns(CLONE_NEWPID) the external pid namespace: Invalid argument (EINVAL); hint: it must be crshim's own pid namespace or one below it" \
+  "$WORK/err" || fail "unexpected error: $(cat "$WORK/err")"
 restore_detached "$WORK/img" --inherit-fd fd[7]:extPid --pidfile "$WORK/pid"
 exec 7<&-
 TARGET_PID=$(cat "$WORK/pid")

@@ -6,9 +6,14 @@
 #  namespace; a task traced by another process; a non-pty terminal; a pty slave whose master is
 #  outside; a user namespace nested twice; pid 2 of a foreign pid namespace.
 #  Restore: external net/pid namespaces, terminals and files without (or with the wrong) inherited
-#  fd; an orphan pty without --orphan-pts-master; a pipe buffer above pipe-max-size without
-#  CAP_SYS_RESOURCE; a file, FIFO, watched/marked file or marked mount gone since the dump; a unix
-#  socket path or a TCP port taken by another process; an incremental dump whose parent is gone.
+#  fd; a veth to the host without its host end's name, or into a missing bridge; a network namespace
+#  where ip(8) is missing; an orphan pty without --orphan-pts-master; a pipe buffer above
+#  pipe-max-size without CAP_SYS_RESOURCE; a task with capabilities crshim lacks; images whose vDSO
+#  is not this kernel's; datagrams queued from a unix socket outside the tree, or that socket gone,
+#  or more of them than net.unix.max_dgram_qlen; a stream queue above the default send buffer
+#  without CAP_NET_ADMIN; a file changed since the dump; a file, FIFO, watched/marked file or marked
+#  mount gone since the dump; a unix socket path or a TCP port taken by another process; an
+#  incremental dump whose parent is gone; (a warning) a --link-remap link the restore cannot remove.
 source "$(dirname "$0")/lib.sh"
 command -v capsh >/dev/null || fail "capsh is needed (package libcap2-bin)"
 
@@ -253,6 +258,53 @@ restore_refused netns_ext "--inherit-fd fd[$pidns_fd]:extNet: the descriptor is 
   "open /run/netns/NAME or /proc/PID/ns/net as that descriptor" --inherit-fd "fd[$pidns_fd]:extNet"
 exec {pidns_fd}<&-
 
+# A network namespace of its own, dumped in full, with a veth whose other end is on the host: the
+# restore wants that end's name, and a bridge it names must exist.
+VNS=crhint-$$ VHOST=crh$$
+at_exit 'ip netns del "$VNS" 2>/dev/null; ip link del "$VHOST" 2>/dev/null'
+ip netns add "$VNS" || fail "ip netns add"
+ip link add "$VHOST" type veth peer name veth0 netns "$VNS" || fail "ip link add veth"
+rm -f "$READY"
+setsid nsenter --net="/run/netns/$VNS" python3 -c "
+import time
+open('$READY', 'w').close()
+while True: time.sleep(0.1)
+" </dev/null >>"$WORK/py.out" 2>&1 &
+TARGET_PID=$!
+wait_for_file "$READY"
+ip netns del "$VNS"
+checkpoint "$WORK/veth"
+reap_target
+restore_refused veth "restore link veth0 (index " "give --external veth[veth0]:HOSTNAME[@BRIDGE]"
+grep -qF "the host end of this veth has no name" "$WORK/veth.err" || fail "veth: $(cat "$WORK/veth.err")"
+restore_refused veth "find link crnobr$$" \
+  "--external veth[...]:$VHOST@crnobr$$ names a bridge that does not exist" --external "veth[veth0]:$VHOST@crnobr$$"
+! ip link show "$VHOST" >/dev/null 2>&1 || fail "veth: the refused restore left $VHOST behind"
+
+# A network namespace dumped in full, restored where ip(8) is missing (hidden in a mount namespace of
+# the restore's own by a file that is not executable).
+rm -f "$READY"
+setsid unshare -n python3 -c "
+import time
+open('$READY', 'w').close()
+while True: time.sleep(0.1)
+" </dev/null >>"$WORK/py.out" 2>&1 &
+TARGET_PID=$!
+wait_for_file "$READY"
+checkpoint "$WORK/no_ip"
+reap_target
+touch "$FILES/noexec"
+chmod 644 "$FILES/noexec"
+HIDE=
+for d in /usr/sbin /sbin /usr/bin /bin; do
+  [[ -e $d/ip ]] && HIDE+="mount --bind $FILES/noexec $(readlink -f "$d/ip") && "
+done
+unshare -m sh -c "$HIDE exec $CRSHIM restore -D $WORK/no_ip -o restore.log -v4 -d" 2>"$WORK/no_ip.err" &&
+  fail "no_ip: restored a network namespace without ip(8)"
+one_line_with "$WORK/no_ip.err" "find ip: the tool is needed for network namespaces" "install iproute2"
+! kill -0 "$TARGET_PID" 2>/dev/null || fail "no_ip: a task was left behind"
+echo "ok: no_ip: $(cat "$WORK/no_ip.err")"
+
 # Pid 2 of a pid namespace that a holder (its pid 1) owns.
 unshare --pid --fork --mount-proc sleep 600 &
 UNSHARE=$!
@@ -307,6 +359,42 @@ capsh --drop=cap_sys_resource -- -c "$CRSHIM restore -D $WORK/pipe_size -o resto
 one_line_with "$WORK/pipe_size.err" "fcntl(F_SETPIPE_SZ) " "sizes above /proc/sys/fs/pipe-max-size need CAP_SYS_RESOURCE, or that limit raised"
 echo "ok: pipe_size: $(cat "$WORK/pipe_size.err")"
 
+# A task with a capability crshim's bounding set lacks: capset() in the restored task is refused.
+py_target ""
+checkpoint "$WORK/caps"
+stop_target
+capsh --drop=cap_checkpoint_restore -- -c "$CRSHIM restore -D $WORK/caps -o restore.log -v4 -d" 2>"$WORK/caps.err" &&
+  fail "caps: restored a task holding CAP_CHECKPOINT_RESTORE without it"
+one_line_with "$WORK/caps.err" "credentials: remote capset tid $TARGET_PID: Operation not permitted (EPERM)" \
+  "the dumped task holds capabilities crshim lacks: run crshim with at least the task's capabilities"
+! kill -0 "$TARGET_PID" 2>/dev/null || fail "caps: a task was left behind"
+echo "ok: caps: $(cat "$WORK/caps.err")"
+
+# Images from a kernel with another vDSO: the image's [vdso] made a page shorter, then its first
+# [vvar] instead (crit decode, edit, encode).
+# shrink_vma DIR STATUS: the first vma of DIR's mm image whose status names STATUS starts a page later.
+shrink_vma() {
+  python3 - "$1" "$2" <<'PY' || fail "could not edit the mm image of $1"
+import glob, json, subprocess, sys
+d, kind = sys.argv[1], sys.argv[2]
+mm = glob.glob(d + "/mm-*.img")[0]
+img = json.loads(subprocess.check_output(["crit", "decode", "--pretty", "-i", mm]))
+v = next(v for v in img["entries"][0]["vmas"] if kind in v["status"])
+v["start"] = hex(int(v["start"], 16) + 0x1000)
+subprocess.run(["crit", "encode", "-o", mm], input=json.dumps(img).encode(), check=True)
+PY
+}
+py_target ""
+checkpoint "$WORK/vdso_size"
+reap_target
+cp -r "$WORK/vdso_size" "$WORK/vvar_layout"
+shrink_vma "$WORK/vdso_size" VMA_AREA_VDSO
+restore_refused vdso_size "vDSO: restore vDSO: the vDSO size differs from the image's" \
+  "restore on the kernel the dump was made on"
+shrink_vma "$WORK/vvar_layout" VMA_AREA_VVAR
+restore_refused vvar_layout "vDSO: restore vDSO: the [vvar]/[vdso] layout differs from the image's" \
+  "restore on the kernel the dump was made on"
+
 echo data >"$FILES/data"
 py_target "held = open('$FILES/data')"
 checkpoint "$WORK/reg_gone"
@@ -314,6 +402,119 @@ reap_target
 rm "$FILES/data"
 restore_refused reg_gone "open $FILES/data: No such file or directory (ENOENT)" \
   "the file must exist at restore as it did at dump"
+
+# The same file there again, but longer, then with another mode.
+echo data >"$FILES/data"
+chmod 644 "$FILES/data"
+py_target "held = open('$FILES/data')"
+checkpoint "$WORK/reg_changed"
+reap_target
+echo more >>"$FILES/data"
+restore_refused reg_changed "the file changed since the dump: size 5 bytes expected, 10 found" \
+  "put the file back as it was at dump time"
+echo data >"$FILES/data"
+chmod 600 "$FILES/data"
+restore_refused reg_changed "the file changed since the dump: mode 0100644 expected, 0100600 found" \
+  "put the file back as it was at dump time"
+
+# A datagram socket connected to a named socket outside the tree (--ext-unix-sk), first with a
+# datagram from it still queued, then with the outside socket gone by the restore.
+setsid python3 -c "
+import os, socket, time
+o = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+o.bind('$FILES/dg_out')
+while not os.path.exists('$FILES/dg_in.ino'): time.sleep(0.02)
+o.sendto(b'queued', '$FILES/dg_in')
+open('$FILES/dg_sent', 'w').close()
+while True: time.sleep(0.1)
+" </dev/null >>"$WORK/py.out" 2>&1 &
+OUTSIDE=$!
+EXTRA_PIDS+=("$OUTSIDE")
+wait_for_file "$FILES/dg_out"
+py_target "
+t = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+t.bind('$FILES/dg_in')
+t.connect('$FILES/dg_out')
+open('$FILES/dg_in.ino', 'w').write(str(os.fstat(t.fileno()).st_ino))"
+wait_for_file "$FILES/dg_sent"
+DG_INO=$(cat "$FILES/dg_in.ino")
+checkpoint "$WORK/dgram_queued" --ext-unix-sk
+reap_target
+rm -f "$FILES/dg_in"
+restore_refused dgram_queued "restore unix socket $DG_INO: queued datagrams from a peer outside the tree" \
+  "pass the socket with --inherit-fd fd[N]:socket:[$DG_INO]"
+py_target "
+t = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+t.connect('$FILES/dg_out')
+open('$FILES/dg_peer.ino', 'w').write(str(os.fstat(t.fileno()).st_ino))"
+DG_INO=$(cat "$FILES/dg_peer.ino")
+checkpoint "$WORK/dgram_peer_gone" --ext-unix-sk
+reap_target
+kill -9 "$OUTSIDE"
+wait "$OUTSIDE" 2>/dev/null || true
+rm -f "$FILES/dg_out"
+restore_refused dgram_peer_gone "connect unix socket $DG_INO: to $FILES/dg_out: No such file or directory (ENOENT)" \
+  "the outside peer must be bound to that name again, or pass --inherit-fd fd[N]:socket:[$DG_INO]"
+
+# Eight datagrams queued on a bound socket (the default limit is 10), restored where
+# net.unix.max_dgram_qlen is 3 (a network namespace of the restore's own, so the host keeps its limit).
+py_target "
+t = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+t.bind('$FILES/dg_many')
+u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+for i in range(8): u.sendto(b'd%d' % i, '$FILES/dg_many')
+open('$FILES/dg_many.ino', 'w').write(str(os.fstat(t.fileno()).st_ino))"
+DG_INO=$(cat "$FILES/dg_many.ino")
+checkpoint "$WORK/dgram_qlen"
+reap_target
+rm -f "$FILES/dg_many"
+unshare -n sh -c "sysctl -qw net.unix.max_dgram_qlen=3 && exec $CRSHIM restore -D $WORK/dgram_qlen -o restore.log -v4 -d" \
+  2>"$WORK/dgram_qlen.err" && fail "dgram_qlen: restored 8 datagrams into a queue of 3"
+one_line_with "$WORK/dgram_qlen.err" "restore unix socket $DG_INO: the queued data does not fit the new socket's queue" \
+  "more datagrams than net.unix.max_dgram_qlen from other senders"
+! kill -0 "$TARGET_PID" 2>/dev/null || fail "dgram_qlen: a task was left behind"
+echo "ok: dgram_qlen: $(cat "$WORK/dgram_qlen.err")"
+
+# A --link-remap link that cannot be removed after the restore (made immutable): the restore goes on
+# and its log warns with the hint.
+mkdir -p "$FILES/lr"
+echo data >"$FILES/lr/a"
+ln "$FILES/lr/a" "$FILES/lr/b"
+at_exit 'chattr -i "$FILES"/lr/link_remap.* 2>/dev/null'
+py_target "
+held = open('$FILES/lr/a')
+os.unlink('$FILES/lr/a')"
+checkpoint "$WORK/link_kept" --link-remap
+reap_target
+LINK=$(echo "$FILES"/lr/link_remap.*)
+[[ -f $LINK ]] || fail "link_kept: no link_remap.N made: $(ls "$FILES/lr")"
+chattr +i "$LINK" || fail "link_kept: chattr +i is needed on $FILES"
+restore_detached "$WORK/link_kept" --pidfile "$WORK/link_kept.pid"
+TARGET_PID=$(cat "$WORK/link_kept.pid")
+grep -qF "unlink $LINK: the --link-remap link outlived the restore: Operation not permitted (EPERM); hint: remove it by hand" \
+  "$WORK/link_kept/restore.log" || fail "link_kept: no warning: $(grep -i warn "$WORK/link_kept/restore.log")"
+stop_target
+chattr -i "$LINK"
+echo "ok: link_kept: the restore warns that $LINK is left"
+
+# 2 MiB queued on a stream socket whose peer's send buffer was forced that large (SO_SNDBUFFORCE):
+# without CAP_NET_ADMIN the restore cannot force it again, so the data does not fit.
+py_target "
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+a.setsockopt(socket.SOL_SOCKET, 32, 8 << 20)  # SO_SNDBUFFORCE
+a.setblocking(False)
+n = 0
+while n < (2 << 20): n += a.send(b'x' * 65536)
+open('$FILES/stream.ino', 'w').write(str(os.fstat(b.fileno()).st_ino))"
+ST_INO=$(cat "$FILES/stream.ino")
+checkpoint "$WORK/stream_big"
+reap_target
+capsh --drop=cap_net_admin -- -c "$CRSHIM restore -D $WORK/stream_big -o restore.log -v4 -d" 2>"$WORK/stream_big.err" &&
+  fail "stream_big: restored 2 MiB of queue without CAP_NET_ADMIN"
+one_line_with "$WORK/stream_big.err" "restore unix socket $ST_INO: the queued data does not fit the new socket's queue" \
+  "the sender's buffer is too small"
+! kill -0 "$TARGET_PID" 2>/dev/null || fail "stream_big: a task was left behind"
+echo "ok: stream_big: $(cat "$WORK/stream_big.err")"
 
 # An eventfd whose signal owner (F_SETOWN) is a process outside the tree that is gone by the restore.
 sleep 600 &

@@ -55,6 +55,14 @@ rm -f "$HOST/ready"
 ROOT2=$WORK/rootfs2
 make_rootfs "$ROOT2"
 cp "$ROOT1/out.log" "$ROOT2/out.log"  # the container's stdout, reopened by path
+# Without /sock in the new root the names cannot be bound: looked up there, not in crshim's root.
+mv "$ROOT2/sock" "$ROOT2/sock.away"
+if "$CRSHIM" restore -D "$WORK/img" -o restore-nosock.log -v4 -d --root "$ROOT2" --external "mnt[data]:$HOST" 2>"$WORK/err"; then
+  fail "restored without /sock in the new root"
+fi
+grep -qF "open /sock: No such file or directory (ENOENT); hint: looked up inside the restored root" "$WORK/err" ||
+  fail "unexpected error: $(cat "$WORK/err")"
+mv "$ROOT2/sock.away" "$ROOT2/sock"
 restore_detached "$WORK/img" --root "$ROOT2" --external "mnt[data]:$HOST" --pidfile "$WORK/pid"
 TARGET_PID=$(cat "$WORK/pid")
 [[ -S "/proc/$TARGET_PID/root/sock/a" && -S "/proc/$TARGET_PID/root/sock/lis" ]] || fail "the socket files are not in the new root: $(ls -la "/proc/$TARGET_PID/root/sock" "$ROOT2/sock" 2>&1)"

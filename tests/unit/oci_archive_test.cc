@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -113,7 +114,22 @@ TEST(PodmanConfigDump, ComesFromTheBundlesImageAnnotation) {
                                 "/b/ctr", id);
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().message, "io.crshim.export.name 'a b' is no valid podman container name");
+  EXPECT_EQ(bad.error().hint, "use letters, digits, '_', '.' and '-', starting with a letter or digit");
   EXPECT_FALSE(podman_config_dump("[", "/b/ctr", id));
+}
+
+TEST_F(OciArchiveTest, MissingTarIsNamedWithAHint) {
+  write("a.tar", "x");
+  fs::create_directories(path("nobin"));
+  std::string saved = std::getenv("PATH") ? std::getenv("PATH") : "";
+  ::setenv("PATH", path("nobin").c_str(), 1);  // posix_spawnp looks tar up there only
+  auto r = import_archive(path("a.tar"), path("out"));
+  ::setenv("PATH", saved.c_str(), 1);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().op, "posix_spawn");
+  EXPECT_EQ(r.error().object, "tar");
+  EXPECT_EQ(r.error().err, ENOENT);
+  EXPECT_EQ(r.error().hint, "install tar");
 }
 
 TEST_F(OciArchiveTest, UpperDirWalkSeparatesFilesFromWhiteouts) {

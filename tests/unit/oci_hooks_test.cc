@@ -348,6 +348,7 @@ TEST_F(OciHooksTest, ConsoleMasterGoesToTheConsoleSocket) {
   auto st = no_socket.fire_fd(HookPoint::orphan_pts_master, 0, w.get());
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().message, "the restored container has a terminal but no console socket was given");
+  EXPECT_EQ(st.error().hint, "pass --console-socket SOCK");
 }
 
 }  // namespace
