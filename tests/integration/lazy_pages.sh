@@ -208,6 +208,14 @@ grep -qF "$LAZY_ONLY" "$WORK/img-lazy-only/lazy-pages.log" ||
 grep -qF "$LAZY_ONLY" "$WORK/err" || fail "unclear restore error: $(cat "$WORK/err")"
 ! kill -0 "$TARGET_PID" 2>/dev/null || fail "a task of the refused restore is alive"
 echo "ok: lazy-only pages refused: $(cat "$WORK/err")"
+# An eager restore of the same images refuses them before any task exists instead of zero-filling them.
+if "$CRSHIM" restore -D "$WORK/img-lazy-only" -o restore-eager.log -d 2>"$WORK/err"; then
+  fail "an eager restore filled lazy-only pages with zeros"
+fi
+grep -qF "lazy-only pages (PE_LAZY without PE_PRESENT) live on the dump's page server; hint: restore from a dump made without --lazy-pages" "$WORK/err" ||
+  fail "unclear eager restore error: $(cat "$WORK/err")"
+! kill -0 "$TARGET_PID" 2>/dev/null || fail "a task of the refused eager restore is alive"
+echo "ok: an eager restore refuses lazy-only pages: $(cat "$WORK/err")"
 
 # 8. The daemon gives up when no restore comes, and refuses a directory without images.
 start=$(date +%s)
