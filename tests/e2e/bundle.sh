@@ -7,28 +7,6 @@ source "$SRC/tests/e2e/lib_runc.sh"
 
 HOOKS_LOG=$WORK/hooks.log
 RESTORED_PID=
-# The restored container is crshim's, not runc's: kill it and remove the cgroups it lives in.
-stop_restored() {
-  if [[ -n "$RESTORED_PID" ]]; then
-    kill -9 "$RESTORED_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$RESTORED_PID" 2>/dev/null || break; sleep 0.05; done
-  fi
-  # A cgroup may stay busy for a moment after its last task is reaped.
-  remove_cgroups "${RESTORED_CGROUPS[@]}"
-  RESTORED_PID=
-  RESTORED_CGROUPS=()
-}
-RESTORED_CGROUPS=()
-at_exit stop_restored
-# note_cgroups: the restored init's cgroup directories, for stop_restored.
-note_cgroups() {
-  mapfile -t RESTORED_CGROUPS < <(sed -n 's/^[0-9]*:\([^:]*\):\(.*\)$/\1|\2/p' "/proc/$RESTORED_PID/cgroup" |
-    while IFS='|' read -r name path; do
-      [[ "$name" == name=* ]] && name=${name#name=}
-      [[ -z "$path" || "$path" == / ]] || echo "/sys/fs/cgroup/${name:-unified}$path"
-    done)
-}
-
 # One hook script for every kind: logs "KIND PID STATUS" from the OCI state on its stdin.
 cat >"$WORK/hook.sh" <<HOOK
 #!/bin/sh

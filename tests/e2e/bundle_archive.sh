@@ -9,30 +9,14 @@
 # shellcheck source=tests/e2e/lib_runc.sh
 source "$SRC/tests/e2e/lib_runc.sh"
 
-RESTORED_PID=
-RESTORED_CGROUPS=()
-FG_PID=
-stop_restored() {
-  if [[ -n "$RESTORED_PID" ]]; then kill -9 "$RESTORED_PID" 2>/dev/null || true; fi
-  if [[ -n "$FG_PID" ]]; then wait "$FG_PID" 2>/dev/null || true; fi
-  remove_cgroups "${RESTORED_CGROUPS[@]}"
-  RESTORED_PID=''
-  FG_PID=''
-  RESTORED_CGROUPS=()
-}
+FG_PID=  # a foreground restore's crshim
 archive_cleanup() {
   stop_restored
+  if [[ -n "$FG_PID" ]]; then wait "$FG_PID" 2>/dev/null || true; fi
   "${RUNC[@]}" delete -f "$ID" >/dev/null 2>&1
   umount -l "$BUNDLE/rootfs" 2>/dev/null
 }
 at_exit archive_cleanup
-note_cgroups() {
-  mapfile -t RESTORED_CGROUPS < <(sed -n 's/^[0-9]*:\([^:]*\):\(.*\)$/\1|\2/p' "/proc/$RESTORED_PID/cgroup" |
-    while IFS='|' read -r name path; do
-      [[ "$name" == name=* ]] && name=${name#name=}
-      [[ -z "$path" || "$path" == / ]] || echo "/sys/fs/cgroup/${name:-unified}$path"
-    done)
-}
 same_file() { [[ "$(stat -L -c %d:%i "$1")" == "$(stat -L -c %d:%i "$2")" ]]; }
 
 # ---- 1. Plain rootfs: export, re-import on a fresh copy of the rootfs through a second bundle.

@@ -6,18 +6,6 @@
 # shellcheck source=tests/e2e/lib_runc.sh
 source "$SRC/tests/e2e/lib_runc.sh"
 
-RESTORED_PID=
-stop_restored() {
-  if [[ -n "$RESTORED_PID" ]]; then
-    kill -9 "$RESTORED_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$RESTORED_PID" 2>/dev/null || break; sleep 0.05; done
-    remove_cgroups "${RESTORED_CGROUPS[@]}"
-  fi
-  RESTORED_PID=
-}
-RESTORED_CGROUPS=()
-at_exit stop_restored
-
 # Each tick: the number, then what busybox renice -n 0 (getpriority first) says.
 # shellcheck disable=SC2016 # expanded by the container's shell
 TICKER='i=0; while true; do i=$((i+1)); echo "$i $(renice -n 0 -p $$ 2>&1 | tr -d "\n")"; sleep 0.2; done'
@@ -50,17 +38,6 @@ kill -0 "$pid" 2>/dev/null && fail "container init $pid still runs after the che
 sleep 0.3
 echo "ok: checkpoint --bundle of the filtered container"
 
-# other_bundle NAME PYTHON: a copy of the bundle's config (same rootfs) edited by PYTHON on `c`.
-other_bundle() {
-  mkdir -p "$WORK/$1"
-  python3 - "$BUNDLE/config.json" "$WORK/$1/config.json" "$(realpath "$BUNDLE/rootfs")" "$2" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-c["root"]["path"] = sys.argv[3]
-exec(sys.argv[4])
-json.dump(c, open(sys.argv[2], "w"))
-PY
-}
 # refused NAME GREP: a restore with bundle NAME fails, its error matching GREP; no task is left.
 refused() {
   if "$CRSHIM" restore --bundle "$WORK/$1" --image-path "$WORK/img" --work-path "$WORK/w-$1" --detach \
@@ -90,11 +67,7 @@ other_bundle same "s = c['linux']['seccomp']; s['syscalls'].reverse(); s['archit
   --pid-file "$WORK/restored.pid" -v4 </dev/null > >(exec cat >"$WORK/out2") 2>"$WORK/restore.err" ||
   fail "crshim restore failed: $(cat "$WORK/restore.err") $(engine_log "$WORK/w2")"
 RESTORED_PID=$(cat "$WORK/restored.pid")
-mapfile -t RESTORED_CGROUPS < <(sed -n 's/^[0-9]*:\([^:]*\):\(.*\)$/\1|\2/p' "/proc/$RESTORED_PID/cgroup" |
-  while IFS='|' read -r name path; do
-    [[ "$name" == name=* ]] && name=${name#name=}
-    [[ -z "$path" || "$path" == / ]] || echo "/sys/fs/cgroup/${name:-unified}$path"
-  done)
+note_cgroups
 wait_lines "$WORK/out2" 3
 last=$(tail -1 "$WORK/out1" | cut -d' ' -f1)
 first=$(head -1 "$WORK/out2" | cut -d' ' -f1)

@@ -7,55 +7,25 @@
 # shellcheck source=tests/e2e/lib_runc.sh
 source "$SRC/tests/e2e/lib_runc.sh"
 
-RESTORED_PID=
-RESTORED_CGROUPS=()
-# The restored container is crshim's, not runc's: kill it and remove the cgroups it lives in.
-stop_restored() {
-  if [[ -n "$RESTORED_PID" ]]; then
-    kill -9 "$RESTORED_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$RESTORED_PID" 2>/dev/null || break; sleep 0.05; done
-  fi
-  remove_cgroups "${RESTORED_CGROUPS[@]}"
-  RESTORED_PID=
-  RESTORED_CGROUPS=()
-}
-at_exit stop_restored
-note_cgroups() {
-  mapfile -t RESTORED_CGROUPS < <(sed -n 's/^[0-9]*:\([^:]*\):\(.*\)$/\1|\2/p' "/proc/$RESTORED_PID/cgroup" |
-    while IFS='|' read -r name path; do
-      [[ "$name" == name=* ]] && name=${name#name=}
-      [[ -z "$path" || "$path" == / ]] || echo "/sys/fs/cgroup/${name:-unified}$path"
-    done)
+# recycle CHECKPOINT-BUNDLE RESTORE-BUNDLE N: the restored container is checkpointed into img$N (then
+# gone), restored with the second bundle (work dir wr$N, output out$((N + 1))) and its ticker goes on
+# from out$N; sets RESTORED_PID.
+recycle() {
+  local n=$3 old_pid=$RESTORED_PID
+  "$CRSHIM" checkpoint --bundle "$1" --image-path "$WORK/img$n" --work-path "$WORK/wc$n" -v4 "$old_pid" ||
+    fail "checkpoint $n with $1 failed: $(engine_log "$WORK/wc$n")"
+  for _ in $(seq 100); do kill -0 "$old_pid" 2>/dev/null || break; sleep 0.05; done
+  kill -0 "$old_pid" 2>/dev/null && fail "restored init $old_pid still runs after its checkpoint"
+  stop_restored
+  "$CRSHIM" restore --bundle "$2" --image-path "$WORK/img$n" --work-path "$WORK/wr$n" --detach \
+    --pid-file "$WORK/restored$n.pid" -v4 </dev/null > >(exec cat >"$WORK/out$((n + 1))") 2>"$WORK/restore$n.err" ||
+    fail "restore $n with $2 failed: $(cat "$WORK/restore$n.err") $(engine_log "$WORK/wr$n")"
+  RESTORED_PID=$(cat "$WORK/restored$n.pid")
+  note_cgroups
+  check_continues "$WORK/out$n" "$WORK/out$((n + 1))"
 }
 
-# userns_view PID: the user namespace's maps and the ids PID has, outside and as the namespace sees them.
-userns_view() {
-  echo "uid_map: $(awk '{$1 = $1; print}' "/proc/$1/uid_map")"
-  echo "gid_map: $(awk '{$1 = $1; print}' "/proc/$1/gid_map")"
-  grep -E '^(Uid|Gid):' "/proc/$1/status" | tr -s '\t' ' ' | sed 's/^/outside /'
-  nsenter --user --target "$1" grep -E '^(Uid|Gid):' "/proc/$1/status" | tr -s '\t' ' ' | sed 's/^/inside /'
-}
-
-# other_bundle NAME PYTHON: a bundle on the same rootfs whose config.json the statement edits (config `c`).
-other_bundle() {
-  mkdir -p "$WORK/$1"
-  python3 - "$BUNDLE/config.json" "$WORK/$1/config.json" "$(realpath "$BUNDLE/rootfs")" "$2" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-c["root"]["path"] = sys.argv[3]
-exec(sys.argv[4])
-json.dump(c, open(sys.argv[2], "w"))
-PY
-}
-
-MAP='{"containerID": 0, "hostID": 100000, "size": 65536}'
-make_bundle \
-  "c['linux']['namespaces'].append({'type': 'user'})" \
-  "c['linux']['uidMappings'] = [$MAP]" \
-  "c['linux']['gidMappings'] = [$MAP]"
-# The container's root (100000 outside) must reach and read its rootfs.
-chmod 0755 "$WORK"
-chown -R 100000:100000 "$BUNDLE/rootfs"
+make_userns_bundle
 
 run_container "$WORK/out1"
 wait_lines "$WORK/out1" 3
@@ -166,18 +136,7 @@ wait_lines "$WORK/out2" $((before + 3))
 echo "ok: the restored ticker keeps going"
 
 # The restored container is checkpointed and restored again with the same bundle.
-old_pid=$RESTORED_PID
-"$CRSHIM" checkpoint --bundle "$BUNDLE" --image-path "$WORK/img2" --work-path "$WORK/w3" -v4 "$old_pid" ||
-  fail "second crshim checkpoint failed: $(engine_log "$WORK/w3")"
-for _ in $(seq 100); do kill -0 "$old_pid" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$old_pid" 2>/dev/null && fail "restored init $old_pid still runs after its checkpoint"
-stop_restored
-"$CRSHIM" restore --bundle "$BUNDLE" --image-path "$WORK/img2" --work-path "$WORK/w4" --detach \
-  --pid-file "$WORK/restored2.pid" -v4 </dev/null > >(exec cat >"$WORK/out3") 2>"$WORK/restore2.err" ||
-  fail "second crshim restore failed: $(cat "$WORK/restore2.err") $(engine_log "$WORK/w4")"
-RESTORED_PID=$(cat "$WORK/restored2.pid")
-note_cgroups
-check_continues "$WORK/out2" "$WORK/out3"
+recycle "$BUNDLE" "$BUNDLE" 2
 [[ "$(userns_view "$RESTORED_PID")" == "$BEFORE" ]] || fail "after the second restore: $(userns_view "$RESTORED_PID")"
 echo "ok: checkpointed and restored a second time, same maps and ids"
 
@@ -192,20 +151,9 @@ grep -q "restore linux.uidMappings: the bundle maps '0 200000 65536' but the use
   "$WORK/join-remap.err" || fail "unexpected error: $(cat "$WORK/join-remap.err")"
 echo "ok: a bundle joining a user namespace whose maps are not its mappings is refused"
 
-old_pid=$RESTORED_PID
-"$CRSHIM" checkpoint --bundle "$BUNDLE" --image-path "$WORK/img3" --work-path "$WORK/w5" -v4 "$old_pid" ||
-  fail "third crshim checkpoint failed: $(engine_log "$WORK/w5")"
-for _ in $(seq 100); do kill -0 "$old_pid" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$old_pid" 2>/dev/null && fail "restored init $old_pid still runs after its checkpoint"
-stop_restored
-"$CRSHIM" restore --bundle "$WORK/join" --image-path "$WORK/img3" --work-path "$WORK/w6" --detach \
-  --pid-file "$WORK/restored3.pid" -v4 </dev/null > >(exec cat >"$WORK/out4") 2>"$WORK/restore3.err" ||
-  fail "crshim restore into the holder's user namespace failed: $(cat "$WORK/restore3.err") $(engine_log "$WORK/w6")"
-RESTORED_PID=$(cat "$WORK/restored3.pid")
-note_cgroups
-grep -q "The container joins the user namespace /proc/$HOLDER/ns/user (uid map 0 100000 65536" "$WORK/w6/restore.log" ||
+recycle "$BUNDLE" "$WORK/join" 3
+grep -q "The container joins the user namespace /proc/$HOLDER/ns/user (uid map 0 100000 65536" "$WORK/wr3/restore.log" ||
   fail "restore.log does not name the joined user namespace"
-check_continues "$WORK/out3" "$WORK/out4"
 [[ "$(readlink "/proc/$RESTORED_PID/ns/user")" == "$holder_userns" ]] ||
   fail "the restored init is in $(readlink "/proc/$RESTORED_PID/ns/user"), not in the holder's $holder_userns"
 [[ "$(readlink "/proc/$RESTORED_PID/ns/pid")" != "$(readlink "/proc/$HOLDER/ns/pid")" ]] || fail "the restored init shares the holder's pid namespace"
@@ -213,18 +161,7 @@ check_continues "$WORK/out3" "$WORK/out4"
 echo "ok: restored init $RESTORED_PID is root in the holder's user namespace (same maps and ids), ticker goes on"
 
 # Checkpointed in the joined namespace with the joining bundle, and restored into it once more.
-old_pid=$RESTORED_PID
-"$CRSHIM" checkpoint --bundle "$WORK/join" --image-path "$WORK/img4" --work-path "$WORK/w7" -v4 "$old_pid" ||
-  fail "checkpoint in the joined user namespace failed: $(cat "$WORK/w7"/*.log | tail -5)"
-for _ in $(seq 100); do kill -0 "$old_pid" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$old_pid" 2>/dev/null && fail "restored init $old_pid still runs after its checkpoint"
-stop_restored
-"$CRSHIM" restore --bundle "$WORK/join" --image-path "$WORK/img4" --work-path "$WORK/w8" --detach \
-  --pid-file "$WORK/restored4.pid" -v4 </dev/null > >(exec cat >"$WORK/out5") 2>"$WORK/restore4.err" ||
-  fail "second restore into the holder's user namespace failed: $(cat "$WORK/restore4.err") $(engine_log "$WORK/w8")"
-RESTORED_PID=$(cat "$WORK/restored4.pid")
-note_cgroups
-check_continues "$WORK/out4" "$WORK/out5"
+recycle "$WORK/join" "$WORK/join" 4
 [[ "$(readlink "/proc/$RESTORED_PID/ns/user")" == "$holder_userns" ]] || fail "the second join is not in the holder's user namespace"
 [[ "$(userns_view "$RESTORED_PID")" == "$BEFORE" ]] || fail "after the second join: $(userns_view "$RESTORED_PID")"
 echo "ok: checkpointed in the joined user namespace and restored into it again"

@@ -145,35 +145,33 @@ check_continues() {
   echo "ok: ticker went on from $last to $first in the new output"
 }
 
+# make_userns_bundle: make_bundle for a container with a user namespace of its own, root inside mapped
+# to 100000 outside (65536 ids), its rootfs owned by that uid.
+make_userns_bundle() {
+  local map='{"containerID": 0, "hostID": 100000, "size": 65536}'
+  make_bundle \
+    "c['linux']['namespaces'].append({'type': 'user'})" \
+    "c['linux']['uidMappings'] = [$map]" \
+    "c['linux']['gidMappings'] = [$map]"
+  # The container's root (100000 outside) must reach and read its rootfs.
+  chmod 0755 "$WORK"
+  chown -R 100000:100000 "$BUNDLE/rootfs"
+}
+
+# userns_view PID: the user namespace's maps and the ids PID has, outside and as the namespace sees them.
+userns_view() {
+  echo "uid_map: $(awk '{$1 = $1; print}' "/proc/$1/uid_map")"
+  echo "gid_map: $(awk '{$1 = $1; print}' "/proc/$1/gid_map")"
+  grep -E '^(Uid|Gid):' "/proc/$1/status" | tr -s '\t' ' ' | sed 's/^/outside /'
+  # Read from inside the namespace, /proc shows the ids the namespace gives.
+  nsenter --user --target "$1" grep -E '^(Uid|Gid):' "/proc/$1/status" | tr -s '\t' ' ' | sed 's/^/inside /'
+}
+
 # userns_holder: starts `sleep` as pid 1 of a new pid namespace in a new user namespace mapping
 # 0 100000 65536 (uid and gid), as a runtime that made the namespace beforehand; sets HOLDER to its
 # host pid. It is killed at exit (SIGKILL: a pid namespace's init ignores other signals from outside).
 userns_holder() {
-  setsid python3 - </dev/null >>"$WORK/holder.log" 2>&1 <<'PY' &
-import ctypes, os, sys
-unshared_r, unshared_w = os.pipe()
-mapped_r, mapped_w = os.pipe()
-unsharer = os.fork()
-if unsharer == 0:
-    if ctypes.CDLL(None, use_errno=True).unshare(0x10000000 | 0x20000000) != 0:
-        sys.exit("unshare: errno %d" % ctypes.get_errno())
-    os.write(unshared_w, b"u")
-    os.read(mapped_r, 1)
-    os.setgroups([])
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)
-    child = os.fork()
-    if child == 0:
-        os.execv("/bin/sleep", ["sleep", "infinity"])
-    os.waitpid(child, 0)
-    sys.exit(0)
-os.read(unshared_r, 1)
-for kind in ("uid", "gid"):
-    with open("/proc/%d/%s_map" % (unsharer, kind), "w") as f:
-        f.write("0 100000 65536\n")
-os.write(mapped_w, b"m")
-os.waitpid(unsharer, 0)
-PY
+  setsid python3 "$SRC/tests/integration/in_userns.py" pid /bin/sleep infinity </dev/null >>"$WORK/holder.log" 2>&1 &
   local launcher=$! unsharer='' holder='' i
   for ((i = 0; i < 100; i++)); do
     unsharer=$(pgrep -P "$launcher" || true)
@@ -185,4 +183,39 @@ PY
   at_exit "kill -9 $holder 2>/dev/null"
   # shellcheck disable=SC2034 # read by the tests
   HOLDER=$holder
+}
+
+# A container restored by crshim's bundle mode is crshim's, not runc's: the test sets RESTORED_PID,
+# note_cgroups lists its cgroup directories, stop_restored (also at exit) kills it and removes them.
+RESTORED_PID=
+RESTORED_CGROUPS=()
+stop_restored() {
+  if [[ -n "$RESTORED_PID" ]]; then
+    kill -9 "$RESTORED_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$RESTORED_PID" 2>/dev/null || break; sleep 0.05; done
+  fi
+  # A cgroup may stay busy for a moment after its last task is reaped.
+  remove_cgroups "${RESTORED_CGROUPS[@]}"
+  RESTORED_PID=
+  RESTORED_CGROUPS=()
+}
+at_exit stop_restored
+note_cgroups() {
+  mapfile -t RESTORED_CGROUPS < <(sed -n 's/^[0-9]*:\([^:]*\):\(.*\)$/\1|\2/p' "/proc/$RESTORED_PID/cgroup" |
+    while IFS='|' read -r name path; do
+      [[ "$name" == name=* ]] && name=${name#name=}
+      [[ -z "$path" || "$path" == / ]] || echo "/sys/fs/cgroup/${name:-unified}$path"
+    done)
+}
+
+# other_bundle NAME PYTHON: $WORK/NAME, a bundle on the same rootfs whose config.json PYTHON edits (as `c`).
+other_bundle() {
+  mkdir -p "$WORK/$1"
+  python3 - "$BUNDLE/config.json" "$WORK/$1/config.json" "$(realpath "$BUNDLE/rootfs")" "$2" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["root"]["path"] = sys.argv[3]
+exec(sys.argv[4])
+json.dump(c, open(sys.argv[2], "w"))
+PY
 }

@@ -6,23 +6,7 @@
 # shellcheck source=tests/e2e/lib_runc.sh
 source "$SRC/tests/e2e/lib_runc.sh"
 
-MAP='{"containerID": 0, "hostID": 100000, "size": 65536}'
-make_bundle \
-  "c['linux']['namespaces'].append({'type': 'user'})" \
-  "c['linux']['uidMappings'] = [$MAP]" \
-  "c['linux']['gidMappings'] = [$MAP]"
-# The container's root (100000 outside) must reach and read its rootfs.
-chmod 0755 "$WORK"
-chown -R 100000:100000 "$BUNDLE/rootfs"
-
-# userns_view PID: the user namespace's maps and the ids PID has, outside and as the namespace sees them.
-userns_view() {
-  echo "uid_map: $(awk '{$1 = $1; print}' "/proc/$1/uid_map")"
-  echo "gid_map: $(awk '{$1 = $1; print}' "/proc/$1/gid_map")"
-  grep -E '^(Uid|Gid):' "/proc/$1/status" | tr -s '\t' ' ' | sed 's/^/outside /'
-  # Read from inside the namespace, /proc shows the ids the namespace gives.
-  nsenter --user --target "$1" grep -E '^(Uid|Gid):' "/proc/$1/status" | tr -s '\t' ' ' | sed 's/^/inside /'
-}
+make_userns_bundle
 
 run_container "$WORK/out1"
 wait_lines "$WORK/out1" 3

@@ -38,6 +38,15 @@ while True: time.sleep(0.1)
   wait_for_file "$ready"
 }
 
+# py_holder CODE: py_target for a process that only holds something (a path, a port) the restore
+# then finds taken; sets OTHER, killed at exit.
+py_holder() {
+  local target=$TARGET_PID
+  py_target "$1"
+  OTHER=$TARGET_PID TARGET_PID=$target
+  EXTRA_PIDS+=("$OTHER")
+}
+
 # stop_target: the target goes, and its pid with it.
 stop_target() {
   kill -9 "$TARGET_PID" 2>/dev/null || true
@@ -587,18 +596,11 @@ s.bind('$FILES/sock')
 s.listen(1)"
 checkpoint "$WORK/sock_taken"
 reap_target
-python3 -c "
-import os, socket, time
+py_holder "
 os.unlink('$FILES/sock')
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind('$FILES/sock')
-s.listen(1)
-open('$WORK/other.ready', 'w').close()
-time.sleep(60)
-" </dev/null >>"$WORK/py.out" 2>&1 &
-OTHER=$!
-EXTRA_PIDS+=("$OTHER")
-wait_for_file "$WORK/other.ready"
+s.listen(1)"
 restore_refused sock_taken "bind $FILES/sock: a live socket is bound to this path" \
   "stop the process that holds it, or restore where the path is free"
 kill -9 "$OTHER"
@@ -612,17 +614,10 @@ open('$WORK/port', 'w').write(str(s.getsockname()[1]))"
 PORT=$(cat "$WORK/port")
 checkpoint "$WORK/port_taken"
 reap_target
-python3 -c "
-import socket, time
+py_holder "
 s = socket.socket()
 s.bind(('127.0.0.1', $PORT))
-s.listen(1)
-open('$WORK/other2.ready', 'w').close()
-time.sleep(60)
-" </dev/null >>"$WORK/py.out" 2>&1 &
-OTHER=$!
-EXTRA_PIDS+=("$OTHER")
-wait_for_file "$WORK/other2.ready"
+s.listen(1)"
 restore_refused port_taken "127.0.0.1:$PORT: Address already in use (EADDRINUSE)" \
   "the address must be free: is the dumped process (or another one) still holding it?"
 kill -9 "$OTHER"

@@ -5,43 +5,11 @@
 source "$(dirname "$0")/lib.sh"
 chmod 0777 "$WORK"  # the programs write their ready and result files as uid 100000 (0 inside)
 
-# in_userns "NS..." LOG CMD...: runs CMD as root (0 inside, 100000 outside) and pid 1 of a new user
-# namespace and the namespaces named (pid, mnt, uts, ipc, net); sets LAUNCHER. As a runtime does: a
-# child unshares, its parent (outside, with the privilege to map ranges it does not own) writes the
-# maps, the child becomes root inside and forks CMD.
+# in_userns "NS..." LOG CMD...: in_userns.py in the background, its output in LOG; sets LAUNCHER.
 in_userns() {
   local namespaces=$1 log=$2
   shift 2
-  setsid python3 - "$namespaces" "$@" </dev/null >>"$log" 2>&1 <<'PY' &
-import ctypes, os, sys
-FLAGS = {"user": 0x10000000, "pid": 0x20000000, "mnt": 0x20000, "uts": 0x4000000, "ipc": 0x8000000, "net": 0x40000000}
-flags = FLAGS["user"]
-for name in sys.argv[1].split():
-    flags |= FLAGS[name]
-unshared_r, unshared_w = os.pipe()
-mapped_r, mapped_w = os.pipe()
-unsharer = os.fork()
-if unsharer == 0:
-    if ctypes.CDLL(None, use_errno=True).unshare(flags) != 0:
-        sys.exit("unshare: errno %d" % ctypes.get_errno())
-    os.write(unshared_w, b"u")
-    os.read(mapped_r, 1)
-    os.setgroups([])
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)
-    child = os.fork()
-    if child == 0:
-        os.setsid()
-        os.execv(sys.argv[2], sys.argv[2:])
-    os.waitpid(child, 0)
-    sys.exit(0)
-os.read(unshared_r, 1)
-for kind in ("uid", "gid"):
-    with open("/proc/%d/%s_map" % (unsharer, kind), "w") as f:
-        f.write("0 100000 65536\n")
-os.write(mapped_w, b"m")
-os.waitpid(unsharer, 0)
-PY
+  setsid python3 "$(dirname "$0")/in_userns.py" "$namespaces" "$@" </dev/null >>"$log" 2>&1 &
   LAUNCHER=$!
 }
 
