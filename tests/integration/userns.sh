@@ -4,6 +4,10 @@
 # restored into a new user namespace with the same maps, ids as the namespace sees them.
 source "$(dirname "$0")/lib.sh"
 chmod 0777 "$WORK"  # the programs write their ready and result files as uid 100000 (0 inside)
+# The programs run as uid 100000, which may not enter the checkout (a clone in a 0700 directory).
+mkdir -p "$WORK/programs"
+cp "$PROGRAMS/tp_tree" "$PROGRAMS/tp_creds" "$WORK/programs/"
+PROGRAMS=$WORK/programs
 
 # in_userns "NS..." LOG CMD...: in_userns.py in the background, its output in LOG; sets LAUNCHER.
 in_userns() {
