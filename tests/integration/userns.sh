@@ -10,10 +10,12 @@ cp "$PROGRAMS/tp_tree" "$PROGRAMS/tp_creds" "$WORK/programs/"
 PROGRAMS=$WORK/programs
 
 # in_userns "NS..." LOG CMD...: in_userns.py in the background, its output in LOG; sets LAUNCHER.
+# CMD runs in the work dir: its cwd must be a directory uid 100000 can enter again at restore.
 in_userns() {
-  local namespaces=$1 log=$2
+  local namespaces=$1 log=$2 launcher
+  launcher=$(realpath "$(dirname "$0")/in_userns.py")
   shift 2
-  setsid python3 "$(dirname "$0")/in_userns.py" "$namespaces" "$@" </dev/null >>"$log" 2>&1 &
+  (cd "$WORK" && exec setsid python3 "$launcher" "$namespaces" "$@" </dev/null >>"$log" 2>&1) &
   LAUNCHER=$!
 }
 
