@@ -211,7 +211,7 @@ restore_refused console_ext "restore external terminal $CON_KEY: no inherited fd
 # A pty slave whose master script(1) holds, outside the tree.
 command -v script >/dev/null || fail "script(1) is needed (package bsdutils)"
 rm -f "$WORK/pts.pid"
-script -qec "python3 -c \"
+script -qec "exec python3 -c \"
 import os, time
 st = os.fstat(0)
 open('$WORK/pts.key', 'w').write('tty[%x:%x]' % (st.st_rdev, st.st_dev))
