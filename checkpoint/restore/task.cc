@@ -169,6 +169,21 @@ struct FdPusher {
   }
 };
 
+// chdir(path), in the task's root. A task whose uid may not search some directory above its cwd (root
+// of a user namespace mapped to an unprivileged uid, in a tree below a 0700 directory) gets there by
+// fchdir to the directory opened here: that needs search permission on the directory itself only.
+Status restore_cwd(Remote& r, FdPusher& push, const std::string& path) {
+  uint64_t addr = CR_TRY(r.put_string(path));
+  auto changed = r.call(SYS_chdir, long(addr));
+  if (changed) return {};
+  if (changed.error().err != EACCES) return fail(changed.error());
+  auto dir = CR_TRY(sys::open(proc::proc_dir(r.pid()) + "/root" + path, O_PATH | O_DIRECTORY));
+  int fd = CR_TRY(push.push(dir.get()));
+  CR_OK(r.call(SYS_fchdir, fd));
+  CR_OK(r.call(SYS_close, fd));
+  return {};
+}
+
 Status map_vmas(Remote& r, FdPusher& push, const ProcessImage& img, const ImageSet& set, files::RestoreFiles& files,
                 std::map<uint32_t, UniqueFd>& opened, std::vector<bool>& add_write, mem::SharedMemory& shmem) {
   const auto& vmas = img.mm.vmas();
@@ -1004,7 +1019,6 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
     CR_OK_IN(files::restore_locks(r, locks), "files");
   }
   if (share.own_vm) CR_OK_IN(restore_mm(r, push, img, set, files), "mm");
-  if (!share.keep_holder) CR_OK(r.call(SYS_close, holder));
   if (share.own_sighand) CR_OK_IN(restore_sigactions(r, pid, tc), "signal handlers");
   if (share.own_fs) {
     if (img.fs.has_umask()) CR_OK(r.call(SYS_umask, long(img.fs.umask())));
@@ -1013,9 +1027,9 @@ Status rebuild_task(RestoredTask& task, const ImageSet& set, const ProcessImage&
       uint64_t addr = CR_TRY(r.put_string(root));
       CR_OK(r.call(SYS_chroot, long(addr)));
     }
-    uint64_t cwd = CR_TRY(r.put_string(set.files.at(img.fs.cwd_id()).reg().name()));
-    CR_OK_IN(r.call(SYS_chdir, long(cwd)), "cwd");
+    CR_OK_IN(restore_cwd(r, push, set.files.at(img.fs.cwd_id()).reg().name()), "cwd");
   }
+  if (!share.keep_holder) CR_OK(r.call(SYS_close, holder));
 
   // 5. Threads, created by the leader with their original tids.
   LOG_DEBUG(log, "Restoring %d: %s", pid, "threads");

@@ -10,12 +10,12 @@ cp "$PROGRAMS/tp_tree" "$PROGRAMS/tp_creds" "$WORK/programs/"
 PROGRAMS=$WORK/programs
 
 # in_userns "NS..." LOG CMD...: in_userns.py in the background, its output in LOG; sets LAUNCHER.
-# CMD runs in the work dir: its cwd must be a directory uid 100000 can enter again at restore.
+# CMD runs in $USERNS_CWD (default: the work dir).
 in_userns() {
   local namespaces=$1 log=$2 launcher
   launcher=$(realpath "$(dirname "$0")/in_userns.py")
   shift 2
-  (cd "$WORK" && exec setsid python3 "$launcher" "$namespaces" "$@" </dev/null >>"$log" 2>&1) &
+  (cd "${USERNS_CWD:-$WORK}" && exec setsid python3 "$launcher" "$namespaces" "$@" </dev/null >>"$log" 2>&1) &
   LAUNCHER=$!
 }
 
@@ -110,6 +110,23 @@ for point in restore:task-forked:3 restore:before-resume; do
   if pgrep -f "tp_tree $WORK/fail.ready" >/dev/null; then fail "a task of the restore failed at $point is alive"; fi
 done
 echo "ok: restores failing at restore:task-forked:3 and restore:before-resume leave no task in a user namespace"
+
+# 2c. A cwd below a directory the task's uid may not search (root's 0700 directory, as a checkout
+#     can be): the restore gets the task there all the same (fchdir to a directory opened outside).
+mkdir -m 0700 "$WORK/locked"
+mkdir -m 0777 "$WORK/locked/inside"
+USERNS_CWD=$WORK/locked/inside in_userns pid "$WORK/cwd.out" "$PROGRAMS/tp_tree" "$WORK/cwd.ready" "$WORK/cwd.result"
+wait_for_file "$WORK/cwd.ready"
+TARGET_PID=$(userns_task)
+READY=$WORK/cwd.ready RESULT=$WORK/cwd.result
+[[ "$(readlink "/proc/$TARGET_PID/cwd")" == "$WORK/locked/inside" ]] || fail "tp_tree runs in $(readlink "/proc/$TARGET_PID/cwd")"
+checkpoint "$WORK/img-cwd"
+wait "$LAUNCHER" 2>/dev/null || true
+restore_detached "$WORK/img-cwd" --pidfile "$WORK/pid-cwd"
+TARGET_PID=$(cat "$WORK/pid-cwd")
+[[ "$(readlink "/proc/$TARGET_PID/cwd")" == "$WORK/locked/inside" ]] || fail "restored into $(readlink "/proc/$TARGET_PID/cwd")"
+finish_and_check
+echo "ok: a task of uid 100000 restored into its cwd below a 0700 directory of root's"
 
 # 3. A container in its own user namespace: mount, pid, UTS, IPC and network namespaces owned by it,
 #    pivot_root into a busybox rootfs, a bind mount of a host directory, a tmpfs holding a file, proc
