@@ -71,6 +71,11 @@ struct DumpRequest {
   std::string ps_address;
   uint16_t ps_port = 0;
   int ps_fd = -1;
+  // --lazy-pages (post-copy): private anonymous pages stay in the frozen tree; once the images are
+  // written the dump listens on ps_address:ps_port and serves them to the destination's
+  // `crshim lazy-pages --page-server` until it has them all, then the tree goes (or resumes if the
+  // transfer fails). status-ready fires when the dump listens.
+  bool lazy_pages = false;
 };
 
 struct DumpResult {
@@ -80,6 +85,7 @@ struct DumpResult {
   uint64_t pages_scanned = 0;
   uint64_t pages_written = 0;
   uint64_t pages_skipped_parent = 0;  // unchanged since the parent dump: left to its images
+  uint64_t pages_lazy = 0;            // --lazy-pages: left in the tree, served to the destination
   uint64_t total_us = 0;
 };
 

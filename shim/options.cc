@@ -985,8 +985,11 @@ std::string usage(const std::string& verb) {
              "  --action-script FILE   run FILE at each stage (repeatable)\n"
              "  --ghost-limit SIZE, --link-remap, --evasive-devices, --timeout SEC\n"
              "  --track-mem, --prev-images-dir DIR, --auto-dedup, --pre-dump-mode splice|read\n"
-             "  --page-server --address ADDR --port PORT, --lazy-pages, --network-lock MODE\n"
-             "  --compress             compress page images (crshim extension)\n" +
+             "  --page-server --address ADDR --port PORT  send the pages to a page server\n"
+             "  --lazy-pages --port PORT [--address ADDR] [--status-fd FD]\n"
+             "                         post-copy: keep the pages in the frozen tree and serve them to\n"
+             "                         `crshim lazy-pages --page-server` until it has them all\n"
+             "  --network-lock MODE, --compress (compress page images, crshim extension)\n" +
              common;
     case Verb::restore:
       return "Usage: crshim restore [-D DIR] [OPTIONS]\n"
@@ -1022,7 +1025,11 @@ std::string usage(const std::string& verb) {
              "              [--prev-images-dir REL] [-d|--daemon] [--pidfile FILE] [--status-fd FD]\n" +
              common;
     case Verb::lazy_pages:
-      return "Usage: crshim lazy-pages -D DIR [-W DIR] [--status-fd FD] [--timeout SEC] [-d] [--pidfile FILE]\n" + common;
+      return "Usage: crshim lazy-pages -D DIR [-W DIR] [--status-fd FD] [--timeout SEC] [-d] [--pidfile FILE]\n"
+             "              [--page-server --address ADDR --port PORT]\n"
+             "  --page-server          fetch the pages the images leave lazy from `crshim dump --lazy-pages`\n"
+             "                         on the source (ADDR:PORT)\n" +
+             common;
     case Verb::service:
       return "Usage: crshim service --address SOCKET [-d|--daemon] [--pidfile FILE] [--status-fd FD] [--allow-group GROUP]\n" + common;
     case Verb::swrk:

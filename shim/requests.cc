@@ -21,10 +21,12 @@ Status refuse_unsupported(const Options& o) {
   no(o.leave_stopped, "--leave-stopped");
   no(o.exec_cmd, "--exec-cmd");
   no(o.ext_mount_auto, "--ext-mount-map auto");
-  no(o.page_server && o.verb != Verb::dump && o.verb != Verb::pre_dump, "--page-server");
-  no(o.tls && (o.page_server || o.verb == Verb::page_server), "--tls");
-  // Restores take it (pages from a lazy-pages daemon); a lazy dump needs a page server.
-  no(o.lazy_pages && o.verb != Verb::restore, "--lazy-pages (lazy dumps to a page server)");
+  no(o.page_server && o.verb != Verb::dump && o.verb != Verb::pre_dump && o.verb != Verb::lazy_pages, "--page-server");
+  no(o.tls && (o.page_server || o.verb == Verb::page_server || o.lazy_pages), "--tls");
+  // Restores take pages from a lazy-pages daemon; a lazy dump serves them to one (the engine says why
+  // a pre-dump cannot).
+  no(o.lazy_pages && o.verb != Verb::restore && o.verb != Verb::dump && o.verb != Verb::pre_dump,
+     "--lazy-pages (restore, and dump to a lazy-pages daemon)");
   no(o.auto_dedup, "--auto-dedup");
   no(o.lsm_profile.has_value() || o.lsm_mount_context.has_value(), "--lsm-profile/--lsm-mount-context");
   no(o.stream, "--stream");
@@ -77,7 +79,10 @@ DumpRequest dump_request(const Options& opts) {
   req.pre_dump = opts.verb == Verb::pre_dump;
   req.track_mem = opts.track_mem || req.pre_dump;
   req.parent_img = opts.prev_images_dir.value_or("");
-  req.page_server = opts.page_server;
+  // A lazy dump listens on --address/--port itself: --page-server (the dump's own pages sent to a
+  // server) does not apply.
+  req.lazy_pages = opts.lazy_pages;
+  req.page_server = opts.page_server && !opts.lazy_pages;
   req.ps_address = opts.address.value_or("");
   req.ps_port = opts.port.value_or(0);
   req.ps_fd = opts.ps_socket.value_or(-1);

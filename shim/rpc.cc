@@ -13,11 +13,13 @@
 #include "checkpoint/engine.h"
 #include "checkpoint/dump/incremental.h"
 #include "checkpoint/kernel/features.h"
+#include "checkpoint/mem/lazy.h"
 #include "checkpoint/mem/page_server.h"
 #include "hooks/hook_chain.h"
 #include "hooks/rpc_io.h"
 #include "hooks/rpc_notify.h"
 #include "hooks/script_hooks.h"
+#include "hooks/status_fd.h"
 #include "checkpoint/base/sys.h"
 #include "shim/job.h"
 
@@ -67,14 +69,18 @@ criu_resp feature_check_answer(const criu_req& req) {
   resp.set_success(true);
   criu_features* have = resp.mutable_features();
   // Truthful: pre-dumps track written pages with an asynchronous write-protect userfaultfd and
-  // PAGEMAP_SCAN (no soft-dirty needed); there is no lazy-pages daemon.
-  bool mem_track = false;
+  // PAGEMAP_SCAN (no soft-dirty needed); lazy restores need userfaultfd with its events.
+  bool mem_track = false, lazy_pages = false;
   if (want.has_mem_track() && want.mem_track()) {
     auto f = kernel::probe_features();
     mem_track = f && f->uffd_wp_async && f->pagemap_scan;
   }
+  if (want.has_lazy_pages() && want.lazy_pages()) {
+    auto f = kernel::probe_features();
+    lazy_pages = f && f->userfaultfd && (f->uffd_features & mem::kLazyUffdFeatures) == mem::kLazyUffdFeatures;
+  }
   have->set_mem_track(mem_track);
-  have->set_lazy_pages(false);
+  have->set_lazy_pages(lazy_pages);
   have->set_pidfd_store(pidfd_store);
   return resp;
 }
@@ -163,9 +169,11 @@ criu_resp job_answer(const criu_req& req, int sock, const ServeConfig& cfg, cons
 
   ScriptHooks scripts(o.action_scripts, image_dir_env(job.images_dir.get()), job.log);
   RpcNotifyHooks notify(sock, job.log);
+  StatusFdHooks status(std::move(status_fd));
   HookChain hooks;
   if (mapped->notify_scripts) hooks.add(notify);
   hooks.add(scripts);
+  hooks.add(status);
   Session session = job.session();
 
   if (is_dump) {

@@ -222,8 +222,8 @@ Result<std::vector<std::string>> check_engine_support(const JobRequest& job) {
 
   // Refused: honouring them would change what is dumped or how the tree comes back.
   if (dump && !o.tree_pid) refused.push_back("DUMP without opts.pid (dumping the client itself) is not supported");
-  // A lazy dump keeps pages on a page server; restores take lazy_pages (the lazy-pages daemon).
-  if (o.lazy_pages && dump) refused.push_back("lazy_pages: lazy (post-copy) memory is not supported");
+  // A lazy dump serves its pages on ps.address:ps.port itself; a connected ps.fd is not a listener.
+  if (o.lazy_pages && dump && o.ps_socket) refused.push_back("lazy_pages with ps.fd: a lazy dump listens on ps.address/ps.port");
   if (!dump && (o.track_mem || o.prev_images_dir)) refused.push_back("track_mem/parent_img: only a dump takes them");
   if (o.page_server && !dump) refused.push_back("ps: only DUMP and PRE_DUMP send pages to a page server");
   if (o.tls) refused.push_back("tls: TLS page-server connections are not supported");
@@ -257,7 +257,8 @@ Result<std::vector<std::string>> check_engine_support(const JobRequest& job) {
   if (o.auto_dedup) ignored.push_back("auto_dedup: without parent images there is nothing to deduplicate");
   if (job.has_cpu_cap) ignored.push_back("cpu_cap: no cpuinfo image is written or checked");
   if (job.has_pidfd_store) ignored.push_back("pidfd_store_sk: only pre-dump series use it");
-  if (job.status_fd_path) ignored.push_back("status_fd: only page servers and lazy-pages daemons report on it");
+  if (job.status_fd_path && !(o.lazy_pages && dump))
+    ignored.push_back("status_fd: only lazy dumps, page servers and lazy-pages daemons report on it");
 
   if (!refused.empty()) {
     std::string msg;

@@ -10,6 +10,7 @@
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/image/image.h"
 #include "checkpoint/mem/lazy.h"
+#include "checkpoint/mem/lazy_remote.h"
 #include "checkpoint/mem/lazy_server.h"
 #include "inventory.pb.h"
 #include "shim/daemon.h"
@@ -45,6 +46,18 @@ int run_lazy_pages(const Options& opts) {
     if (Status st = inv->read_one(ie); !st) return report_failure(&j, "lazy-pages", st.error());
   }
   ::signal(SIGPIPE, SIG_IGN);
+  // --page-server: lazy-only pages come from the lazy dump on the source, reached before anything
+  // else so that a wrong address fails at once.
+  std::unique_ptr<mem::RemotePages> remote;
+  if (opts.page_server) {
+    if (!opts.address || !opts.port)
+      return report_failure(&j, "lazy-pages", make_error(Errc::invalid_argument, "connect", "lazy dump", "no address or port")
+                                                  .with_hint("give --address and --port of `crshim dump --lazy-pages` on the source"));
+    auto connected = mem::RemotePages::connect(*opts.address, *opts.port);
+    if (!connected) return report_failure(&j, "lazy-pages", connected.error());
+    remote = std::move(*connected);
+    LOG_INFO(j.log, "Connected to the lazy dump at %s port %u", opts.address->c_str(), unsigned(*opts.port));
+  }
   auto listener = mem::lazy_listen(j.work_dir.get());
   if (!listener) return report_failure(&j, "lazy-pages", listener.error());
   LOG_INFO(j.log, "Listening on %s", mem::kLazySocketName);
@@ -57,16 +70,20 @@ int run_lazy_pages(const Options& opts) {
   so.work_dir = j.work_dir.get();
   so.connect_timeout = std::chrono::seconds(opts.timeout);
   so.push_pause = push_pause_from_env();
+  so.remote = remote.get();
   auto stats = mem::serve_lazy_pages(std::move(*listener), so, j.log);
   (void)::unlinkat(j.work_dir.get(), mem::kLazySocketName, 0);
   if (!stats) return report_failure(&j, "lazy-pages", stats.error());
+  // Every page is in place: the source's tree may go.
+  if (remote)
+    if (Status st = remote->close(); !st) return report_failure(&j, "lazy-pages", st.error());
   LOG_MSG(j.log,
           "lazy-pages: %llu tasks, %llu forked; %llu lazy pages: %llu faults served (%llu pages), %llu pages pushed, "
-          "%llu zero pages, %llu dropped",
+          "%llu zero pages, %llu dropped, %llu fetched from the source",
           (unsigned long long)stats->tasks, (unsigned long long)stats->forks, (unsigned long long)stats->total_pages,
           (unsigned long long)stats->faults, (unsigned long long)stats->fault_pages,
           (unsigned long long)stats->pushed_pages, (unsigned long long)stats->zero_pages,
-          (unsigned long long)stats->dropped_pages);
+          (unsigned long long)stats->dropped_pages, (unsigned long long)stats->remote_pages);
   return 0;
 }
 

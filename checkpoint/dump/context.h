@@ -14,6 +14,7 @@
 #include "checkpoint/engine.h"
 #include "checkpoint/files/kinds.h"
 #include "checkpoint/kernel/features.h"
+#include "checkpoint/mem/lazy_remote.h"
 #include "checkpoint/ns/userns.h"
 #include "seccomp.pb.h"
 
@@ -66,6 +67,7 @@ struct DumpContext {
   std::map<pid_t, uint32_t> cg_sets;  // real pid -> its cgroup set in cgroup.img (thread_core.cg_set)
   const ParentImages* parent = nullptr;    // --prev-images-dir
   mem::PageSink* page_sink = nullptr;      // --page-server: where pages go instead of the images dir
+  mem::LazyPagesSource* lazy_source = nullptr;  // --lazy-pages: the pages left in the tasks, served later
   std::map<uint32_t, uint64_t> tracking;  // vpid -> write-tracking userfaultfd left armed (inode)
   std::map<pid_t, int> armed_now;          // real pid -> fd of a tracking uffd this dump put in it
   std::optional<ns::UserNs> userns;        // the tree's own user namespace: ids in images are its

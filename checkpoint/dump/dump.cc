@@ -1,8 +1,11 @@
 // dump(): freeze the tree, write every image, then kill or resume it; any failure resumes it as it was.
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <random>
 
 #include "checkpoint/base/fault.h"
@@ -18,6 +21,7 @@
 #include "checkpoint/image/image.h"
 #include "checkpoint/kernel/proc.h"
 #include "checkpoint/kernel/tracee.h"
+#include "checkpoint/mem/lazy_remote.h"
 #include "checkpoint/mem/page_server.h"
 #include "checkpoint/mnt/mnt_ns.h"
 #include "checkpoint/net/net_lock.h"
@@ -172,7 +176,7 @@ Status write_stats(const dumper::DumpContext& ctx, Clock::duration freezing, Clo
   d->set_pages_scanned(ctx.result.pages_scanned);
   d->set_pages_skipped_parent(ctx.result.pages_skipped_parent);
   d->set_pages_written(ctx.result.pages_written);
-  d->set_pages_lazy(0);
+  d->set_pages_lazy(ctx.result.pages_lazy);
   return image::write_single(ctx.session.work_dir, image::kStatsDumpFile, image::kind(image::Type::stats), st);
 }
 
@@ -188,6 +192,78 @@ Result<std::unique_ptr<mem::PageServerClient>> connect_page_server(const DumpReq
     return fail(make_error(Errc::invalid_argument, "dump", "page server", "no address or port")
                     .with_hint("give --address ADDR --port PORT of a running page server"));
   return mem::PageServerClient::connect(req.ps_address, req.ps_port);
+}
+
+// --lazy-pages: listening before anything is frozen, so a port in use costs the tree nothing.
+Result<std::optional<mem::PageServer>> listen_for_lazy_pages(const DumpRequest& req) {
+  if (!req.lazy_pages) return std::optional<mem::PageServer>();
+  if (req.pre_dump)
+    return fail(make_error(Errc::invalid_argument, "pre-dump", "lazy pages", "a pre-dump writes every page it reads")
+                    .with_hint("use --lazy-pages with the final dump"));
+  if (req.ps_port == 0)
+    return fail(make_error(Errc::invalid_argument, "dump", "lazy pages", "no port to serve the pages on")
+                    .with_hint("give --port PORT (and --address ADDR) for `crshim lazy-pages --page-server` to connect to"));
+  auto server = mem::PageServer::listen(req.ps_address, req.ps_port);
+  if (!server) {
+    Error e = server.error();
+    if (e.err == EADDRINUSE) e.with_hint("another server uses that port: pick another --port");
+    return fail(std::move(e));
+  }
+  return std::optional<mem::PageServer>(std::move(*server));
+}
+
+// Blocks SIGINT, SIGTERM and SIGHUP while it lives and turns them into a readable signalfd: a lazy
+// dump waiting for its destination gives up on them and resumes the tree. The signals it saw are
+// taken (not delivered once unblocked): they asked for exactly that.
+class SignalsAsFd {
+ public:
+  SignalsAsFd() {
+    sigemptyset(&set_);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, sig);
+    ::sigprocmask(SIG_BLOCK, &set_, &old_);
+    fd_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
+  }
+  ~SignalsAsFd() {
+    signalfd_siginfo info;
+    while (fd_ && ::read(fd_.get(), &info, sizeof info) == ssize_t(sizeof info)) {
+    }
+    fd_.reset();
+    ::sigprocmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SignalsAsFd(const SignalsAsFd&) = delete;
+  SignalsAsFd& operator=(const SignalsAsFd&) = delete;
+  int fd() const { return fd_.get(); }
+
+ private:
+  sigset_t set_, old_;
+  UniqueFd fd_;
+};
+
+// The dump is complete: its pages left in the frozen tree go to the destination's lazy-pages daemon.
+Status serve_lazy_pages(mem::PageServer& server, mem::LazyPagesSource& source, Session& session, Hooks& hooks) {
+  Logger& log = session.log;
+  SignalsAsFd signals;
+  LOG_INFO(log, "Serving %llu lazy pages on port %u", (unsigned long long)source.pages(), unsigned(server.port()));
+  CR_OK(hooks.fire(HookPoint::status_ready, 0));
+  auto conn = server.accept(signals.fd());
+  if (!conn) {
+    Error e = conn.error();
+    e.within("lazy dump");
+    e.with_hint("the tree runs on here");
+    return fail(std::move(e));
+  }
+  LOG_INFO(log, "The lazy-pages daemon connected from %s", conn->peer.c_str());
+  mem::LazySourceStats stats;
+  Status st = source.serve(conn->sock.get(), conn->peer, signals.fd(), log, stats);
+  LOG_INFO(log, "Lazy pages: %llu requests, %llu pages sent", (unsigned long long)stats.requests,
+           (unsigned long long)stats.pages_sent);
+  if (!st) {
+    Error e = st.error();
+    e.within("lazy dump");
+    e.with_hint("the tree runs on here; a copy restored from these images has lost memory: kill it");
+    return fail(std::move(e));
+  }
+  return {};
 }
 
 // The page server confirms that every page arrived; what each pagemap covers stays here for the
@@ -246,6 +322,8 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   if (!req.pre_dump) CR_OK(hooks.fire(HookPoint::pre_dump, 0));  // CRIU runs no hooks in a pre-dump
   CR_OK(preflight(req));
   auto page_server = CR_TRY(connect_page_server(req));
+  auto lazy_server = CR_TRY(listen_for_lazy_pages(req));
+  mem::LazyPagesSource lazy_source;
   // The tree is frozen with ptrace; a freezer cgroup a runtime froze first is thawed meanwhile.
   auto paused = CR_TRY(cgroup::PausedFreezer::thaw_if_frozen(req.freeze_cgroup, log));
 
@@ -260,6 +338,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
 
   dumper::DumpContext ctx(req, session);
   ctx.page_sink = page_server.get();
+  if (lazy_server) ctx.lazy_source = &lazy_source;
   if (ns::in_other_userns(req.pid)) {
     auto userns = ns::UserNs::of_task(req.pid);
     if (!userns) {
@@ -366,6 +445,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   if (st) st = fault_point("dump:images");
   if (st) st = write_common_images(ctx, pstree, req.network_lock, dump_run_id);
   if (st) st = hooks.fire(HookPoint::post_dump, 0);
+  if (st && lazy_server) st = serve_lazy_pages(*lazy_server, lazy_source, session, hooks);
   if (!st) {
     ctx.files.end_tcp_repair();
     disarm_new_tracking(tree, ctx);

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -20,6 +21,8 @@
 #include "checkpoint/image/image.h"
 #include "checkpoint/kernel/proc.h"
 #include "checkpoint/kernel/remote_syscall.h"
+#include "checkpoint/mem/lazy.h"
+#include "checkpoint/mem/lazy_remote.h"
 #include "checkpoint/mem/pages.h"
 #include "checkpoint/mem/shmem.h"
 #include "checkpoint/mem/vmas.h"
@@ -294,8 +297,10 @@ Status dump_posix_timers(RemoteSyscall& rs, pid_t pid, uint64_t scratch, const s
 // Private pages into pagemap-<vpid>/pages-<n>, then the shared anonymous objects not dumped yet.
 // With write tracking that was armed before (`tracked`), the written-page bits are read (and reset, so
 // the next dump counts from this one); when the parent images were dumped under the same arming,
-// pages not written since are left to them.
-Status dump_memory(pid_t pid, const mem::AddressSpace& as, DumpContext& ctx, bool tracked, uint64_t tracking_inode) {
+// pages not written since are left to them. Changed pages in `lazy` (dump --lazy-pages) stay in the
+// task: the pagemap marks them LAZY and ctx.lazy_source serves them after the dump.
+Status dump_memory(pid_t pid, const mem::AddressSpace& as, DumpContext& ctx, bool tracked, uint64_t tracking_inode,
+                   const std::vector<mem::Range>& lazy = {}) {
   auto pagemap_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/pagemap", O_RDONLY));
   // Pages go to the images dir or to a page server (ctx.page_sink); PARENT entries only where the
   // parent images hold this process's pagemap.
@@ -319,11 +324,19 @@ Status dump_memory(pid_t pid, const mem::AddressSpace& as, DumpContext& ctx, boo
     }
     pages.insert(pages.end(), found.begin(), found.end());
   }
+  std::vector<mem::Range> left_lazy = mem::intersect(pages, lazy);
+  if (!left_lazy.empty()) pages = mem::subtract(pages, left_lazy);
+  std::vector<mem::PageEntry> elsewhere;
+  for (const auto& r : in_parent) elsewhere.push_back({r.start, r.pages(), mem::kPeParent});
+  for (const auto& r : left_lazy) elsewhere.push_back({r.start, r.pages(), mem::kPeLazy});
+  std::sort(elsewhere.begin(), elsewhere.end(), [](const auto& a, const auto& b) { return a.vaddr < b.vaddr; });
   mem::PageDumpStats ps;
-  CR_OK(mem::dump_pages(pid, pages, sink, ps, in_parent, ctx.session.progress));
+  CR_OK(mem::dump_pages(pid, pages, sink, ps, elsewhere, ctx.session.progress));
   for (const auto& r : in_parent) ctx.result.pages_skipped_parent += r.pages();
+  for (const auto& r : left_lazy) ctx.result.pages_lazy += r.pages();
   CR_OK(sink.close());
   ctx.result.pages_written += ps.pages_written;
+  if (ctx.lazy_source) ctx.lazy_source->add(ctx.vpid(pid), pid, std::move(left_lazy));
   // Shared anonymous memory: each object once, whichever task maps it first.
   for (const auto& v : as.shared_anon) {
     auto& seen = ctx.files.seen()["shmem"];
@@ -598,9 +611,13 @@ Status dump_process(kernel::FrozenProcess& frozen, DumpContext& ctx, pstree_entr
   if (!own_vm) {
     // The same mm as an earlier process: its pagemap names the same pages image (read once).
     CR_OK_IN(copy_pagemap(ctx, shared_vm->second, ctx.vpid(pid)), "memory of pid " + std::to_string(pid));
+    if (ctx.lazy_source) ctx.lazy_source->share(shared_vm->second, ctx.vpid(pid));
     LOG_INFO(log, "Process %d shares the address space of %u", pid, shared_vm->second);
   } else {
-    CR_OK(dump_memory(pid, as, ctx, tracked, tracking ? tracking->inode : 0));
+    // The argv and environ pages are written even so: a lazy restore puts them in place first.
+    std::vector<mem::Range> lazy;
+    if (ctx.lazy_source) lazy = mem::subtract(mem::lazy_areas(mm), mem::remote_read_pages(mm));
+    CR_OK(dump_memory(pid, as, ctx, tracked, tracking ? tracking->inode : 0, lazy));
   }
   ctx.result.memdump_us += micros_since(t0);
 

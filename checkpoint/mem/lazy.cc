@@ -172,10 +172,6 @@ void PendingPages::move(uint64_t from, uint64_t to, uint64_t len) {
 
 namespace {
 
-// UFFD_FEATURE_* the daemon needs to keep its view of each address space right.
-constexpr uint64_t kLazyFeatures =
-    UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
-
 std::string socket_path(int work_dir) {
   return "/proc/self/fd/" + std::to_string(work_dir) + "/" + kLazySocketName;
 }
@@ -219,7 +215,7 @@ Result<LazyClient> LazyClient::connect(int work_dir, std::chrono::milliseconds w
 Result<std::vector<Range>> LazyClient::hand_over(kernel::Remote& r, uint32_t vpid, const std::vector<Range>& areas,
                                                  const std::vector<Range>& in_place) {
   const std::string what = "userfaultfd of pid " + std::to_string(r.pid());
-  auto task_uffd = CR_TRY(open_task_uffd(r, 0, kLazyFeatures, "EVENT_FORK|REMAP|REMOVE|UNMAP",
+  auto task_uffd = CR_TRY(open_task_uffd(r, 0, kLazyUffdFeatures, "EVENT_FORK|REMAP|REMOVE|UNMAP",
                                          "lazy restore needs userfaultfd events (CAP_SYS_PTRACE for fork events)"));
   // The task keeps no fd of it: the daemon's copy keeps the registrations alive.
   CR_OK(r.call(SYS_close, task_uffd.target_fd));
@@ -267,7 +263,17 @@ Result<LazyRestoreCounts> restore_pages_lazily(kernel::Remote& r, LazyClient& cl
   // Writes PRESENT pieces from the pages image and PARENT ones from the parent chain.
   auto write_now = [&](const std::vector<PageRun>& pieces) -> Status {
     bool any_present = false;
-    for (const auto& e : pieces) any_present |= (e.flags & kPePresent) != 0;
+    for (const auto& e : pieces) {
+      any_present |= (e.flags & kPePresent) != 0;
+      // Only the daemon can fetch these from the source: written now, they would be lost.
+      if (!(e.flags & (kPePresent | kPeParent))) {
+        char hex[32];
+        snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)e.vaddr);
+        return fail(make_error(Errc::unsupported, "restore", std::to_string(e.nr_pages) + " pages at " + hex,
+                               "the lazy dump on the source holds them, but their area could not be handed to the lazy-pages daemon")
+                        .with_hint("the area must be private anonymous memory userfaultfd can register"));
+      }
+    }
     if (any_present) {
       auto pages = CR_TRY(PageSource::open(images_dir, image::pages_file(pages_id)));
       for (const auto& e : pieces) {
@@ -300,7 +306,8 @@ Result<LazyRestoreCounts> restore_pages_lazily(kernel::Remote& r, LazyClient& cl
     for (const auto& a : all) {
       while (j < runs.size() && runs[j].end() <= a.start) j++;
       bool any = false;
-      for (size_t k = j; k < runs.size() && runs[k].vaddr < a.end; k++) any |= (runs[k].flags & (kPePresent | kPeParent)) != 0;
+      for (size_t k = j; k < runs.size() && runs[k].vaddr < a.end; k++)
+        any |= (runs[k].flags & (kPePresent | kPeParent | kPeLazy)) != 0;
       if (any) wanted.push_back(a);
     }
   }

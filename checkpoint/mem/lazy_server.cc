@@ -29,6 +29,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// PendingPages sources with this bit are addresses in the source task (the lazy dump serves them),
+// not in the daemon's mappings of the images (user addresses never have it).
+constexpr uint64_t kRemoteSrc = 1ull << 63;
+
 // One address space being served.
 struct Space {
   UniqueFd uffd;
@@ -119,8 +123,10 @@ Status Server::build_pending(Space& s, const std::vector<Range>& registered) {
         s.pending.add(p.vaddr, p.vaddr + p.nr_pages * kPageSize, reinterpret_cast<uint64_t>(m->data()) + p.page_offset * kPageSize);
       }
     } else if (run.flags & kPeLazy) {
-      return fail(make_error(Errc::unsupported, "read", pm_name, "lazy-only pages (PE_LAZY without PE_PRESENT) live on a page server")
-                      .with_hint("serving pages from a remote page server is not supported"));
+      if (!opts_.remote)
+        return fail(make_error(Errc::invalid_argument, "read", pm_name, "lazy-only pages (PE_LAZY without PE_PRESENT) are held by the lazy dump on the source")
+                        .with_hint("run `crshim lazy-pages --page-server --address SOURCE --port PORT` to fetch them from there"));
+      s.pending.add(run.vaddr, run.end(), kRemoteSrc | run.vaddr);
     }
   }
   return {};
@@ -252,6 +258,11 @@ Status Server::read_events(Space& s) {
 }
 
 Result<bool> Server::copy(Space& s, uint64_t addr, uint64_t len, uint64_t src, bool fault) {
+  if (src & kRemoteSrc) {
+    const char* data = CR_TRY(opts_.remote->get(s.vpid, src & ~kRemoteSrc, uint32_t(len / kPageSize)));
+    stats_.remote_pages += len / kPageSize;
+    src = reinterpret_cast<uint64_t>(data);
+  }
   while (len > 0) {
     uffdio_copy c{};
     c.dst = addr;

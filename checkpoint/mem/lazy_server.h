@@ -1,5 +1,6 @@
 // The lazy-pages daemon: takes the userfaultfds a lazy restore hands over, serves the restored tasks'
-// page faults from the images and pushes every other page in the background until all are in place.
+// page faults from the images (or from the lazy dump on the source that holds them) and pushes every
+// other page in the background until all are in place.
 #pragma once
 
 #include <chrono>
@@ -8,6 +9,7 @@
 #include "checkpoint/base/log.h"
 #include "checkpoint/base/result.h"
 #include "checkpoint/base/unique_fd.h"
+#include "checkpoint/mem/lazy_remote.h"
 
 namespace crshim::mem {
 
@@ -18,6 +20,7 @@ struct LazyServerOptions {
   std::chrono::milliseconds push_pause{0};           // between background batches (0: as fast as possible)
   uint64_t push_batch_pages = 256;                   // pages per background UFFDIO_COPY
   uint64_t fault_pages = 16;                         // pages copied per fault (the faulting one and the next ones)
+  RemotePages* remote = nullptr;  // lazy-only pages (PE_LAZY) come from the dump that holds them (post-copy)
 };
 
 struct LazyServerStats {
@@ -29,6 +32,7 @@ struct LazyServerStats {
   uint64_t pushed_pages = 0; // pages copied in the background
   uint64_t zero_pages = 0;   // faults on pages the images do not hold
   uint64_t dropped_pages = 0;  // pending pages whose task exited or unmapped them first
+  uint64_t remote_pages = 0;   // pages fetched from the lazy dump (refetched ones counted again)
 };
 
 // Creates lazy-pages.socket in the work dir (an old one is replaced) and listens on it.

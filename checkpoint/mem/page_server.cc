@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -90,7 +91,7 @@ Error malformed(const std::string& peer, const std::string& what) {
 
 // ---- the dump side ----
 
-Result<std::unique_ptr<PageServerClient>> PageServerClient::connect(const std::string& address, uint16_t port) {
+Result<Connection> connect_tcp(const std::string& address, uint16_t port, const std::string& what, const std::string& hint) {
   std::string where = address + " port " + std::to_string(port);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -99,30 +100,35 @@ Result<std::unique_ptr<PageServerClient>> PageServerClient::connect(const std::s
   addrinfo* res = nullptr;
   std::string service = std::to_string(port);
   if (int rc = ::getaddrinfo(address.c_str(), service.c_str(), &hints, &res); rc != 0)
-    return fail(make_error(Errc::not_found, "resolve", "page server " + where, gai_strerror(rc))
+    return fail(make_error(Errc::not_found, "resolve", what + " " + where, gai_strerror(rc))
                     .with_hint("give --address as an IP address or a resolvable host name"));
-  Error last = make_error(Errc::not_found, "connect", "page server " + where, "no address");
+  Error last = make_error(Errc::not_found, "connect", what + " " + where, "no address");
   for (addrinfo* ai = res; ai; ai = ai->ai_next) {
     UniqueFd sk(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
     if (!sk.valid()) {
-      last = sys_error("socket", "page server " + where);
+      last = sys_error("socket", what + " " + where);
       continue;
     }
     int rc;
     do rc = ::connect(sk.get(), ai->ai_addr, ai->ai_addrlen);
     while (rc < 0 && errno == EINTR);
     if (rc < 0) {
-      last = sys_error("connect", "page server " + endpoint(ai->ai_addr))
-                 .with_hint("start `crshim page-server` (or `criu page-server`) there first, with the same --port");
+      last = sys_error("connect", what + " " + endpoint(ai->ai_addr)).with_hint(hint);
       continue;
     }
     std::string peer = endpoint(ai->ai_addr);
     ::freeaddrinfo(res);
     set_nodelay(sk.get());
-    return std::unique_ptr<PageServerClient>(new PageServerClient(std::move(sk), std::move(peer), false));
+    return Connection{std::move(sk), std::move(peer)};
   }
   ::freeaddrinfo(res);
   return fail(last);
+}
+
+Result<std::unique_ptr<PageServerClient>> PageServerClient::connect(const std::string& address, uint16_t port) {
+  auto c = CR_TRY(connect_tcp(address, port, "page server",
+                              "start `crshim page-server` (or `criu page-server`) there first, with the same --port"));
+  return std::unique_ptr<PageServerClient>(new PageServerClient(std::move(c.sock), std::move(c.peer), false));
 }
 
 std::unique_ptr<PageServerClient> PageServerClient::adopt(UniqueFd sock) {
@@ -307,18 +313,31 @@ Result<PageServer> PageServer::listen(const std::string& address, uint16_t port)
   return fail(last);
 }
 
-Status PageServer::serve_one(int images_dir, Logger& log) {
+Result<Connection> PageServer::accept(int cancel_fd) {
+  pollfd fds[2] = {{sk_.get(), POLLIN, 0}, {cancel_fd, POLLIN, 0}};
+  for (;;) {
+    int n = ::poll(fds, cancel_fd >= 0 ? 2 : 1, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(sys_error("poll", "page server port " + std::to_string(port_)));
+    if (cancel_fd >= 0 && fds[1].revents)
+      return fail(make_error(Errc::aborted, "accept", "page server port " + std::to_string(port_), "interrupted by a signal"));
+    if (fds[0].revents) break;
+  }
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   int conn;
   do conn = ::accept4(sk_.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
   while (conn < 0 && errno == EINTR);
   if (conn < 0) return fail(sys_error("accept", "page server port " + std::to_string(port_)));
-  UniqueFd guard(conn);
-  sk_.reset();  // one dumper per server, as CRIU's
-  std::string peer = endpoint(reinterpret_cast<sockaddr*>(&ss));
-  LOG_INFO(log, "Accepted a dumper from %s", peer.c_str());
-  return serve(conn, images_dir, log, peer, true);
+  sk_.reset();  // one peer per server, as CRIU's
+  set_nodelay(conn);
+  return Connection{UniqueFd(conn), endpoint(reinterpret_cast<sockaddr*>(&ss))};
+}
+
+Status PageServer::serve_one(int images_dir, Logger& log) {
+  auto c = CR_TRY(accept());
+  LOG_INFO(log, "Accepted a dumper from %s", c.peer.c_str());
+  return serve(c.sock.get(), images_dir, log, c.peer, true);
 }
 
 namespace {

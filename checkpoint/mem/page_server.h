@@ -17,6 +17,16 @@
 
 namespace crshim::mem {
 
+// A TCP connection and the peer's address, for messages.
+struct Connection {
+  UniqueFd sock;
+  std::string peer;
+};
+
+// Connects to `address` (IPv4, IPv6 or a host name) port `port`; `what` names the server in errors,
+// `hint` says how to start it.
+Result<Connection> connect_tcp(const std::string& address, uint16_t port, const std::string& what, const std::string& hint);
+
 // The dump side: one TCP connection to a page server carries every pagemap of the dump.
 class PageServerClient : public PageSink {
  public:
@@ -57,6 +67,9 @@ class PageServer {
   static Result<PageServer> listen(const std::string& address, uint16_t port);
   uint16_t port() const { return port_; }
 
+  // Waits for one connection (the listening socket is closed then); a readable `cancel_fd` (a
+  // signalfd) gives up.
+  Result<Connection> accept(int cancel_fd = -1);
   // Accepts one connection and serves it (serve()).
   Status serve_one(int images_dir, Logger& log);
 

@@ -91,31 +91,6 @@ namespace {
 constexpr size_t kChunk = 1u << 20;  // large enough for bandwidth, small enough to stay in the CPU caches
 constexpr size_t kMaxIovecs = 1024;  // IOV_MAX
 
-// Reads [addr, addr+len) of pid into buf; /proc/PID/mem covers what process_vm_readv cannot reach
-// (PROT_NONE or write-only areas).
-Status read_remote(pid_t pid, int& mem_fd, uint64_t addr, size_t len, char* buf) {
-  size_t done = 0;
-  while (done < len) {
-    iovec local{buf + done, len - done};
-    iovec remote{reinterpret_cast<void*>(addr + done), len - done};
-    ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
-    if (n > 0) {
-      done += size_t(n);
-      continue;
-    }
-    if (mem_fd < 0) {
-      mem_fd = ::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
-      if (mem_fd < 0) return fail(sys_error("open", "/proc/" + std::to_string(pid) + "/mem"));
-    }
-    char hex[32];
-    snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)(addr + done));
-    CR_OK(sys::pread_exact(mem_fd, buf + done, kPageSize, off_t(addr + done),
-                           "memory of pid " + std::to_string(pid) + " at " + hex));
-    done += kPageSize;
-  }
-  return {};
-}
-
 }  // namespace
 
 std::vector<Range> intersect(const std::vector<Range>& a, const std::vector<Range>& b) {
@@ -209,14 +184,38 @@ Status ImagePageSink::close() {
   return st;
 }
 
+Status read_task_memory(pid_t pid, int& mem_fd, uint64_t addr, size_t len, char* buf) {
+  size_t done = 0;
+  while (done < len) {
+    iovec local{buf + done, len - done};
+    iovec remote{reinterpret_cast<void*>(addr + done), len - done};
+    ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (n > 0) {
+      done += size_t(n);
+      continue;
+    }
+    if (mem_fd < 0) {
+      mem_fd = ::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+      if (mem_fd < 0) return fail(sys_error("open", "/proc/" + std::to_string(pid) + "/mem"));
+    }
+    char hex[32];
+    snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)(addr + done));
+    CR_OK(sys::pread_exact(mem_fd, buf + done, kPageSize, off_t(addr + done),
+                           "memory of pid " + std::to_string(pid) + " at " + hex));
+    done += kPageSize;
+  }
+  return {};
+}
+
+
 Status dump_pages(pid_t pid, const std::vector<Range>& ranges, PageSink& sink, PageDumpStats& stats,
-                  const std::vector<Range>& in_parent, ProgressSink* progress) {
-  constexpr uint32_t kParent = 1, kPresent = 4;  // PE_PARENT, PE_PRESENT
+                  const std::vector<PageEntry>& elsewhere, ProgressSink* progress) {
+  constexpr uint32_t kPresent = 4;  // PE_PRESENT
   constexpr size_t kMaxEntries = 4096;
   constexpr uint64_t kMaxRun = 1ull << 31;  // pages per entry: the page-server protocol carries 32 bits
   // Pages go out in batches: one process_vm_readv gathers many ranges (sparse memory has many small
-  // ones) into one buffer, handed to the sink with the batch's entries (PARENT ones interleaved in
-  // address order) in one call.
+  // ones) into one buffer, handed to the sink with the batch's entries (the entries without data
+  // interleaved in address order) in one call.
   std::unique_ptr<char[]> buf(new char[kChunk]);
   int mem_fd = -1;
   UniqueFd mem_guard;
@@ -230,7 +229,7 @@ Status dump_pages(pid_t pid, const std::vector<Range>& ranges, PageSink& sink, P
       // Some range refused (PROT_NONE, ...): read piece by piece, /proc/PID/mem where needed.
       size_t off = 0;
       for (const auto& iv : remote) {
-        Status st = read_remote(pid, mem_fd, reinterpret_cast<uint64_t>(iv.iov_base), iv.iov_len, buf.get() + off);
+        Status st = read_task_memory(pid, mem_fd, reinterpret_cast<uint64_t>(iv.iov_base), iv.iov_len, buf.get() + off);
         if (mem_fd >= 0 && !mem_guard.valid()) mem_guard.reset(mem_fd);
         CR_OK(st);
         off += iv.iov_len;
@@ -246,17 +245,21 @@ Status dump_pages(pid_t pid, const std::vector<Range>& ranges, PageSink& sink, P
     filled = 0;
     return {};
   };
-  for (size_t i = 0, j = 0; i < ranges.size() || j < in_parent.size();) {
-    bool present = j == in_parent.size() || (i < ranges.size() && ranges[i].start < in_parent[j].start);
-    const Range& r = present ? ranges[i++] : in_parent[j++];
-    for (uint64_t at = r.start; at < r.end;) {
-      if (!present) {
-        uint64_t n = std::min<uint64_t>((r.end - at) / kPageSize, kMaxRun);
-        entries.push_back({at, n, kParent});
+  for (size_t i = 0, j = 0; i < ranges.size() || j < elsewhere.size();) {
+    bool present = j == elsewhere.size() || (i < ranges.size() && ranges[i].start < elsewhere[j].vaddr);
+    if (!present) {
+      const PageEntry& e = elsewhere[j++];
+      for (uint64_t at = e.vaddr, left = e.nr_pages; left > 0;) {
+        uint64_t n = std::min<uint64_t>(left, kMaxRun);
+        entries.push_back({at, n, e.flags});
         at += n * kPageSize;
+        left -= n;
         if (entries.size() >= kMaxEntries) CR_OK(flush());
-        continue;
       }
+      continue;
+    }
+    const Range& r = ranges[i++];
+    for (uint64_t at = r.start; at < r.end;) {
       size_t len = std::min<uint64_t>(kChunk - filled, r.end - at);
       remote.push_back({reinterpret_cast<void*>(at), len});
       entries.push_back({at, len / kPageSize, kPresent});

@@ -42,7 +42,8 @@ struct PageDumpStats {
   uint64_t pages_written = 0;
 };
 
-// One pagemap entry: `flags` are PE_PRESENT (the pages follow) or PE_PARENT (left to the parent images).
+// One pagemap entry: `flags` are PE_PRESENT (the pages follow), PE_PARENT (left to the parent images)
+// or PE_LAZY (left in the dumped task, for a lazy restore to fetch).
 struct PageEntry {
   uint64_t vaddr = 0;
   uint64_t nr_pages = 0;
@@ -92,11 +93,16 @@ class ImagePageSink : public PageSink {
   std::vector<std::string> created_;
 };
 
-// Copies the given ranges (sorted, non-overlapping) of `pid` into the pagemap `sink` has open: PRESENT
-// entries with their pages, and PARENT entries for `in_parent` (disjoint from `ranges`): unchanged
-// since the previous dump, whose images hold them. Each batch written is reported to `progress`.
+// Reads [addr, addr+len) of the stopped task `pid` into `buf`: process_vm_readv, and /proc/PID/mem
+// (opened into `mem_fd` when first needed) where it cannot reach (PROT_NONE or write-only areas).
+Status read_task_memory(pid_t pid, int& mem_fd, uint64_t addr, size_t len, char* buf);
+
+// Copies the given ranges (sorted, non-overlapping) of `pid` into the pagemap `sink` has open as
+// PRESENT entries with their pages, together with the entries of `elsewhere` (sorted, disjoint from
+// `ranges`), whose pages are not written: PARENT (unchanged since the previous dump, whose images
+// hold them) or LAZY (served later from the task itself). Each batch written is reported to `progress`.
 Status dump_pages(pid_t pid, const std::vector<Range>& ranges, PageSink& sink, PageDumpStats& stats,
-                  const std::vector<Range>& in_parent = {}, ProgressSink* progress = nullptr);
+                  const std::vector<PageEntry>& elsewhere = {}, ProgressSink* progress = nullptr);
 
 // Writes the pages of one pagemap image back into `pid`: process_vm_writev from the mmap'd pages
 // image, /proc/PID/mem where the mapping refuses (read-only COW pages).

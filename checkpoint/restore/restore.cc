@@ -350,15 +350,15 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
   LOG_INFO(log, "Restoring (crshim %s)", CRSHIM_VERSION);
   auto set = CR_TRY(restorer::load_images(session.images_dir));
   CR_OK(check_supported(set));
-  // Pages a `dump --lazy-pages` left on its page server are in no image: only a lazy restore's daemon
-  // could fetch them (and says it cannot); restoring them as zeros would corrupt the tree.
+  // Pages a `dump --lazy-pages` left in the source's tree are in no image: only a lazy restore's daemon
+  // fetches them (lazy-pages --page-server); restoring them as zeros would corrupt the tree.
   if (!req.lazy_pages)
     for (const auto& p : set.processes)
       for (const auto& pe : p.pagemap)
         if ((pe.flags() & mem::kPeLazy) && !(pe.flags() & (mem::kPePresent | mem::kPeParent)))
           return fail(make_error(Errc::unsupported, "restore", image::pagemap_file(p.pid()),
-                                 "lazy-only pages (PE_LAZY without PE_PRESENT) live on the dump's page server")
-                          .with_hint("restore from a dump made without --lazy-pages"));
+                                 "lazy-only pages (PE_LAZY without PE_PRESENT) are held by the lazy dump on the source")
+                          .with_hint("restore with --lazy-pages, with `crshim lazy-pages --page-server` fetching them from the source"));
   for (const auto& j : req.join_ns) {
     static const std::map<std::string, uint32_t (task_kobj_ids_entry::*)() const> ids = {
         {"net", &task_kobj_ids_entry::net_ns_id},   {"ipc", &task_kobj_ids_entry::ipc_ns_id},

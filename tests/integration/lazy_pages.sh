@@ -202,7 +202,7 @@ if "$CRSHIM" restore -D "$WORK/img-lazy-only" -o restore.log -v4 -d --lazy-pages
 fi
 wait_daemon 30
 ((DAEMON_RC != 0)) || fail "the daemon exited 0 without the pages"
-LAZY_ONLY="lazy-only pages (PE_LAZY without PE_PRESENT) live on a page server; hint: serving pages from a remote page server is not supported"
+LAZY_ONLY="lazy-only pages (PE_LAZY without PE_PRESENT) are held by the lazy dump on the source; hint: run \`crshim lazy-pages --page-server --address SOURCE --port PORT\` to fetch them from there"
 grep -qF "$LAZY_ONLY" "$WORK/img-lazy-only/lazy-pages.log" ||
   fail "unclear daemon error: $(tail -3 "$WORK/img-lazy-only/lazy-pages.log")"
 grep -qF "$LAZY_ONLY" "$WORK/err" || fail "unclear restore error: $(cat "$WORK/err")"
@@ -212,7 +212,7 @@ echo "ok: lazy-only pages refused: $(cat "$WORK/err")"
 if "$CRSHIM" restore -D "$WORK/img-lazy-only" -o restore-eager.log -d 2>"$WORK/err"; then
   fail "an eager restore filled lazy-only pages with zeros"
 fi
-grep -qF "lazy-only pages (PE_LAZY without PE_PRESENT) live on the dump's page server; hint: restore from a dump made without --lazy-pages" "$WORK/err" ||
+grep -qF "lazy-only pages (PE_LAZY without PE_PRESENT) are held by the lazy dump on the source; hint: restore with --lazy-pages, with \`crshim lazy-pages --page-server\` fetching them from the source" "$WORK/err" ||
   fail "unclear eager restore error: $(cat "$WORK/err")"
 ! kill -0 "$TARGET_PID" 2>/dev/null || fail "a task of the refused eager restore is alive"
 echo "ok: an eager restore refuses lazy-only pages: $(cat "$WORK/err")"
@@ -227,9 +227,14 @@ if "$CRSHIM" lazy-pages -D "$WORK/empty" -o lazy.log --timeout 1 2>"$WORK/err"; 
 grep -q 'inventory.img' "$WORK/err" || fail "unclear error for missing images: $(cat "$WORK/err")"
 echo "ok: daemon timeout and missing images are errors"
 
-# 9. Lazy dumps (pages kept on a page server) are refused with a clear error.
+# 9. A lazy dump needs a port to serve its pages on, and a pre-dump is never lazy: both are refused
+#    before anything is frozen.
 start_program tp_lazy 1
-if "$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/img-lazy-dump" -o dump.log --lazy-pages 2>"$WORK/err"; then fail "dump --lazy-pages succeeded"; fi
-grep -q -- '--lazy-pages' "$WORK/err" || fail "unclear error: $(cat "$WORK/err")"
+if "$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/img-lazy-dump" -o dump.log --lazy-pages 2>"$WORK/err"; then fail "dump --lazy-pages without a port succeeded"; fi
+grep -qF "dump lazy pages: no port to serve the pages on; hint: give --port PORT (and --address ADDR) for \`crshim lazy-pages --page-server\` to connect to" "$WORK/err" ||
+  fail "unclear error: $(cat "$WORK/err")"
+if "$CRSHIM" pre-dump -t "$TARGET_PID" -D "$WORK/img-lazy-pre" -o pre.log --lazy-pages --port 1 2>"$WORK/err2"; then fail "pre-dump --lazy-pages succeeded"; fi
+grep -qF "pre-dump lazy pages: a pre-dump writes every page it reads; hint: use --lazy-pages with the final dump" "$WORK/err2" ||
+  fail "unclear pre-dump error: $(cat "$WORK/err2")"
 finish_and_check
-echo "ok: dump --lazy-pages refused: $(head -1 "$WORK/err")"
+echo "ok: dump --lazy-pages without --port and pre-dump --lazy-pages refused: $(head -1 "$WORK/err")"

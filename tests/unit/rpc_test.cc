@@ -229,13 +229,14 @@ TEST(RpcSupport, PlainRequestHasNothingIgnored) {
 TEST(RpcSupport, UnhonourableOptionsAreRefusedTogether) {
   criu_req r = dump_req();
   r.mutable_opts()->set_tcp_established(true);  // supported: not in the list
-  r.mutable_opts()->set_lazy_pages(true);
+  r.mutable_opts()->set_lazy_pages(true);  // supported, but not with a connected socket
+  r.mutable_opts()->mutable_ps()->set_fd(5);
   r.mutable_opts()->add_exec_cmd("true");
   auto res = check_engine_support(mapped(r));
   ASSERT_FALSE(res);
   EXPECT_EQ(res.error().code, Errc::unsupported);
   EXPECT_EQ(res.error().message,
-            "lazy_pages: lazy (post-copy) memory is not supported; "
+            "lazy_pages with ps.fd: a lazy dump listens on ps.address/ps.port; "
             "exec_cmd: running a command after restore is not supported");
 }
 

@@ -1,0 +1,190 @@
+#!/bin/bash
+# Post-copy migration: `dump --lazy-pages` keeps a program's memory in the frozen source and serves
+# it; a copy of its images (without those pages) is restored with `restore --lazy-pages` while
+# `lazy-pages --page-server` fetches every page from the source. The program runs in its own pid
+# namespace, so the copy gets its pids while the source still holds them; its memory arrives on demand.
+# Then every way it can go wrong: the destination gone mid-transfer or the dump interrupted (the
+# source runs on, its memory intact), a port in use (nothing frozen), no dump to connect to.
+source "$(dirname "$0")/lib.sh"
+command -v unshare >/dev/null || fail "unshare(1) is needed (package util-linux)"
+
+PORT=$((20000 + $$ % 20000))
+DUMP_PID='' DAEMON_PID='' COPY_PID=''
+stop_all() {
+  local p
+  for p in $DUMP_PID $DAEMON_PID $COPY_PID; do kill -9 "$p" 2>/dev/null || true; done
+}
+at_exit stop_all
+
+# start_source MIB: tp_lazy with MIB MiB as pid 1 of a new pid namespace; sets TARGET_PID, READY, RESULT.
+start_source() {
+  READY=$WORK/tp_lazy.ready RESULT=$WORK/tp_lazy.result
+  rm -f "$READY" "$RESULT"
+  setsid unshare --pid --fork setsid "$PROGRAMS/tp_lazy" "$READY" "$RESULT" "$1" </dev/null >>"$WORK/tp_lazy.out" 2>&1 &
+  local unshare=$!
+  wait_for_file "$READY"
+  TARGET_PID=$(pgrep -P "$unshare")
+}
+
+# ready_byte FIFO WHO: waits for the NUL a --status-fd writes.
+ready_byte() {
+  local byte
+  byte=$(timeout 20 head -c1 "$1" | od -An -tx1 | tr -d ' ')
+  [[ "$byte" == 00 ]] || fail "no readiness byte from $2 (got '$byte')"
+}
+
+# lazy_dump DIR [OPTIONS...]: `dump --lazy-pages` of TARGET_PID in the background, on 127.0.0.1:PORT;
+# returns once it serves (sets DUMP_PID).
+lazy_dump() {
+  local dir=$1
+  shift
+  mkdir -p "$dir"
+  rm -f "$WORK/dump.fifo"
+  mkfifo "$WORK/dump.fifo"
+  "$CRSHIM" dump -t "$TARGET_PID" -D "$dir" -o dump.log -v4 --lazy-pages --address 127.0.0.1 --port "$PORT" \
+    --status-fd 3 "$@" 3>"$WORK/dump.fifo" 2>"$dir/dump.err" &
+  DUMP_PID=$!
+  ready_byte "$WORK/dump.fifo" "the lazy dump"
+}
+
+# destination SRC DST [VAR=VALUE...]: copies the images to DST, starts `lazy-pages --page-server`
+# there (sets DAEMON_PID) and restores from them (sets COPY_PID).
+destination() {
+  local src=$1 dst=$2
+  shift 2
+  cp -a "$src" "$dst"
+  rm -f "$dst"/dump.* "$WORK/daemon.fifo"
+  mkfifo "$WORK/daemon.fifo"
+  env "$@" "$CRSHIM" lazy-pages -D "$dst" -o lazy-pages.log -v4 --page-server --address 127.0.0.1 --port "$PORT" \
+    --status-fd 3 3>"$WORK/daemon.fifo" &
+  DAEMON_PID=$!
+  ready_byte "$WORK/daemon.fifo" "the lazy-pages daemon"
+  "$CRSHIM" restore -D "$dst" -o restore.log -v4 -d --lazy-pages --pidfile "$dst/pid" ||
+    fail "restore failed: $(tail -3 "$dst/restore.log")"
+  COPY_PID=$(cat "$dst/pid")
+}
+
+# wait_exit PID LIMIT WHO: waits for a background child; sets rc to its exit code.
+wait_exit() {
+  local i
+  for ((i = 0; i < $2 * 20; i++)); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -0 "$1" 2>/dev/null && fail "$3 did not exit in $2 s"
+  rc=0
+  wait "$1" || rc=$?
+}
+
+# check_source_runs: the source, resumed after a failed transfer, verifies its memory.
+check_source_runs() {
+  local state
+  state=$(awk '{print $3}' "/proc/$TARGET_PID/stat")
+  [[ $state == S || $state == R ]] || fail "the source is in state $state after the failed transfer"
+  rm -f "$RESULT"
+  finish_and_check
+}
+
+# 1. The migration. The daemon's background push is slowed down, so the restored program runs while
+#    most of its 64 MiB is still in the source, and takes it through faults.
+start_source 64
+SOURCE_PID=$TARGET_PID
+lazy_dump "$WORK/img"
+[[ -e /proc/$SOURCE_PID ]] || fail "the source is gone before its pages were served"
+pages_bytes=$(cat "$WORK"/img/pages-*.img | wc -c)
+((pages_bytes < 1048576)) || fail "the images hold $pages_bytes bytes of pages: the memory was written after all"
+destination "$WORK/img" "$WORK/img-b" CRSHIM_LAZY_PUSH_PAUSE_MS=100
+grep -q "^NSpid:.*[[:space:]]1$" "/proc/$COPY_PID/status" || fail "the copy is not pid 1 of a new pid namespace"
+kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon finished before the copy touched its memory"
+kill -0 "$DUMP_PID" 2>/dev/null || fail "the dump ended before the copy had its memory"
+TARGET_PID=$COPY_PID
+finish_and_check
+wait_exit "$DAEMON_PID" 30 "the lazy-pages daemon"
+DAEMON_PID=
+((rc == 0)) || fail "the daemon exited $rc: $(tail -3 "$WORK/img-b/lazy-pages.log")"
+wait_exit "$DUMP_PID" 30 "the lazy dump"
+DUMP_PID=
+((rc == 0)) || fail "the lazy dump exited $rc: $(cat "$WORK/img/dump.err")"
+stats=$(grep 'lazy-pages: .* tasks' "$WORK/img-b/lazy-pages.log")
+fetched=$(sed -E 's/.* ([0-9]+) fetched from the source.*/\1/' <<<"$stats")
+faulted=$(sed -E 's/.*faults served \(([0-9]+) pages\).*/\1/' <<<"$stats")
+((fetched >= 16000)) || fail "only $fetched pages came from the source: $stats"
+((faulted >= 8192)) || fail "only $faulted pages came through faults: the copy did not run before its memory was there"
+grep -q 'The lazy-pages daemon has every page' "$WORK/img/dump.log" || fail "the dump did not hear the end of the transfer"
+lazy=$(crit decode -i "$WORK/img/stats-dump" | python3 -c "import json,sys; print(json.load(sys.stdin)['entries'][0]['dump']['pages_lazy'])")
+((lazy >= 16384)) || fail "only $lazy pages were left lazy for 64 MiB"
+for ((i = 0; i < 100; i++)); do [[ -e /proc/$SOURCE_PID ]] || break; sleep 0.05; done
+[[ ! -e /proc/$SOURCE_PID ]] || fail "the source still exists after the migration"
+echo "ok: 64 MiB migrated after the copy started: $fetched pages fetched from the source, $faulted through faults"
+TARGET_PID=
+
+# 2. The destination goes away in the middle: the dump fails with one line, the source resumes with
+#    its memory intact (the copy, whose memory is incomplete, is killed).
+start_source 32
+lazy_dump "$WORK/img2"
+destination "$WORK/img2" "$WORK/img2-b" CRSHIM_LAZY_PUSH_PAUSE_MS=5000
+kill -9 "$COPY_PID" "$DAEMON_PID"
+DAEMON_PID=
+wait_exit "$DUMP_PID" 30 "the lazy dump"
+DUMP_PID=
+((rc != 0)) || fail "the lazy dump exited 0 though the daemon went away"
+grep -qF "lazy dump: serve lazy-pages daemon 127.0.0.1:" "$WORK/img2/dump.err" ||
+  fail "unclear error: $(cat "$WORK/img2/dump.err")"
+grep -qF "the daemon went away before it had every page; hint: the tree runs on here; a copy restored from these images has lost memory: kill it" "$WORK/img2/dump.err" ||
+  fail "unclear error: $(cat "$WORK/img2/dump.err")"
+check_source_runs
+echo "ok: destination gone mid-transfer: $(head -1 "$WORK/img2/dump.err")"
+
+# 3. The same when serving itself fails (a fault injected at the 20th request for pages, of the 32
+#    the daemon's background push makes).
+start_source 32
+CRSHIM_FAULT=dump:lazy-get:20 lazy_dump "$WORK/img-f"
+destination "$WORK/img-f" "$WORK/img-f-b"
+wait_exit "$DUMP_PID" 30 "the lazy dump"
+DUMP_PID=
+((rc != 0)) || fail "the lazy dump exited 0 though serving failed"
+grep -qF "lazy dump: fault point dump:lazy-get: injected failure" "$WORK/img-f/dump.err" || fail "unclear error: $(cat "$WORK/img-f/dump.err")"
+wait_exit "$DAEMON_PID" 30 "the lazy-pages daemon"
+DAEMON_PID=
+((rc != 0)) || fail "the daemon exited 0 without the pages"
+grep -qF "lazy dump 127.0.0.1:$PORT" "$WORK/img-f-b/lazy-pages.log" || fail "unclear daemon error: $(tail -3 "$WORK/img-f-b/lazy-pages.log")"
+kill -9 "$COPY_PID" 2>/dev/null || true
+check_source_runs
+echo "ok: serving failed at its 20th request: the source runs on; the daemon: $(grep -m1 'Error' "$WORK/img-f-b/lazy-pages.log")"
+
+# 4. A dump waiting for its destination gives up on SIGTERM and resumes the tree.
+start_source 8
+lazy_dump "$WORK/img3"
+kill -TERM "$DUMP_PID"
+wait_exit "$DUMP_PID" 10 "the interrupted dump"
+DUMP_PID=
+((rc != 0)) || fail "the interrupted dump exited 0"
+grep -qF "lazy dump: accept page server port $PORT: interrupted by a signal; hint: the tree runs on here" "$WORK/img3/dump.err" || fail "unclear error: $(cat "$WORK/img3/dump.err")"
+check_source_runs
+echo "ok: SIGTERM while waiting: $(head -1 "$WORK/img3/dump.err")"
+
+# 5. The port is taken: refused before anything is frozen. 6. No dump to fetch from.
+start_source 1
+python3 -c "
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $PORT)); s.listen(1); open('$WORK/busy', 'w').close(); time.sleep(60)" &
+BUSY=$!
+at_exit "kill $BUSY 2>/dev/null"
+wait_for_file "$WORK/busy"
+mkdir -p "$WORK/img4"
+if "$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/img4" -o dump.log -v4 --lazy-pages --address 127.0.0.1 --port "$PORT" 2>"$WORK/err4"; then
+  fail "a lazy dump on a port in use succeeded"
+fi
+grep -qF "bind page server 127.0.0.1:$PORT: Address already in use (EADDRINUSE); hint: another server uses that port: pick another --port" "$WORK/err4" ||
+  fail "unclear error: $(cat "$WORK/err4")"
+! grep -q 'Frozen task' "$WORK/img4/dump.log" || fail "the tree was frozen before the port was checked"
+kill "$BUSY"
+check_source_runs
+echo "ok: port in use: $(head -1 "$WORK/err4")"
+if "$CRSHIM" lazy-pages -D "$WORK/img" -W "$WORK" -o lazy-none.log --page-server --address 127.0.0.1 --port "$PORT" 2>"$WORK/err5"; then
+  fail "the daemon started without a dump to fetch from"
+fi
+grep -qF "connect lazy dump 127.0.0.1:$PORT: Connection refused (ECONNREFUSED); hint: start \`crshim dump --lazy-pages --port PORT\` on the source first" "$WORK/err5" ||
+  fail "unclear error: $(cat "$WORK/err5")"
+echo "ok: no dump to fetch from: $(head -1 "$WORK/err5")"
