@@ -16,11 +16,15 @@ stop_all() {
 }
 at_exit stop_all
 
-# start_source MIB: tp_lazy with MIB MiB as pid 1 of a new pid namespace; sets TARGET_PID, READY, RESULT.
+# start_source MIB [PROGRAM ARGS...]: tp_lazy with MIB MiB (or PROGRAM with ARGS) as pid 1 of a new pid
+# namespace; sets TARGET_PID, READY, RESULT.
 start_source() {
-  READY=$WORK/tp_lazy.ready RESULT=$WORK/tp_lazy.result
+  local name=${2:-tp_lazy}
+  local args=("${@:3}")
+  ((${#args[@]})) || args=("$1")
+  READY=$WORK/$name.ready RESULT=$WORK/$name.result
   rm -f "$READY" "$RESULT"
-  setsid unshare --pid --fork setsid "$PROGRAMS/tp_lazy" "$READY" "$RESULT" "$1" </dev/null >>"$WORK/tp_lazy.out" 2>&1 &
+  setsid unshare --pid --fork setsid "$PROGRAMS/$name" "$READY" "$RESULT" "${args[@]}" </dev/null >>"$WORK/$name.out" 2>&1 &
   local unshare=$!
   wait_for_file "$READY"
   TARGET_PID=$(pgrep -P "$unshare")
@@ -188,3 +192,31 @@ fi
 grep -qF "connect lazy dump 127.0.0.1:$PORT: Connection refused (ECONNREFUSED); hint: start \`crshim dump --lazy-pages --port PORT\` on the source first" "$WORK/err5" ||
   fail "unclear error: $(cat "$WORK/err5")"
 echo "ok: no dump to fetch from: $(head -1 "$WORK/err5")"
+
+# 7. Pre-dumps first, then the lazy dump: only the pages written since the last pre-dump stay in the
+#    source (PE_LAZY); the rest comes from the pre-dump's images, copied ahead (PE_PARENT).
+start_source 0 tp_predump "$WORK"
+mkdir -p "$WORK/m/pre"
+"$CRSHIM" pre-dump -t "$TARGET_PID" -D "$WORK/m/pre" -o pre.log -v4 || fail "pre-dump: $(tail -3 "$WORK/m/pre/pre.log")"
+kill -USR1 "$TARGET_PID"
+wait_for_file "$WORK/changed"
+lazy_dump "$WORK/m/final" --prev-images-dir ../pre --track-mem
+mkdir -p "$WORK/m-b"
+cp -a "$WORK/m/pre" "$WORK/m-b/pre"
+destination "$WORK/m/final" "$WORK/m-b/final"
+[[ "$(readlink "$WORK/m-b/final/parent")" == ../pre ]] || fail "the copy lost its parent link"
+TARGET_PID=$COPY_PID
+finish_and_check
+wait_exit "$DAEMON_PID" 30 "the lazy-pages daemon"
+DAEMON_PID=
+((rc == 0)) || fail "the daemon exited $rc: $(tail -3 "$WORK/m-b/final/lazy-pages.log")"
+wait_exit "$DUMP_PID" 30 "the lazy dump"
+DUMP_PID=
+((rc == 0)) || fail "the lazy dump exited $rc: $(cat "$WORK/m/final/dump.err")"
+stat_of() { crit decode -i "$WORK/m/final/stats-dump" | python3 -c "import json,sys; print(json.load(sys.stdin)['entries'][0]['dump'].get('$1', 0))"; }
+lazy=$(stat_of pages_lazy) parent=$(stat_of pages_skipped_parent)
+((lazy >= 1000 && lazy < 1300)) || fail "$lazy pages were left lazy; 1000 were changed since the pre-dump"
+((parent >= 15000)) || fail "only $parent pages were left to the pre-dump's images"
+fetched=$(sed -nE 's/.*lazy-pages: .* ([0-9]+) fetched from the source.*/\1/p' "$WORK/m-b/final/lazy-pages.log")
+((fetched >= 1000 && fetched < 1300)) || fail "$fetched pages were fetched from the source"
+echo "ok: pre-dump, then a lazy dump: $fetched changed pages fetched from the source, $parent from the pre-dump's images"
