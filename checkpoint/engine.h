@@ -76,6 +76,7 @@ struct DumpRequest {
   // `crshim lazy-pages --page-server` until it has them all, then the tree goes (or resumes if the
   // transfer fails). status-ready fires when the dump listens.
   bool lazy_pages = false;
+  int hangup_fd = -1;  // the RPC client's socket: a lazy dump waiting on its destination gives up when it hangs up
 };
 
 struct DumpResult {

@@ -178,6 +178,7 @@ criu_resp job_answer(const criu_req& req, int sock, const ServeConfig& cfg, cons
 
   if (is_dump) {
     DumpRequest dr = dump_request(o);
+    dr.hangup_fd = sock;
     scripts.set_init_pid(dr.pid);
     auto res = dump(dr, session, hooks);
     if (!res) return fail_job(res.error());

@@ -1,10 +1,12 @@
 // dump(): freeze the tree, write every image, then kill or resume it; any failure resumes it as it was.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <optional>
 #include <random>
 
@@ -212,57 +214,73 @@ Result<std::optional<mem::PageServer>> listen_for_lazy_pages(const DumpRequest& 
   return std::optional<mem::PageServer>(std::move(*server));
 }
 
-// Blocks SIGINT, SIGTERM and SIGHUP while it lives and turns them into a readable signalfd: a lazy
-// dump waiting for its destination gives up on them and resumes the tree. The signals it saw are
-// taken (not delivered once unblocked): they asked for exactly that.
-class SignalsAsFd {
+// Why a lazy dump waiting for its destination gives up (and resumes the tree): SIGINT, SIGTERM or
+// SIGHUP (blocked while it lives, and taken: they asked for exactly that), or the RPC client hanging
+// up. fd() is readable once one of them happened.
+class Cancellation {
  public:
-  SignalsAsFd() {
+  explicit Cancellation(int hangup_fd) : hangup_fd_(hangup_fd) {
     sigemptyset(&set_);
     for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, sig);
     ::sigprocmask(SIG_BLOCK, &set_, &old_);
-    fd_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
-  }
-  ~SignalsAsFd() {
-    signalfd_siginfo info;
-    while (fd_ && ::read(fd_.get(), &info, sizeof info) == ssize_t(sizeof info)) {
+    signals_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
+    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev);
+    if (hangup_fd >= 0) {
+      ev.events = EPOLLRDHUP;
+      (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, hangup_fd, &ev);
     }
-    fd_.reset();
+  }
+  ~Cancellation() {
+    signalfd_siginfo info;
+    while (signals_ && ::read(signals_.get(), &info, sizeof info) == ssize_t(sizeof info)) {
+    }
+    signals_.reset();
     ::sigprocmask(SIG_SETMASK, &old_, nullptr);
   }
-  SignalsAsFd(const SignalsAsFd&) = delete;
-  SignalsAsFd& operator=(const SignalsAsFd&) = delete;
-  int fd() const { return fd_.get(); }
+  Cancellation(const Cancellation&) = delete;
+  Cancellation& operator=(const Cancellation&) = delete;
+  int fd() const { return epoll_.get(); }
+  // What happened, for the error line.
+  std::string reason() {
+    signalfd_siginfo info;
+    if (::read(signals_.get(), &info, sizeof info) == ssize_t(sizeof info)) {
+      const char* name = sigabbrev_np(int(info.ssi_signo));
+      return name ? std::string("interrupted by SIG") + name : "interrupted by signal " + std::to_string(info.ssi_signo);
+    }
+    return hangup_fd_ >= 0 ? "the RPC client went away" : "cancelled";
+  }
 
  private:
+  int hangup_fd_;
   sigset_t set_, old_;
-  UniqueFd fd_;
+  UniqueFd signals_, epoll_;
 };
 
 // The dump is complete: its pages left in the frozen tree go to the destination's lazy-pages daemon.
-Status serve_lazy_pages(mem::PageServer& server, mem::LazyPagesSource& source, Session& session, Hooks& hooks) {
+Status serve_lazy_pages(mem::PageServer& server, mem::LazyPagesSource& source, int hangup_fd, Session& session,
+                        Hooks& hooks) {
   Logger& log = session.log;
-  SignalsAsFd signals;
+  Cancellation cancel(hangup_fd);
+  // Failures name the step; a cancelled wait says why, and every failure that the tree resumes.
+  auto failed = [&](Error e, const char* hint) {
+    if (e.code == Errc::aborted) e.message = cancel.reason();
+    e.within("lazy dump");
+    e.with_hint(hint);
+    return fail(std::move(e));
+  };
   LOG_INFO(log, "Serving %llu lazy pages on port %u", (unsigned long long)source.pages(), unsigned(server.port()));
   CR_OK(hooks.fire(HookPoint::status_ready, 0));
-  auto conn = server.accept(signals.fd());
-  if (!conn) {
-    Error e = conn.error();
-    e.within("lazy dump");
-    e.with_hint("the tree runs on here");
-    return fail(std::move(e));
-  }
+  auto conn = server.accept(cancel.fd());
+  if (!conn) return failed(conn.error(), "the tree runs on here");
   LOG_INFO(log, "The lazy-pages daemon connected from %s", conn->peer.c_str());
   mem::LazySourceStats stats;
-  Status st = source.serve(conn->sock.get(), conn->peer, signals.fd(), log, stats);
+  Status st = source.serve(conn->sock.get(), conn->peer, cancel.fd(), log, stats);
   LOG_INFO(log, "Lazy pages: %llu requests, %llu pages sent", (unsigned long long)stats.requests,
            (unsigned long long)stats.pages_sent);
-  if (!st) {
-    Error e = st.error();
-    e.within("lazy dump");
-    e.with_hint("the tree runs on here; a copy restored from these images has lost memory: kill it");
-    return fail(std::move(e));
-  }
+  if (!st) return failed(st.error(), "the tree runs on here; a copy restored from these images has lost memory: kill it");
   return {};
 }
 
@@ -445,7 +463,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   if (st) st = fault_point("dump:images");
   if (st) st = write_common_images(ctx, pstree, req.network_lock, dump_run_id);
   if (st) st = hooks.fire(HookPoint::post_dump, 0);
-  if (st && lazy_server) st = serve_lazy_pages(*lazy_server, lazy_source, session, hooks);
+  if (st && lazy_server) st = serve_lazy_pages(*lazy_server, lazy_source, req.hangup_fd, session, hooks);
   if (!st) {
     ctx.files.end_tcp_repair();
     disarm_new_tracking(tree, ctx);

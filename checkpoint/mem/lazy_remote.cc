@@ -111,7 +111,7 @@ Status LazyPagesSource::serve(int conn, const std::string& peer, int cancel_fd, 
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return fail(sys_error("poll", what));
     if (cancel_fd >= 0 && fds[1].revents)
-      return fail(make_error(Errc::aborted, "serve", what, "interrupted by a signal"));
+      return fail(make_error(Errc::aborted, "serve", what, "cancelled"));
     ps::Iov req;
     size_t got = CR_TRY(recv_all(conn, &req, sizeof req, what));
     if (got == 0)

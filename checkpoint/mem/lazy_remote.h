@@ -36,7 +36,7 @@ class LazyPagesSource {
   uint64_t pages() const;
 
   // Serves the daemon on `conn` until it says every page arrived. A connection cut before that, a
-  // malformed request or a readable `cancel_fd` (a signalfd) fails.
+  // malformed request or a readable `cancel_fd` fails (Errc::aborted: "cancelled").
   Status serve(int conn, const std::string& peer, int cancel_fd, Logger& log, LazySourceStats& stats);
 
  private:

@@ -361,7 +361,15 @@ Status Server::serve_faults(Space& s) {
 
 Status Server::push_some() {
   if (spaces_.empty()) return {};
+  // Tasks forked after the restore come last: most exec soon, and pages pushed (or fetched from the
+  // source) for them would be thrown away. Their faults are served all along.
+  bool originals_wait = false;
+  for (const auto& [fd, s] : spaces_) originals_wait |= s->pid && !s->gone && !s->pending.empty();
   auto it = spaces_.upper_bound(next_push_);
+  for (size_t tried = 0; tried < spaces_.size(); tried++, ++it) {
+    if (it == spaces_.end()) it = spaces_.begin();
+    if (!originals_wait || it->second->pid) break;
+  }
   if (it == spaces_.end()) it = spaces_.begin();
   next_push_ = it->first;
   Space& s = *it->second;

@@ -320,7 +320,7 @@ Result<Connection> PageServer::accept(int cancel_fd) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return fail(sys_error("poll", "page server port " + std::to_string(port_)));
     if (cancel_fd >= 0 && fds[1].revents)
-      return fail(make_error(Errc::aborted, "accept", "page server port " + std::to_string(port_), "interrupted by a signal"));
+      return fail(make_error(Errc::aborted, "accept", "page server port " + std::to_string(port_), "cancelled"));
     if (fds[0].revents) break;
   }
   sockaddr_storage ss{};

@@ -67,8 +67,8 @@ class PageServer {
   static Result<PageServer> listen(const std::string& address, uint16_t port);
   uint16_t port() const { return port_; }
 
-  // Waits for one connection (the listening socket is closed then); a readable `cancel_fd` (a
-  // signalfd) gives up.
+  // Waits for one connection (the listening socket is closed then); a readable `cancel_fd` gives up
+  // (Errc::aborted: "cancelled").
   Result<Connection> accept(int cancel_fd = -1);
   // Accepts one connection and serves it (serve()).
   Status serve_one(int images_dir, Logger& log);

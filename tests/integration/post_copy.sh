@@ -163,7 +163,7 @@ kill -TERM "$DUMP_PID"
 wait_exit "$DUMP_PID" 10 "the interrupted dump"
 DUMP_PID=
 ((rc != 0)) || fail "the interrupted dump exited 0"
-grep -qF "lazy dump: accept page server port $PORT: interrupted by a signal; hint: the tree runs on here" "$WORK/img3/dump.err" || fail "unclear error: $(cat "$WORK/img3/dump.err")"
+grep -qF "lazy dump: accept page server port $PORT: interrupted by SIGTERM; hint: the tree runs on here" "$WORK/img3/dump.err" || fail "unclear error: $(cat "$WORK/img3/dump.err")"
 check_source_runs
 echo "ok: SIGTERM while waiting: $(head -1 "$WORK/img3/dump.err")"
 
