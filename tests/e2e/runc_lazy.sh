@@ -36,29 +36,6 @@ TICKER='big=$(yes 0123456789abcdef | head -c 16777216); trap '\''echo sum $(echo
 make_bundle
 for applet in yes head md5sum; do ln -s busybox "$BUNDLE/rootfs/bin/$applet"; done
 
-# status_byte FILE WHAT PID: waits (20 s) for the NUL byte PID writes into FILE.
-status_byte() {
-  local file=$1 what=$2 pid=$3 i
-  for ((i = 0; i < 400; i++)); do
-    [[ -s "$file" ]] && break
-    kill -0 "$pid" 2>/dev/null || fail "$what exited before it was ready"
-    sleep 0.05
-  done
-  [[ "$(od -An -tx1 "$file" | tr -d ' ')" == 00 ]] || fail "no NUL byte from $what on its status fd"
-}
-
-# wait_exit PID WHAT [SECONDS]: waits for our background job PID; its exit code in RC.
-wait_exit() {
-  local pid=$1 what=$2 limit=${3:-60} i
-  for ((i = 0; i < limit * 20; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -0 "$pid" 2>/dev/null && fail "$what did not exit in ${limit}s"
-  RC=0
-  wait "$pid" || RC=$?
-}
-
 run_container "$WORK/out1"
 wait_lines "$WORK/out1" 4
 sum1=$(grep '^sum ' "$WORK/out1" | head -1)

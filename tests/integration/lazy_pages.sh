@@ -12,27 +12,17 @@ at_exit kill_daemon
 start_daemon() {
   local dir=$1
   shift
-  local fifo=$WORK/status.fifo
-  rm -f "$fifo" "$dir/lazy-pages.log"
-  mkfifo "$fifo"
-  env "$@" "$CRSHIM" lazy-pages -D "$dir" -o lazy-pages.log -v4 --status-fd 3 3>"$fifo" &
+  rm -f "$dir/lazy-pages.log" "$WORK/daemon.status"
+  env "$@" "$CRSHIM" lazy-pages -D "$dir" -o lazy-pages.log -v4 --status-fd 3 3>"$WORK/daemon.status" &
   DAEMON_PID=$!
-  local byte
-  byte=$(timeout 20 head -c1 "$fifo" | od -An -tx1 | tr -d ' ')
-  [[ "$byte" == 00 ]] || fail "no readiness byte from the lazy-pages daemon (got '$byte')"
+  status_byte "$WORK/daemon.status" "the lazy-pages daemon" "$DAEMON_PID"
   [[ -S "$dir/lazy-pages.socket" ]] || fail "the daemon is ready but lazy-pages.socket is missing"
 }
 
 # wait_daemon [SECONDS]: waits for the daemon to exit; sets DAEMON_RC.
 wait_daemon() {
-  local limit=${1:-30} i
-  for ((i = 0; i < limit * 20; i++)); do
-    kill -0 "$DAEMON_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -0 "$DAEMON_PID" 2>/dev/null && fail "the lazy-pages daemon did not exit in ${limit}s"
-  DAEMON_RC=0
-  wait "$DAEMON_PID" || DAEMON_RC=$?
+  wait_exit "$DAEMON_PID" "the lazy-pages daemon" "${1:-30}"
+  DAEMON_RC=$RC
   DAEMON_PID=
 }
 

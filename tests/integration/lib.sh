@@ -59,6 +59,30 @@ wait_for_file() {
   fail "timed out waiting for $file"
 }
 
+# wait_exit PID WHAT [SECONDS]: waits (default 60 s) for the background job PID to end; its exit code in RC.
+wait_exit() {
+  local pid=$1 what=$2 limit=${3:-60} i
+  for ((i = 0; i < limit * 20; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -0 "$pid" 2>/dev/null && fail "$what did not exit in ${limit}s"
+  RC=0
+  wait "$pid" || RC=$?
+}
+
+# status_byte FILE WHAT PID: waits (20 s) for the NUL byte PID writes into FILE (its --status-fd or
+# status_fd) when it is ready. FILE must not exist before PID starts.
+status_byte() {
+  local file=$1 what=$2 pid=$3 i
+  for ((i = 0; i < 400; i++)); do
+    [[ -s "$file" ]] && break
+    kill -0 "$pid" 2>/dev/null || fail "$what exited before it was ready"
+    sleep 0.05
+  done
+  [[ "$(od -An -tx1 "$file" | tr -d ' ')" == 00 ]] || fail "no NUL byte from $what on its status fd"
+}
+
 # start_program NAME [ARGS...]: starts a test program as our child; sets TARGET_PID, READY, RESULT.
 start_program() {
   local name=$1

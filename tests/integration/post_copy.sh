@@ -30,25 +30,16 @@ start_source() {
   TARGET_PID=$(pgrep -P "$unshare")
 }
 
-# ready_byte FIFO WHO: waits for the NUL a --status-fd writes.
-ready_byte() {
-  local byte
-  byte=$(timeout 20 head -c1 "$1" | od -An -tx1 | tr -d ' ')
-  [[ "$byte" == 00 ]] || fail "no readiness byte from $2 (got '$byte')"
-}
-
 # lazy_dump DIR [OPTIONS...]: `dump --lazy-pages` of TARGET_PID in the background, on 127.0.0.1:PORT;
 # returns once it serves (sets DUMP_PID).
 lazy_dump() {
   local dir=$1
   shift
   mkdir -p "$dir"
-  rm -f "$WORK/dump.fifo"
-  mkfifo "$WORK/dump.fifo"
   "$CRSHIM" dump -t "$TARGET_PID" -D "$dir" -o dump.log -v4 --lazy-pages --address 127.0.0.1 --port "$PORT" \
-    --status-fd 3 "$@" 3>"$WORK/dump.fifo" 2>"$dir/dump.err" &
+    --status-fd 3 "$@" 3>"$dir/dump.status" 2>"$dir/dump.err" &
   DUMP_PID=$!
-  ready_byte "$WORK/dump.fifo" "the lazy dump"
+  status_byte "$dir/dump.status" "the lazy dump" "$DUMP_PID"
 }
 
 # destination SRC DST [VAR=VALUE...]: copies the images to DST, starts `lazy-pages --page-server`
@@ -57,27 +48,14 @@ destination() {
   local src=$1 dst=$2
   shift 2
   cp -a "$src" "$dst"
-  rm -f "$dst"/dump.* "$WORK/daemon.fifo"
-  mkfifo "$WORK/daemon.fifo"
+  rm -f "$dst"/dump.*
   env "$@" "$CRSHIM" lazy-pages -D "$dst" -o lazy-pages.log -v4 --page-server --address 127.0.0.1 --port "$PORT" \
-    --status-fd 3 3>"$WORK/daemon.fifo" &
+    --status-fd 3 3>"$dst/daemon.status" &
   DAEMON_PID=$!
-  ready_byte "$WORK/daemon.fifo" "the lazy-pages daemon"
+  status_byte "$dst/daemon.status" "the lazy-pages daemon" "$DAEMON_PID"
   "$CRSHIM" restore -D "$dst" -o restore.log -v4 -d --lazy-pages --pidfile "$dst/pid" ||
     fail "restore failed: $(tail -3 "$dst/restore.log")"
   COPY_PID=$(cat "$dst/pid")
-}
-
-# wait_exit PID LIMIT WHO: waits for a background child; sets rc to its exit code.
-wait_exit() {
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    kill -0 "$1" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -0 "$1" 2>/dev/null && fail "$3 did not exit in $2 s"
-  rc=0
-  wait "$1" || rc=$?
 }
 
 # check_source_runs: the source, resumed after a failed transfer, verifies its memory.
@@ -103,12 +81,12 @@ kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon finished before the copy t
 kill -0 "$DUMP_PID" 2>/dev/null || fail "the dump ended before the copy had its memory"
 TARGET_PID=$COPY_PID
 finish_and_check
-wait_exit "$DAEMON_PID" 30 "the lazy-pages daemon"
+wait_exit "$DAEMON_PID" "the lazy-pages daemon" 30
 DAEMON_PID=
-((rc == 0)) || fail "the daemon exited $rc: $(tail -3 "$WORK/img-b/lazy-pages.log")"
-wait_exit "$DUMP_PID" 30 "the lazy dump"
+((RC == 0)) || fail "the daemon exited $RC: $(tail -3 "$WORK/img-b/lazy-pages.log")"
+wait_exit "$DUMP_PID" "the lazy dump" 30
 DUMP_PID=
-((rc == 0)) || fail "the lazy dump exited $rc: $(cat "$WORK/img/dump.err")"
+((RC == 0)) || fail "the lazy dump exited $RC: $(cat "$WORK/img/dump.err")"
 stats=$(grep 'lazy-pages: .* tasks' "$WORK/img-b/lazy-pages.log")
 fetched=$(sed -E 's/.* ([0-9]+) fetched from the source.*/\1/' <<<"$stats")
 faulted=$(sed -E 's/.*faults served \(([0-9]+) pages\).*/\1/' <<<"$stats")
@@ -129,9 +107,9 @@ lazy_dump "$WORK/img2"
 destination "$WORK/img2" "$WORK/img2-b" CRSHIM_LAZY_PUSH_PAUSE_MS=5000
 kill -9 "$COPY_PID" "$DAEMON_PID"
 DAEMON_PID=
-wait_exit "$DUMP_PID" 30 "the lazy dump"
+wait_exit "$DUMP_PID" "the lazy dump" 30
 DUMP_PID=
-((rc != 0)) || fail "the lazy dump exited 0 though the daemon went away"
+((RC != 0)) || fail "the lazy dump exited 0 though the daemon went away"
 grep -qF "lazy dump: serve lazy-pages daemon 127.0.0.1:" "$WORK/img2/dump.err" ||
   fail "unclear error: $(cat "$WORK/img2/dump.err")"
 grep -qF "the daemon went away before it had every page; hint: the tree runs on here; a copy restored from these images has lost memory: kill it" "$WORK/img2/dump.err" ||
@@ -144,13 +122,13 @@ echo "ok: destination gone mid-transfer: $(head -1 "$WORK/img2/dump.err")"
 start_source 32
 CRSHIM_FAULT=dump:lazy-get:20 lazy_dump "$WORK/img-f"
 destination "$WORK/img-f" "$WORK/img-f-b"
-wait_exit "$DUMP_PID" 30 "the lazy dump"
+wait_exit "$DUMP_PID" "the lazy dump" 30
 DUMP_PID=
-((rc != 0)) || fail "the lazy dump exited 0 though serving failed"
+((RC != 0)) || fail "the lazy dump exited 0 though serving failed"
 grep -qF "lazy dump: fault point dump:lazy-get: injected failure" "$WORK/img-f/dump.err" || fail "unclear error: $(cat "$WORK/img-f/dump.err")"
-wait_exit "$DAEMON_PID" 30 "the lazy-pages daemon"
+wait_exit "$DAEMON_PID" "the lazy-pages daemon" 30
 DAEMON_PID=
-((rc != 0)) || fail "the daemon exited 0 without the pages"
+((RC != 0)) || fail "the daemon exited 0 without the pages"
 grep -qF "lazy dump 127.0.0.1:$PORT" "$WORK/img-f-b/lazy-pages.log" || fail "unclear daemon error: $(tail -3 "$WORK/img-f-b/lazy-pages.log")"
 kill -9 "$COPY_PID" 2>/dev/null || true
 check_source_runs
@@ -160,9 +138,9 @@ echo "ok: serving failed at its 20th request: the source runs on; the daemon: $(
 start_source 8
 lazy_dump "$WORK/img3"
 kill -TERM "$DUMP_PID"
-wait_exit "$DUMP_PID" 10 "the interrupted dump"
+wait_exit "$DUMP_PID" "the interrupted dump" 10
 DUMP_PID=
-((rc != 0)) || fail "the interrupted dump exited 0"
+((RC != 0)) || fail "the interrupted dump exited 0"
 grep -qF "lazy dump: accept page server port $PORT: interrupted by SIGTERM; hint: the tree runs on here" "$WORK/img3/dump.err" || fail "unclear error: $(cat "$WORK/img3/dump.err")"
 check_source_runs
 echo "ok: SIGTERM while waiting: $(head -1 "$WORK/img3/dump.err")"
@@ -207,12 +185,12 @@ destination "$WORK/m/final" "$WORK/m-b/final"
 [[ "$(readlink "$WORK/m-b/final/parent")" == ../pre ]] || fail "the copy lost its parent link"
 TARGET_PID=$COPY_PID
 finish_and_check
-wait_exit "$DAEMON_PID" 30 "the lazy-pages daemon"
+wait_exit "$DAEMON_PID" "the lazy-pages daemon" 30
 DAEMON_PID=
-((rc == 0)) || fail "the daemon exited $rc: $(tail -3 "$WORK/m-b/final/lazy-pages.log")"
-wait_exit "$DUMP_PID" 30 "the lazy dump"
+((RC == 0)) || fail "the daemon exited $RC: $(tail -3 "$WORK/m-b/final/lazy-pages.log")"
+wait_exit "$DUMP_PID" "the lazy dump" 30
 DUMP_PID=
-((rc == 0)) || fail "the lazy dump exited $rc: $(cat "$WORK/m/final/dump.err")"
+((RC == 0)) || fail "the lazy dump exited $RC: $(cat "$WORK/m/final/dump.err")"
 stat_of() { crit decode -i "$WORK/m/final/stats-dump" | python3 -c "import json,sys; print(json.load(sys.stdin)['entries'][0]['dump'].get('$1', 0))"; }
 lazy=$(stat_of pages_lazy) parent=$(stat_of pages_skipped_parent)
 ((lazy >= 1000 && lazy < 1300)) || fail "$lazy pages were left lazy; 1000 were changed since the pre-dump"

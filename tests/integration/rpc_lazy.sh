@@ -25,29 +25,6 @@ teardown() {
 }
 at_exit teardown
 
-# wait_exit PID WHAT [SECONDS]: waits for our background job PID; its exit code in RC.
-wait_exit() {
-  local pid=$1 what=$2 limit=${3:-60} i
-  for ((i = 0; i < limit * 20; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -0 "$pid" 2>/dev/null && fail "$what did not exit in ${limit}s"
-  RC=0
-  wait "$pid" || RC=$?
-}
-
-# status_byte FILE WHAT PID: waits (20 s) for the NUL byte PID's side writes into FILE.
-status_byte() {
-  local file=$1 what=$2 pid=$3 i
-  for ((i = 0; i < 400; i++)); do
-    [[ -s "$file" ]] && break
-    kill -0 "$pid" 2>/dev/null || fail "$what exited before it was ready: $(cat "$WORK"/*.out 2>/dev/null | tail -5)"
-    sleep 0.05
-  done
-  [[ "$(od -An -tx1 "$file" | tr -d ' ')" == 00 ]] || fail "no NUL byte from $what on its status fd"
-}
-
 # 1. FEATURE_CHECK: lazy pages are there (userfaultfd with the events the daemon needs).
 rpc --feature lazy_pages FEATURE_CHECK >"$WORK/feature.out"
 expect type FEATURE_CHECK "$WORK/feature.out"
