@@ -32,13 +32,8 @@ kill -0 "$runc_pid" 2>/dev/null || fail "runc restore did not stay in the foregr
 echo "ok: foreground runc restore: init $init_pid is runc's ($runc_pid) child, runc waits for it"
 
 "${RUNC[@]}" kill "$ID" KILL || fail "runc kill failed"
-for ((i = 0; i < 100; i++)); do
-  kill -0 "$runc_pid" 2>/dev/null || break
-  sleep 0.05
-done
-kill -0 "$runc_pid" 2>/dev/null && fail "runc restore still runs 5 s after its container was killed"
-rc=0
-wait "$runc_pid" || rc=$?
+wait_exit "$runc_pid" "runc restore, whose container was killed," 5
+rc=$RC
 # runc reports the container's fate as its own exit status: 128 + SIGKILL.
 ((rc == 137)) || fail "runc restore exited with $rc, expected 137 (container killed): $(cat "$WORK/restore.err")"
 echo "ok: killing the container ends runc restore (exit $rc)"

@@ -25,6 +25,27 @@ teardown() {
 }
 at_exit teardown
 
+# lazy_dump_rpc IMG PID OUT [CRPC OPTIONS...]: a lazy DUMP of PID into IMG through crpc.py, serving on
+# 127.0.0.1:PORT, in the background (RPC_PID); returns once status_fd says it serves. crpc.py runs as
+# our direct child (not through the rpc function's subshell) so that the teardown finds the engine
+# below it; status_fd is its fd 3, which the engine opens through /proc.
+lazy_dump_rpc() {
+  local img=$1 pid=$2 out=$3
+  shift 3
+  mkdir -p "$img"
+  "$PY" "$SRC/tests/rpc/crpc.py" --crshim "$CRSHIM" --images "$img" --pid "$pid" --log-file dump.log "$@" \
+    --opt lazy_pages=true --opt ps.address=127.0.0.1 --opt "ps.port=$PORT" --opt status_fd=3 DUMP \
+    3>"$img/dump.status" >"$out" 2>"$out.err" &
+  RPC_PID=$!
+  status_byte "$img/dump.status" "the lazy DUMP" "$RPC_PID"
+}
+
+# check_thawed: the program, whose lazy DUMP failed, runs on and passes its own checks.
+check_thawed() {
+  grep -q "State:.*[SR]" "/proc/$TARGET_PID/status" || fail "the program was not thawed: $(grep State "/proc/$TARGET_PID/status")"
+  finish_and_check
+}
+
 # 1. FEATURE_CHECK: lazy pages are there (userfaultfd with the events the daemon needs).
 rpc --feature lazy_pages FEATURE_CHECK >"$WORK/feature.out"
 expect type FEATURE_CHECK "$WORK/feature.out"
@@ -43,15 +64,7 @@ SRC_PID=$(pgrep -P "$UNSHARE")
 grep -q "^NSpid:.*[[:space:]]1$" "/proc/$SRC_PID/status" || fail "tp_lazy is not pid 1 of its namespace"
 
 IMG=$WORK/img
-mkdir -p "$IMG"
-# status_fd is a descriptor of the client (crpc.py inherits fd 3); the engine opens it through /proc.
-# crpc.py runs as our direct child (not through the rpc function's subshell) so that the teardown finds
-# the engine below it.
-"$PY" "$SRC/tests/rpc/crpc.py" --crshim "$CRSHIM" --images "$IMG" --pid "$SRC_PID" --log-file dump.log --notify \
-  --opt lazy_pages=true --opt ps.address=127.0.0.1 --opt "ps.port=$PORT" --opt status_fd=3 DUMP \
-  3>"$WORK/dump.status" >"$WORK/dump.out" 2>"$WORK/dump.err" &
-RPC_PID=$!
-status_byte "$WORK/dump.status" "the lazy DUMP" "$RPC_PID"
+lazy_dump_rpc "$IMG" "$SRC_PID" "$WORK/dump.out" --notify
 serving=$(grep -o 'Serving [0-9]* lazy pages on port [0-9]*' "$IMG/dump.log") || fail "the dump log does not say it serves lazy pages"
 lazy=$(awk '{print $2}' <<<"$serving")
 ((lazy >= 8192)) || fail "only $lazy pages left lazy for 32 MiB: $serving"
@@ -89,7 +102,7 @@ fault_pages=$(sed -E 's/.*faults served \(([0-9]+) pages\).*/\1/' <<<"$stats")
 echo "daemon: $stats"
 wait_exit "$RPC_PID" "the lazy DUMP" 30
 RPC_PID=
-((RC == 0)) || fail "crpc.py exited $RC: $(cat "$WORK/dump.err")"
+((RC == 0)) || fail "crpc.py exited $RC: $(cat "$WORK/dump.out.err")"
 expect type DUMP "$WORK/dump.out"
 expect success 1 "$WORK/dump.out"
 expect notify "pre-dump,post-dump,status-ready" "$WORK/dump.out"
@@ -114,20 +127,14 @@ expect success 0 "$WORK/noport.out"
 expect_in cr_errmsg "no port to serve the pages on" "$WORK/noport.out"
 [[ "$(field notify "$WORK/noport.out")" != *status-ready* ]] || fail "a failed lazy DUMP notified status-ready"
 kill -0 "$TARGET_PID" || fail "the program died after the refused DUMP"
-grep -q "State:.*[SR]" "/proc/$TARGET_PID/status" || fail "the program is not running: $(grep State "/proc/$TARGET_PID/status")"
-finish_and_check
+check_thawed
 echo "ok: lazy DUMP without ps: $(field cr_errmsg "$WORK/noport.out")"
 
 # 4. The daemon goes away before it has every page: the DUMP fails naming it and the program, thawed,
 #    runs on with all its memory.
 start_program tp_lazy 8
-mkdir -p "$WORK/img-gone"
-rm -f "$WORK/dump.status" "$WORK/daemon.status"
-"$PY" "$SRC/tests/rpc/crpc.py" --crshim "$CRSHIM" --images "$WORK/img-gone" --pid "$TARGET_PID" --log-file dump.log --notify \
-  --opt lazy_pages=true --opt ps.address=127.0.0.1 --opt "ps.port=$PORT" --opt status_fd=3 DUMP \
-  3>"$WORK/dump.status" >"$WORK/gone.out" 2>"$WORK/gone.err" &
-RPC_PID=$!
-status_byte "$WORK/dump.status" "the lazy DUMP" "$RPC_PID"
+rm -f "$WORK/daemon.status"
+lazy_dump_rpc "$WORK/img-gone" "$TARGET_PID" "$WORK/gone.out" --notify
 "$CRSHIM" lazy-pages -D "$WORK/img-gone" --page-server --address 127.0.0.1 --port "$PORT" --status-fd 3 -o lazy-pages.log -v4 \
   3>"$WORK/daemon.status" 2>"$WORK/daemon.err" &
 DAEMON_PID=$!
@@ -142,20 +149,13 @@ expect success 0 "$WORK/gone.out"
 expect_in cr_errmsg "the daemon went away before it had every page" "$WORK/gone.out"
 expect notify "pre-dump,post-dump,status-ready" "$WORK/gone.out"
 kill -0 "$TARGET_PID" || fail "the program died with the failed lazy DUMP"
-grep -q "State:.*[SR]" "/proc/$TARGET_PID/status" || fail "the program was not thawed: $(grep State "/proc/$TARGET_PID/status")"
-finish_and_check
+check_thawed
 echo "ok: daemon gone: $(field cr_errmsg "$WORK/gone.out")"
 
 # 5. The client goes away while the DUMP waits for its destination: the engine gives up, thaws the
 #    program and exits (it must not keep the tree frozen for nobody).
 start_program tp_lazy 8
-mkdir -p "$WORK/img-hangup"
-rm -f "$WORK/dump.status"
-"$PY" "$SRC/tests/rpc/crpc.py" --crshim "$CRSHIM" --images "$WORK/img-hangup" --pid "$TARGET_PID" --log-file dump.log \
-  --opt lazy_pages=true --opt ps.address=127.0.0.1 --opt "ps.port=$PORT" --opt status_fd=3 DUMP \
-  3>"$WORK/dump.status" >"$WORK/hangup.out" 2>"$WORK/hangup.err" &
-RPC_PID=$!
-status_byte "$WORK/dump.status" "the lazy DUMP" "$RPC_PID"
+lazy_dump_rpc "$WORK/img-hangup" "$TARGET_PID" "$WORK/hangup.out"
 ENGINE=$(pgrep -P "$RPC_PID") || fail "no engine below the client"
 kill -9 "$RPC_PID"
 wait "$RPC_PID" 2>/dev/null || true
@@ -164,6 +164,5 @@ for _ in $(seq 100); do kill -0 "$ENGINE" 2>/dev/null || break; sleep 0.05; done
 ! kill -0 "$ENGINE" 2>/dev/null || fail "the engine still waits after its client went away"
 grep -qF "lazy dump: accept page server port $PORT: the RPC client went away; hint: the tree runs on here" "$WORK/img-hangup/dump.log" ||
   fail "unclear error: $(grep Error "$WORK/img-hangup/dump.log")"
-grep -q "State:.*[SR]" "/proc/$TARGET_PID/status" || fail "the program was not thawed: $(grep State "/proc/$TARGET_PID/status")"
-finish_and_check
+check_thawed
 echo "ok: client gone while the DUMP waited: the engine thawed the program and exited"
