@@ -5,7 +5,7 @@
 # goes to stderr. Notes give CPU time (user+sys of crshim) next to wall time.
 #   --quick       one run per row, no 1 GiB rows
 #   --keep        keep the work dir, with the logs and stats of each row's last run in logs/
-#   --only ROWS   only these rows, comma-separated: trivial,anon,vmas,fds,tree (the trivial row, the
+#   --only ROWS   only these rows, comma-separated: trivial,anon,postcopy,vmas,fds,tree (the trivial row, the
 #                 baseline of vmas/fds/tree, always runs)
 # Environment: CRSHIM=binary (no build; helpers then come from $BUILD/bench or are compiled with cc),
 #   BUILD=build dir (default <repo>/build-bench), BENCH_TMP=where the images go (default /tmp),
@@ -30,8 +30,8 @@ for ((a = 0; a < ${#args[@]}; a++)); do
 done
 for r in ${ONLY//,/ }; do
   case $r in
-    trivial|anon|vmas|fds|tree) ;;
-    *) echo "run.sh: unknown row $r (rows: trivial,anon,vmas,fds,tree)" >&2; exit 2 ;;
+    trivial|anon|postcopy|vmas|fds|tree) ;;
+    *) echo "run.sh: unknown row $r (rows: trivial,anon,postcopy,vmas,fds,tree)" >&2; exit 2 ;;
   esac
 done
 # wanted ROW: whether --only selects ROW (everything without --only).
@@ -180,15 +180,28 @@ image_bytes() { find "$1" -name '*.img' -printf '%s\n' | awk '{s += $1} END {pri
 
 # start_target NAME ARGS...: starts a helper in its own session and waits for its ready file. A subshell
 # starts it and exits, so the target is the reaper's child like a restored process (reaped at once, and
-# bash prints no job notices when a dump kills it). Sets TPID; on failure sets ERR and returns 1.
+# bash prints no job notices when a dump kills it). With TARGET_PIDNS=1 the helper is pid 1 of a pid
+# namespace of its own (under unshare, the reaper's child). Sets TPID; on failure sets ERR and returns 1.
+TARGET_PIDNS=0
 start_target() {
   local name=$1 ready=$WORK/ready i
   shift
   rm -f "$ready" "$ready.tmp"
-  TPID=$(setsid "$BIN/$name" "$ready" "$@" </dev/null >"$WORK/target.out" 2>&1 & echo $!)
+  local -a wrap=(setsid)
+  local out=$WORK/target.out
+  # unshare writes a line when its child is killed: not into a file the dumped target has open.
+  ((TARGET_PIDNS)) && wrap=(setsid unshare --pid --fork setsid) out=/dev/null
+  : >"$WORK/target.out"
+  TPID=$("${wrap[@]}" "$BIN/$name" "$ready" "$@" </dev/null >"$out" 2>&1 & echo $!)
   STARTED+=("$TPID")
   for ((i = 0; i < 12000; i++)); do
-    [[ -e $ready ]] && return 0
+    if [[ -e $ready ]]; then
+      if ((TARGET_PIDNS)); then
+        TPID=$(pgrep -P "$TPID") || { ERR="no $name below unshare"; return 1; }
+        STARTED+=("$TPID")
+      fi
+      return 0
+    fi
     case $(proc_state "$TPID") in
       Z|gone) ERR="target $name did not start: $(one_line "$(cat "$WORK/target.out")")"
               return 1 ;;
@@ -386,6 +399,76 @@ bench_anon() {
   if ((${#freezes[@]})); then FREEZE_NOTES+=("$label: $(fmt_us "$(median "${freezes[@]}")")"); fi
 }
 
+# bench_postcopy LABEL MIB RUNS: how long a process of MIB MiB is not running when it moves by
+# post-copy (`dump --lazy-pages` until it serves its memory, `lazy-pages --page-server` started, then
+# `restore -d --lazy-pages`), against dump + restore of the same process in the same run; also when
+# the last page has arrived (the lazy dump exits). Both on this host, the images not copied. The
+# target is pid 1 of a pid namespace so that its copy takes its pids while the source still serves.
+bench_postcopy() {
+  local label=$1 mib=$2 runs=$3
+  local -a downs=() plains=() totals=()
+  local err="" perr="" i d dir=$WORK/img port=$((30000 + $$ % 5000)) t0 t1 t2 dpid lpid pid
+  TARGET_PIDNS=1
+  for ((i = 1; i <= runs; i++)); do
+    progress "$label: run $i/$runs"
+    rm -rf "$dir"
+    if ! start_target anon "$mib" "100%"; then
+      perr=${perr:-$ERR}
+    elif dump_once "$dir"; then
+      d=$T_US
+      if restore_once "$dir"; then plains+=($((d + T_US))); else perr=${perr:-$ERR}; fi
+    else
+      perr=${perr:-$ERR}
+    fi
+    rm -rf "$dir" "$WORK/lw" "$WORK/st1" "$WORK/st2"
+    mkdir -p "$dir" "$WORK/lw"
+    if ! start_target anon "$mib" "100%"; then
+      err=${err:-$ERR}
+      continue
+    fi
+    t0=${EPOCHREALTIME/./}
+    "$CRSHIM" dump -t "$TPID" -D "$dir" -o dump.log -v"$VERB" --lazy-pages --address 127.0.0.1 --port "$port" \
+      --status-fd 3 3>"$WORK/st1" 2>"$WORK/err" &
+    dpid=$!
+    while [[ ! -s $WORK/st1 ]] && kill -0 "$dpid" 2>/dev/null; do sleep 0.001; done
+    "$CRSHIM" lazy-pages -D "$dir" -W "$WORK/lw" -o lazy.log -v"$VERB" --page-server --address 127.0.0.1 \
+      --port "$port" --status-fd 3 3>"$WORK/st2" 2>>"$WORK/err" &
+    lpid=$!
+    while [[ ! -s $WORK/st2 ]] && kill -0 "$lpid" 2>/dev/null; do sleep 0.001; done
+    rm -f "$WORK/pidfile"
+    if "$CRSHIM" restore -D "$dir" -W "$WORK/lw" -o restore.log -v"$VERB" -d --lazy-pages --pidfile "$WORK/pidfile" 2>>"$WORK/err"; then
+      t1=${EPOCHREALTIME/./}
+      downs+=($((t1 - t0)))
+    else
+      err=${err:-$(one_line "$(cat "$WORK/err")")}
+    fi
+    if wait "$dpid"; then
+      t2=${EPOCHREALTIME/./}
+      ((${#downs[@]})) && totals+=($((t2 - t0)))
+    else
+      err=${err:-lazy dump: $(one_line "$(cat "$WORK/err")")}
+    fi
+    wait "$lpid" 2>/dev/null
+    pid=$(cat "$WORK/pidfile" 2>/dev/null)
+    if [[ -n $pid ]]; then
+      kill -9 "$pid" 2>/dev/null
+      wait_gone "$pid"
+    fi
+    kill -9 "$TPID" 2>/dev/null
+    wait_gone "$TPID"
+    keep_logs "$dir" "$label"
+    rm -rf "$dir"
+  done
+  TARGET_PIDNS=0
+  local notes="n=$runs"
+  ((${#downs[@]} > 1)) && notes+="; range $(span "${downs[@]}")"
+  ((${#totals[@]})) && notes+="; every page moved after $(fmt_us "$(median "${totals[@]}")")"
+  local base="FAIL: ${perr:-no runs}"
+  ((${#plains[@]})) && base="dump + restore: $(fmt_us "$(median "${plains[@]}")")"
+  row "post-copy $label: not running from dump to restored" "$(cell downs "$err" "$runs")" "$base" \
+    "$(ratio_of downs plains)" "-" "-" "$notes"
+}
+
 # bench_small LABEL RUNS TARGET_DUMP_US TARGET_RESTORE_US NAME ARGS...: fixed-cost style rows, with the
 # trivial-process medians as the baseline when they are known (so the ratio shows the added cost).
 TRIVIAL_DUMP=""
@@ -508,6 +591,7 @@ if wanted anon; then
   if ((!QUICK)); then bench_anon "1 GiB anon" 1024 100 "$RUNS_BIG" 1.3 1.5; fi
   bench_anon "1 GiB anon, 10% touched" 1024 10 "$RUNS_SMALL" "" ""
 fi
+if wanted postcopy; then bench_postcopy "256 MiB anon" 256 "$RUNS_SMALL"; fi
 COUNT=5000
 if wanted vmas; then bench_small "5000 VMAs" "$RUNS_SMALL" "" "" vmas 5000; fi
 if wanted fds; then bench_small "5000 fds" "$RUNS_SMALL" "" "" fds "$WORK/fds.data" 5000; fi
