@@ -79,11 +79,12 @@ int run_lazy_pages(const Options& opts) {
     if (Status st = remote->close(); !st) return report_failure(&j, "lazy-pages", st.error());
   LOG_MSG(j.log,
           "lazy-pages: %llu tasks, %llu forked; %llu lazy pages: %llu faults served (%llu pages), %llu pages pushed, "
-          "%llu zero pages, %llu dropped, %llu fetched from the source",
+          "%llu zero pages, %llu dropped, %llu fetched from the source (%llu more reused)",
           (unsigned long long)stats->tasks, (unsigned long long)stats->forks, (unsigned long long)stats->total_pages,
           (unsigned long long)stats->faults, (unsigned long long)stats->fault_pages,
           (unsigned long long)stats->pushed_pages, (unsigned long long)stats->zero_pages,
-          (unsigned long long)stats->dropped_pages, (unsigned long long)stats->remote_pages);
+          (unsigned long long)stats->dropped_pages, (unsigned long long)stats->remote_pages,
+          (unsigned long long)stats->reused_pages);
   return 0;
 }
 

@@ -11,10 +11,13 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <array>
 #include <deque>
 #include <map>
 #include <memory>
 #include <optional>
+#include <unordered_map>
+#include <vector>
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/image/catalog.h"
@@ -58,6 +61,9 @@ class Server {
   Status on_connection();
   Status read_events(Space& s);
   Status serve_faults(Space& s);
+  // `pages` pages of the source's `vpid` from `vaddr` on (RemotePages), reusing what a forked relative
+  // fetched; valid until the next call.
+  Result<const char*> fetch(uint32_t vpid, uint64_t vaddr, uint64_t pages);
   // Copies [addr, addr+len) from src; false: the caller must read the space's events first (EAGAIN).
   Result<bool> copy(Space& s, uint64_t addr, uint64_t len, uint64_t src, bool fault);
   Result<bool> zero(Space& s, uint64_t addr);
@@ -75,6 +81,8 @@ class Server {
   std::map<int, std::unique_ptr<Space>> spaces_;  // by uffd
   std::map<std::string, std::unique_ptr<PagesImage>> images_;
   std::optional<ParentChain> chain_;
+  std::unordered_map<uint64_t, std::array<char, kPageSize>> fetched_;  // vpid << 40 | page number -> data
+  std::vector<char> assembled_;
   int next_push_ = -1;
 };
 
@@ -130,6 +138,32 @@ Status Server::build_pending(Space& s, const std::vector<Range>& registered) {
     }
   }
   return {};
+}
+
+Result<const char*> Server::fetch(uint32_t vpid, uint64_t vaddr, uint64_t pages) {
+  // Pages missing at a fork are missing in parent and child alike, with the same contents: while a
+  // forked task waits for pages, what one of them fetches is kept for the other.
+  bool forks_wait = false;
+  for (const auto& [fd, sp] : spaces_) forks_wait |= !sp->pid && !sp->gone && !sp->pending.empty();
+  if (!forks_wait) {
+    fetched_.clear();
+  } else {
+    auto key = [&](uint64_t i) { return uint64_t(vpid) << 40 | ((vaddr >> 12) + i); };
+    bool all = true;
+    for (uint64_t i = 0; all && i < pages; i++) all = fetched_.count(key(i)) != 0;
+    if (all) {
+      assembled_.resize(pages * kPageSize);
+      for (uint64_t i = 0; i < pages; i++) memcpy(assembled_.data() + i * kPageSize, fetched_[key(i)].data(), kPageSize);
+      stats_.reused_pages += pages;
+      return assembled_.data();
+    }
+  }
+  const char* data = CR_TRY(opts_.remote->get(vpid, vaddr, uint32_t(pages)));
+  stats_.remote_pages += pages;
+  if (forks_wait)
+    for (uint64_t i = 0; i < pages; i++)
+      memcpy(fetched_[uint64_t(vpid) << 40 | ((vaddr >> 12) + i)].data(), data + i * kPageSize, kPageSize);
+  return data;
 }
 
 Status Server::reply(int err, const std::string& text) {
@@ -258,11 +292,7 @@ Status Server::read_events(Space& s) {
 }
 
 Result<bool> Server::copy(Space& s, uint64_t addr, uint64_t len, uint64_t src, bool fault) {
-  if (src & kRemoteSrc) {
-    const char* data = CR_TRY(opts_.remote->get(s.vpid, src & ~kRemoteSrc, uint32_t(len / kPageSize)));
-    stats_.remote_pages += len / kPageSize;
-    src = reinterpret_cast<uint64_t>(data);
-  }
+  if (src & kRemoteSrc) src = reinterpret_cast<uint64_t>(CR_TRY(fetch(s.vpid, src & ~kRemoteSrc, len / kPageSize)));
   while (len > 0) {
     uffdio_copy c{};
     c.dst = addr;

@@ -33,6 +33,7 @@ struct LazyServerStats {
   uint64_t zero_pages = 0;   // faults on pages the images do not hold
   uint64_t dropped_pages = 0;  // pending pages whose task exited or unmapped them first
   uint64_t remote_pages = 0;   // pages fetched from the lazy dump (refetched ones counted again)
+  uint64_t reused_pages = 0;   // pages a forked relative had fetched already
 };
 
 // Creates lazy-pages.socket in the work dir (an old one is replaced) and listens on it.
