@@ -275,6 +275,8 @@ Status Server::read_events(Space& s) {
           break;
         }
         case UFFD_EVENT_REMAP:
+          LOG_DEBUG(log_, "%s: mremap 0x%llx -> 0x%llx (%llu bytes)", s.name().c_str(), (unsigned long long)m.arg.remap.from,
+                    (unsigned long long)m.arg.remap.to, (unsigned long long)m.arg.remap.len);
           s.pending.move(m.arg.remap.from, m.arg.remap.to, m.arg.remap.len);
           break;
         case UFFD_EVENT_REMOVE:
@@ -282,6 +284,9 @@ Status Server::read_events(Space& s) {
           // The pages are gone (or zero on next touch): never copy old data there.
           uint64_t before = s.pending.pages();
           s.pending.remove(m.arg.remove.start, m.arg.remove.end);
+          LOG_DEBUG(log_, "%s: %s 0x%llx-0x%llx, %llu pending pages dropped", s.name().c_str(),
+                    m.event == UFFD_EVENT_REMOVE ? "MADV_DONTNEED/REMOVE" : "munmap", (unsigned long long)m.arg.remove.start,
+                    (unsigned long long)m.arg.remove.end, (unsigned long long)(before - s.pending.pages()));
           stats_.dropped_pages += before - s.pending.pages();
           break;
         }
@@ -328,7 +333,19 @@ Result<bool> Server::copy(Space& s, uint64_t addr, uint64_t len, uint64_t src, b
         len -= kPageSize;
         break;
       }
-      case ENOENT:  // the area went away before we read its event
+      case ENOENT:
+        // One copy must stay within one area: a run of pages across two (adjacent areas the images
+        // keep as one run, or an area split by mprotect since) goes page by page.
+        if (len > kPageSize) {
+          if (!CR_TRY(copy(s, addr, kPageSize, src, fault))) return false;
+          addr += kPageSize;
+          src += kPageSize;
+          len -= kPageSize;
+          break;
+        }
+        // The area went away before we read its event.
+        LOG_DEBUG(log_, "%s: no area at 0x%llx any more: %llu pages dropped", s.name().c_str(), (unsigned long long)addr,
+                  (unsigned long long)(len / kPageSize));
         stats_.dropped_pages += len / kPageSize;
         s.pending.remove(addr, addr + len);
         return true;

@@ -106,6 +106,23 @@ tasks=$(stat tasks "$WORK/img-tree/lazy-pages.log")
 ((tasks == 2)) || fail "the daemon served $tasks address spaces, expected 2"
 echo "ok: a two-process tree restored lazily"
 
+# 4b. Threads (each stack and TLS block an area of its own, next to others in one pagemap run: a copy
+#     may not cross from one area into the next) and the 12-process tree with its sessions, zombie and
+#     nested pid namespace.
+for prog in tp_threads tp_tree tp_clone_share; do
+  start_program "$prog"
+  checkpoint "$WORK/img-$prog"
+  reap_target
+  start_daemon "$WORK/img-$prog"
+  restore_detached "$WORK/img-$prog" --lazy-pages
+  finish_and_check
+  wait_daemon 30
+  ((DAEMON_RC == 0)) || fail "$prog: the daemon exited $DAEMON_RC: $(tail -3 "$WORK/img-$prog/lazy-pages.log")"
+  dropped=$(sed -nE 's/.* ([0-9]+) dropped.*/\1/p' "$WORK/img-$prog/lazy-pages.log")
+  [[ $dropped == 0 ]] || fail "$prog: $dropped pages dropped (a task that ran on must get every page): $(grep 'lazy-pages:' "$WORK/img-$prog/lazy-pages.log")"
+  echo "ok: $prog restored lazily"
+done
+
 # 5. An incremental dump: pages left to the parent images (PE_PARENT) are served from there.
 start_program tp_lazy 64
 mkdir -p "$WORK/pre" "$WORK/img-inc"

@@ -16,12 +16,11 @@ stop_all() {
 }
 at_exit stop_all
 
-# start_source MIB [PROGRAM ARGS...]: tp_lazy with MIB MiB (or PROGRAM with ARGS) as pid 1 of a new pid
-# namespace; sets TARGET_PID, READY, RESULT.
+# start_source PROGRAM [ARGS...]: PROGRAM READY RESULT ARGS as pid 1 of a new pid namespace; sets
+# TARGET_PID, READY, RESULT.
 start_source() {
-  local name=${2:-tp_lazy}
-  local args=("${@:3}")
-  ((${#args[@]})) || args=("$1")
+  local name=$1
+  local args=("${@:2}")
   READY=$WORK/$name.ready RESULT=$WORK/$name.result
   rm -f "$READY" "$RESULT"
   setsid unshare --pid --fork setsid "$PROGRAMS/$name" "$READY" "$RESULT" "${args[@]}" </dev/null >>"$WORK/$name.out" 2>&1 &
@@ -69,7 +68,7 @@ check_source_runs() {
 
 # 1. The migration. The daemon's background push is slowed down, so the restored program runs while
 #    most of its 64 MiB is still in the source, and takes it through faults.
-start_source 64
+start_source tp_lazy 64
 SOURCE_PID=$TARGET_PID
 lazy_dump "$WORK/img"
 [[ -e /proc/$SOURCE_PID ]] || fail "the source is gone before its pages were served"
@@ -102,7 +101,7 @@ TARGET_PID=
 
 # 2. The destination goes away in the middle: the dump fails with one line, the source resumes with
 #    its memory intact (the copy, whose memory is incomplete, is killed).
-start_source 32
+start_source tp_lazy 32
 lazy_dump "$WORK/img2"
 destination "$WORK/img2" "$WORK/img2-b" CRSHIM_LAZY_PUSH_PAUSE_MS=5000
 kill -9 "$COPY_PID" "$DAEMON_PID"
@@ -119,7 +118,7 @@ echo "ok: destination gone mid-transfer: $(head -1 "$WORK/img2/dump.err")"
 
 # 3. The same when serving itself fails (a fault injected at the 20th request for pages, of the 32
 #    the daemon's background push makes).
-start_source 32
+start_source tp_lazy 32
 CRSHIM_FAULT=dump:lazy-get:20 lazy_dump "$WORK/img-f"
 destination "$WORK/img-f" "$WORK/img-f-b"
 wait_exit "$DUMP_PID" "the lazy dump" 30
@@ -135,7 +134,7 @@ check_source_runs
 echo "ok: serving failed at its 20th request: the source runs on; the daemon: $(grep -m1 'Error' "$WORK/img-f-b/lazy-pages.log")"
 
 # 4. A dump waiting for its destination gives up on SIGTERM and resumes the tree.
-start_source 8
+start_source tp_lazy 8
 lazy_dump "$WORK/img3"
 kill -TERM "$DUMP_PID"
 wait_exit "$DUMP_PID" "the interrupted dump" 10
@@ -146,7 +145,7 @@ check_source_runs
 echo "ok: SIGTERM while waiting: $(head -1 "$WORK/img3/dump.err")"
 
 # 5. The port is taken: refused before anything is frozen. 6. No dump to fetch from.
-start_source 1
+start_source tp_lazy 1
 python3 -c "
 import socket, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -173,7 +172,7 @@ echo "ok: no dump to fetch from: $(head -1 "$WORK/err5")"
 
 # 7. Pre-dumps first, then the lazy dump: only the pages written since the last pre-dump stay in the
 #    source (PE_LAZY); the rest comes from the pre-dump's images, copied ahead (PE_PARENT).
-start_source 0 tp_predump "$WORK"
+start_source tp_predump "$WORK"
 mkdir -p "$WORK/m/pre"
 "$CRSHIM" pre-dump -t "$TARGET_PID" -D "$WORK/m/pre" -o pre.log -v4 || fail "pre-dump: $(tail -3 "$WORK/m/pre/pre.log")"
 kill -USR1 "$TARGET_PID"
@@ -198,3 +197,21 @@ lazy=$(stat_of pages_lazy) parent=$(stat_of pages_skipped_parent)
 fetched=$(sed -nE 's/.*lazy-pages: .* ([0-9]+) fetched from the source.*/\1/p' "$WORK/m-b/final/lazy-pages.log")
 ((fetched >= 1000 && fetched < 1300)) || fail "$fetched pages were fetched from the source"
 echo "ok: pre-dump, then a lazy dump: $fetched changed pages fetched from the source, $parent from the pre-dump's images"
+
+# 8. Every kind of tree the engine restores moves the same way: processes with threads, sessions, a
+#    zombie and a nested pid namespace; shared fd tables, fs state and address spaces (CLONE_VM: one
+#    pagemap served for two tasks); shared anonymous memory; memfd mappings.
+for prog in tp_tree tp_clone_share tp_threads tp_shmem tp_memfd_map; do
+  start_source "$prog"
+  lazy_dump "$WORK/k-$prog"
+  destination "$WORK/k-$prog" "$WORK/k-$prog-b"
+  TARGET_PID=$COPY_PID
+  finish_and_check
+  wait_exit "$DAEMON_PID" "the lazy-pages daemon" 30
+  DAEMON_PID=
+  ((RC == 0)) || fail "$prog: the daemon exited $RC: $(tail -3 "$WORK/k-$prog-b/lazy-pages.log")"
+  wait_exit "$DUMP_PID" "the lazy dump" 30
+  DUMP_PID=
+  ((RC == 0)) || fail "$prog: the lazy dump exited $RC: $(cat "$WORK/k-$prog/dump.err")"
+  echo "ok: $prog moved by post-copy ($(grep -o '[0-9]* fetched from the source' "$WORK/k-$prog-b/lazy-pages.log"))"
+done

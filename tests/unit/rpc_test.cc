@@ -16,6 +16,7 @@
 
 #include "checkpoint/base/unique_fd.h"
 #include "checkpoint/kernel/features.h"
+#include "checkpoint/mem/lazy.h"
 #include "hooks/rpc_io.h"
 
 namespace crshim::rpc {
@@ -352,7 +353,9 @@ TEST(RpcServe, KeepOpenServesAFeatureCheckAfterVersion) {
   auto probed = kernel::probe_features();
   ASSERT_TRUE(probed);
   EXPECT_EQ(f.features().mem_track(), probed->uffd_wp_async && probed->pagemap_scan);
-  EXPECT_FALSE(f.features().lazy_pages());
+  // Lazy restores need userfaultfd with its fork, remap, remove and unmap events.
+  EXPECT_EQ(f.features().lazy_pages(),
+            probed->userfaultfd && (probed->uffd_features & mem::kLazyUffdFeatures) == mem::kLazyUffdFeatures);
   EXPECT_FALSE(f.features().pidfd_store());  // not asked for
   EXPECT_EQ(s.exit_code(), 0);
 }
