@@ -365,6 +365,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
       return fail(userns.error());
     }
     ctx.userns = std::move(*userns);
+    ctx.files.set_userns(&*ctx.userns);
   }
   std::optional<dumper::ParentImages> parent;
   if (!req.parent_img.empty()) {
@@ -447,7 +448,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
       root_ids.set_net_ns_id(dumper_ids->net_ns_id());
       root_ids.set_mnt_ns_id(dumper_ids->mnt_ns_id());  // mnt::dump_mounts's
       root_ids.set_user_ns_id(dumper_ids->user_ns_id());  // ctx.userns, saved here
-      st = ns::dump_namespaces(req.pid, root_ids, *dumper_ids, session.images_dir);
+      st = ns::dump_namespaces(req.pid, root_ids, *dumper_ids, session.images_dir, ctx.userns ? &*ctx.userns : nullptr);
       if (st && ctx.userns) st = ctx.userns->save(session.images_dir, ids[0].second.user_ns_id());
     }
     for (size_t i = 1; st && i < ids.size(); i++)

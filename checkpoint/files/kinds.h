@@ -26,6 +26,10 @@
 #include "file-lock.pb.h"
 #include "remap-file-path.pb.h"
 
+namespace crshim::ns {
+class UserNs;
+}
+
 namespace crshim::files {
 
 namespace inet {
@@ -92,6 +96,9 @@ class DumpFiles {
   // Real pid/tid -> pid in the image for every task of the frozen tree (for kinds that look across it).
   void set_tree_pids(const std::map<pid_t, pid_t>* vpids) { tree_pids_ = vpids; }
   const std::map<pid_t, pid_t>* tree_pids() const { return tree_pids_; }
+  // The tree's own user namespace, if any: owners of files go into the images as it sees them.
+  void set_userns(const ns::UserNs* userns) { userns_ = userns; }
+  const ns::UserNs* userns() const { return userns_; }
   uint64_t ghost_limit() const { return ghost_limit_; }
   bool is_external(const std::string& key) const;
   // Kind-specific memory of what was already dumped (pipe inodes whose data is saved, ...).
@@ -113,6 +120,7 @@ class DumpFiles {
   inet::TcpPolicy tcp_;
   std::vector<UniqueFd> repaired_;
   const std::map<pid_t, pid_t>* tree_pids_ = nullptr;
+  const ns::UserNs* userns_ = nullptr;
   std::map<std::string, std::unique_ptr<image::Writer>> writers_;
   std::map<std::string, std::map<uint64_t, uint32_t>> seen_;
   std::map<std::string, OpenFiles> open_files_;
@@ -153,6 +161,10 @@ class RestoreFiles {
   // --tcp-close at restore: connections come back as closed sockets on their address, not repaired.
   void set_tcp_close(bool on) { tcp_close_ = on; }
   bool tcp_close() const { return tcp_close_; }
+  // The user namespace the tree is restored into when it is not crshim's: owners in the images are
+  // its ids (ns::owner_on_host()).
+  void set_userns(const ns::UserNs* userns) { userns_ = userns; }
+  const ns::UserNs* userns() const { return userns_; }
   // The file locks task `vpid` held (filelocks.img), loaded on first use.
   Result<std::vector<file_lock_entry>> locks_of(uint32_t vpid);
   // The remap-fpath.img entry for REG file `id` (a ghost, or a --link-remap link whose REG entry is
@@ -174,6 +186,7 @@ class RestoreFiles {
   bool shell_job_;
   int root_fd_ = -1;
   int netns_fd_ = -1;
+  const ns::UserNs* userns_ = nullptr;
   bool tcp_close_ = false;
   std::map<std::string, int> inherited_;
   std::optional<std::map<uint32_t, remap_file_path_entry>> remaps_;  // orig file id -> its remap
@@ -183,6 +196,10 @@ class RestoreFiles {
   std::map<std::string, std::map<uint64_t, UniqueFd>> objects_;
   std::map<std::string, std::map<uint64_t, std::string>> data_;
 };
+
+// Before any task exists: every owner the images give files (memfds, ghost files, unix socket files)
+// has an id in files.userns(), so that a refused restore leaves nothing behind (owners.cc).
+Status check_owners(RestoreFiles& files, const std::map<uint32_t, file_entry>& all);
 
 struct FileKind {
   const char* name;

@@ -20,6 +20,7 @@
 #include "checkpoint/files/memfd.h"
 #include "checkpoint/image/catalog.h"
 #include "checkpoint/mem/shmem.h"
+#include "checkpoint/ns/userns.h"
 #include "memfd.pb.h"
 #include "pagemap.pb.h"
 
@@ -76,8 +77,9 @@ Result<uint32_t> dump_inode(int fd, const std::string& link, const std::string& 
   uint32_t shmid = uint32_t(st.st_ino);
   memfd_inode_entry mie;
   mie.set_name(memfd_name(link));
-  mie.set_uid(st.st_uid);
-  mie.set_gid(st.st_gid);
+  auto owner = ns::owner_in_image(files.userns(), {st.st_uid, st.st_gid});
+  mie.set_uid(owner.uid);
+  mie.set_gid(owner.gid);
   mie.set_size(uint64_t(st.st_size));
   mie.set_shmid(shmid);
   mie.set_seals(uint32_t(seals));
@@ -225,7 +227,8 @@ Result<int> inode_fd(uint64_t inode_id, RestoreFiles& files) {
   UniqueFd fd(::memfd_create(mie.name().c_str(), flags | MFD_EXEC));
   if (!fd && errno == EINVAL) fd = UniqueFd(::memfd_create(mie.name().c_str(), flags));
   if (!fd) return fail(sys_error("memfd_create", what));
-  if (::fchown(fd.get(), mie.uid(), mie.gid()) < 0) return fail(sys_error("fchown", what));
+  auto owner = CR_TRY(ns::owner_on_host(files.userns(), {mie.uid(), mie.gid()}, what));
+  if (::fchown(fd.get(), owner.uid, owner.gid) < 0) return fail(sys_error("fchown", what));
   if (mie.has_mode() && ::fchmod(fd.get(), mie.mode() & 07777) < 0) return fail(sys_error("fchmod", what));
   if (::ftruncate(fd.get(), off_t(mie.size())) < 0) return fail(sys_error("ftruncate", what));
   CR_OK_IN(restore_contents(files.images_dir(), fd.get(), mie, what), what);

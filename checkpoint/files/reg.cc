@@ -15,6 +15,7 @@
 #include "checkpoint/files/link_remap.h"
 #include "checkpoint/files/reg_ghost.h"
 #include "checkpoint/image/catalog.h"
+#include "checkpoint/ns/userns.h"
 #include "ghost-file.pb.h"
 #include "remap-file-path.pb.h"
 
@@ -141,8 +142,9 @@ Status write_ghost_image(int fd, const struct stat& st, const std::string& what,
   std::string name = "ghost-file-" + hex(ghost_id) + ".img";
   auto w = CR_TRY(image::Writer::create(files.images_dir(), name, image::kind(image::Type::ghost_file)));
   ghost_file_entry g;
-  g.set_uid(st.st_uid);
-  g.set_gid(st.st_gid);
+  auto owner = ns::owner_in_image(files.userns(), {st.st_uid, st.st_gid});
+  g.set_uid(owner.uid);
+  g.set_gid(owner.gid);
   g.set_mode(st.st_mode);
   g.set_dev(uint32_t(st.st_dev));
   g.set_ino(st.st_ino);
@@ -234,7 +236,8 @@ Result<int> ghost_object(uint32_t ghost_id, const std::string& path, RestoreFile
     std::string data = CR_TRY(r.read_raw(g.size()));
     CR_OK(sys::pwrite_all(fd, data.data(), data.size(), 0, at));
   }
-  if (::fchown(fd, g.uid(), g.gid()) < 0) return fail(sys_error("fchown", at));
+  auto owner = CR_TRY(ns::owner_on_host(files.userns(), {g.uid(), g.gid()}, "deleted file " + path));
+  if (::fchown(fd, owner.uid, owner.gid) < 0) return fail(sys_error("fchown", at));
   timespec times[2] = {{long(g.atim().tv_sec()), long(g.atim().tv_usec() * 1000)},
                        {long(g.mtim().tv_sec()), long(g.mtim().tv_usec() * 1000)}};
   ::futimens(fd, times);

@@ -22,6 +22,7 @@
 #include "checkpoint/base/sys.h"
 #include "checkpoint/files/anon_common.h"
 #include "checkpoint/files/kinds.h"
+#include "checkpoint/ns/userns.h"
 #include "checkpoint/tty/pty.h"
 
 namespace crshim::files {
@@ -112,8 +113,9 @@ Result<tty_info_entry> describe(DumpFiles& files, uint32_t index, bool master, i
   w->set_ws_ypixel(ws.ws_ypixel);
   ti.mutable_pty()->set_index(index);
   ti.set_dev(uint32_t(st.st_dev));
-  ti.set_uid(st.st_uid);
-  ti.set_gid(st.st_gid);
+  auto owner = ns::owner_in_image(files.userns(), {st.st_uid, st.st_gid});
+  ti.set_uid(owner.uid);
+  ti.set_gid(owner.gid);
   return ti;
 }
 

@@ -23,6 +23,7 @@
 #include "checkpoint/files/sock_opts.h"
 #include "checkpoint/files/unix_diag.h"
 #include "checkpoint/files/unix_restore.h"
+#include "checkpoint/ns/userns.h"
 #include "sk-packet.pb.h"
 
 namespace crshim::files {
@@ -273,6 +274,11 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
   *e->mutable_fown() = CR_TRY(anon::dump_fown(own.get(), what));
   *e->mutable_opts() = CR_TRY(dump_opts(own.get(), what));
   CR_OK(dump_name(f, d, *e, what));
+  if (e->has_file_perms()) {
+    auto owner = ns::owner_in_image(files.userns(), {e->file_perms().uid(), e->file_perms().gid()});
+    e->mutable_file_perms()->set_uid(owner.uid);
+    e->mutable_file_perms()->set_gid(owner.gid);
+  }
   bool self_external = false;
   if (external) {
     // A datagram socket whose outside peer has a name is connected to that name again at restore (the

@@ -21,6 +21,7 @@
 #include "checkpoint/files/anon_common.h"
 #include "checkpoint/files/file_table.h"
 #include "checkpoint/files/unix_diag.h"
+#include "checkpoint/ns/userns.h"
 #include "sk-packet.pb.h"
 
 namespace crshim::files::unixsk {
@@ -461,7 +462,9 @@ Status build_all(RestoreFiles& files) {
       if (s.e.has_file_perms()) {
         const file_perms_entry& fp = s.e.file_perms();
         if (::chmod(path, fp.mode() & 07777) < 0) return fail(sys_error("chmod", s.e.name()));
-        if (::chown(path, fp.uid(), fp.gid()) < 0) return fail(sys_error("chown", s.e.name()));
+        std::string what = "unix socket file " + std::string(s.e.name().c_str());
+        auto owner = CR_TRY(ns::owner_on_host(files.userns(), {fp.uid(), fp.gid()}, what));
+        if (::chown(path, owner.uid, owner.gid) < 0) return fail(sys_error("chown", s.e.name()));
       }
       if (s.e.deleted() && ::unlink(path) < 0) return fail(sys_error("unlink", s.e.name()));
       return {};

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "checkpoint/base/sys.h"
@@ -62,13 +63,15 @@ Status in_ipc_namespace(pid_t pid, const std::function<Status()>& fn) {
   return st;
 }
 
-ipc_desc_entry desc_of(const struct ipc_perm& p, int id) {
+ipc_desc_entry desc_of(const struct ipc_perm& p, int id, const UserNs* userns) {
   ipc_desc_entry d;
   d.set_key(uint32_t(p.__key));
-  d.set_uid(p.uid);
-  d.set_gid(p.gid);
-  d.set_cuid(p.cuid);
-  d.set_cgid(p.cgid);
+  auto owner = owner_in_image(userns, {p.uid, p.gid});
+  auto creator = owner_in_image(userns, {p.cuid, p.cgid});
+  d.set_uid(owner.uid);
+  d.set_gid(owner.gid);
+  d.set_cuid(creator.uid);
+  d.set_cgid(creator.gid);
   d.set_mode(p.mode);
   d.set_id(uint32_t(id));
   return d;
@@ -84,7 +87,7 @@ Status pad(image::Writer& w, uint64_t used, uint64_t to) {
 
 // --- dump (on the thread inside the namespace) ---
 
-Status dump_shm(uint32_t ns_id, int dir) {
+Status dump_shm(uint32_t ns_id, int dir, const UserNs* userns) {
   struct shm_info info;
   int max = ::shmctl(0, SHM_INFO, reinterpret_cast<struct shmid_ds*>(&info));
   if (max < 0) return fail(sys_error("shmctl(SHM_INFO)", "IPC namespace"));
@@ -102,7 +105,7 @@ Status dump_shm(uint32_t ns_id, int dir) {
     if (ds.shm_segsz > kMaxShmSize) return fail(make_error(Errc::unsupported, "dump", what, "segment too large"));
     if (!w) w.emplace(CR_TRY(image::Writer::create(dir, image_name("shm", ns_id), image::kind(image::Type::ipcns_shm))));
     ipc_shm_entry e;
-    *e.mutable_desc() = desc_of(ds.shm_perm, id);
+    *e.mutable_desc() = desc_of(ds.shm_perm, id, userns);
     e.set_size(ds.shm_segsz);
     e.set_in_pagemaps(true);
     CR_OK(w->write(e));
@@ -121,7 +124,7 @@ Status dump_shm(uint32_t ns_id, int dir) {
   return w ? w->close() : Status{};
 }
 
-Status dump_sem(uint32_t ns_id, int dir) {
+Status dump_sem(uint32_t ns_id, int dir, const UserNs* userns) {
   struct seminfo info;
   int max = ::semctl(0, 0, SEM_INFO, &info);
   if (max < 0) return fail(sys_error("semctl(SEM_INFO)", "IPC namespace"));
@@ -138,7 +141,7 @@ Status dump_sem(uint32_t ns_id, int dir) {
     if (::semctl(id, 0, GETALL, values.data()) < 0) return fail(sys_error("semctl(GETALL)", what));
     if (!w) w.emplace(CR_TRY(image::Writer::create(dir, image_name("sem", ns_id), image::kind(image::Type::ipcns_sem))));
     ipc_sem_entry e;
-    *e.mutable_desc() = desc_of(ds.sem_perm, id);
+    *e.mutable_desc() = desc_of(ds.sem_perm, id, userns);
     e.set_nsems(uint32_t(ds.sem_nsems));
     CR_OK(w->write(e));
     CR_OK(w->write_raw(values.data(), values.size() * 2));
@@ -147,7 +150,7 @@ Status dump_sem(uint32_t ns_id, int dir) {
   return w ? w->close() : Status{};
 }
 
-Status dump_msg(uint32_t ns_id, int dir) {
+Status dump_msg(uint32_t ns_id, int dir, const UserNs* userns) {
   struct msginfo info;
   int max = ::msgctl(0, MSG_INFO, reinterpret_cast<struct msqid_ds*>(&info));
   if (max < 0) return fail(sys_error("msgctl(MSG_INFO)", "IPC namespace"));
@@ -162,7 +165,7 @@ Status dump_msg(uint32_t ns_id, int dir) {
     std::string what = object_name("message queue", uint32_t(id));
     if (!w) w.emplace(CR_TRY(image::Writer::create(dir, image_name("msg", ns_id), image::kind(image::Type::ipcns_msg))));
     ipc_msg_entry e;
-    *e.mutable_desc() = desc_of(ds.msg_perm, id);
+    *e.mutable_desc() = desc_of(ds.msg_perm, id, userns);
     e.set_qbytes(uint32_t(ds.msg_qbytes));
     e.set_qnum(uint32_t(ds.msg_qnum));
     CR_OK(w->write(e));
@@ -205,7 +208,7 @@ Status check_id(int got, const ipc_desc_entry& d, const std::string& what, const
   return {};
 }
 
-Status restore_shm(uint32_t ns_id, int dir) {
+Status restore_shm(uint32_t ns_id, int dir, const UserNs* userns) {
   std::string name = image_name("shm", ns_id);
   auto r = image::Reader::open(dir, name, image::kind(image::Type::ipcns_shm));
   if (!r) return r.error().err == ENOENT ? Status{} : fail(r.error());
@@ -223,8 +226,10 @@ Status restore_shm(uint32_t ns_id, int dir) {
     CR_OK(check_id(id, d, what, "shmget"));
     struct shmid_ds ds;
     if (::shmctl(id, IPC_STAT, &ds) < 0) return fail(sys_error("shmctl(IPC_STAT)", what));
-    ds.shm_perm.uid = d.uid();
-    ds.shm_perm.gid = d.gid();
+    // IPC_SET takes ids as crshim's user namespace sees them.
+    auto owner = CR_TRY(owner_on_host(userns, {d.uid(), d.gid()}, what));
+    ds.shm_perm.uid = owner.uid;
+    ds.shm_perm.gid = owner.gid;
     ds.shm_perm.mode = (unsigned short)(d.mode() & 0777);
     if (::shmctl(id, IPC_SET, &ds) < 0) return fail(sys_error("shmctl(IPC_SET)", what));
     std::string data;
@@ -244,7 +249,7 @@ Status restore_shm(uint32_t ns_id, int dir) {
   return {};
 }
 
-Status restore_sem(uint32_t ns_id, int dir) {
+Status restore_sem(uint32_t ns_id, int dir, const UserNs* userns) {
   std::string name = image_name("sem", ns_id);
   auto r = image::Reader::open(dir, name, image::kind(image::Type::ipcns_sem));
   if (!r) return r.error().err == ENOENT ? Status{} : fail(r.error());
@@ -264,15 +269,16 @@ Status restore_sem(uint32_t ns_id, int dir) {
     if (::semctl(id, 0, SETALL, values.data()) < 0) return fail(sys_error("semctl(SETALL)", what));
     struct semid_ds ds;
     if (::semctl(id, 0, IPC_STAT, &ds) < 0) return fail(sys_error("semctl(IPC_STAT)", what));
-    ds.sem_perm.uid = d.uid();
-    ds.sem_perm.gid = d.gid();
+    auto owner = CR_TRY(owner_on_host(userns, {d.uid(), d.gid()}, what));
+    ds.sem_perm.uid = owner.uid;
+    ds.sem_perm.gid = owner.gid;
     ds.sem_perm.mode = (unsigned short)(d.mode() & 0777);
     if (::semctl(id, 0, IPC_SET, &ds) < 0) return fail(sys_error("semctl(IPC_SET)", what));
   }
   return {};
 }
 
-Status restore_msg(uint32_t ns_id, int dir) {
+Status restore_msg(uint32_t ns_id, int dir, const UserNs* userns) {
   std::string name = image_name("msg", ns_id);
   auto r = image::Reader::open(dir, name, image::kind(image::Type::ipcns_msg));
   if (!r) return r.error().err == ENOENT ? Status{} : fail(r.error());
@@ -288,8 +294,9 @@ Status restore_msg(uint32_t ns_id, int dir) {
     // Owner, mode and capacity first: the queue must hold what it held at dump.
     struct msqid_ds ds;
     if (::msgctl(id, IPC_STAT, &ds) < 0) return fail(sys_error("msgctl(IPC_STAT)", what));
-    ds.msg_perm.uid = d.uid();
-    ds.msg_perm.gid = d.gid();
+    auto owner = CR_TRY(owner_on_host(userns, {d.uid(), d.gid()}, what));
+    ds.msg_perm.uid = owner.uid;
+    ds.msg_perm.gid = owner.gid;
     ds.msg_perm.mode = (unsigned short)(d.mode() & 0777);
     ds.msg_qbytes = e.qbytes();
     if (::msgctl(id, IPC_SET, &ds) < 0) return fail(sys_error("msgctl(IPC_SET)", what));
@@ -310,21 +317,59 @@ Status restore_msg(uint32_t ns_id, int dir) {
   return {};
 }
 
+// The owners of the objects of one image, read without making anything (contents skipped).
+template <typename Entry>
+Status check_owners(const char* what, image::Type type, uint32_t ns_id, int dir, const UserNs* userns,
+                    const char* kind) {
+  auto r = image::Reader::open(dir, image_name(what, ns_id), image::kind(type));
+  if (!r) return r.error().err == ENOENT ? Status{} : fail(r.error());
+  for (;;) {
+    Entry e;
+    if (!CR_TRY(r->read(e))) return {};
+    const auto& d = e.desc();
+    CR_TRY(owner_on_host(userns, {d.uid(), d.gid()}, object_name(kind, d.id())));
+    // Contents are skipped; sizes the restore would refuse end the check (the restore says why).
+    if constexpr (std::is_same_v<Entry, ipc_shm_entry>) {
+      if (e.in_pagemaps()) continue;
+      if (e.size() > kMaxShmSize) return {};
+      CR_TRY(r->read_raw(round_up(e.size(), 4)));
+    } else if constexpr (std::is_same_v<Entry, ipc_sem_entry>) {
+      if (e.nsems() > 65536) return {};
+      CR_TRY(r->read_raw(round_up(uint64_t(e.nsems()) * 2, 8)));
+    } else {
+      for (uint32_t n = 0; n < e.qnum(); n++) {
+        ipc_msg m;
+        if (!CR_TRY(r->read(m)) || m.msize() > kMaxMsgSize)
+          return fail(make_error(Errc::corrupt_image, "validate", image_name(what, ns_id),
+                                 "bad message " + std::to_string(n)));
+        CR_TRY(r->read_raw(round_up(m.msize(), 8)));
+      }
+    }
+  }
+}
+
 }  // namespace
 
-Status dump_ipc_objects(pid_t pid, uint32_t ns_id, int dir) {
+Status check_ipc_owners(uint32_t ns_id, int dir, const UserNs* userns) {
+  if (!userns) return {};
+  CR_OK(check_owners<ipc_shm_entry>("shm", image::Type::ipcns_shm, ns_id, dir, userns, "shm segment"));
+  CR_OK(check_owners<ipc_sem_entry>("sem", image::Type::ipcns_sem, ns_id, dir, userns, "semaphore set"));
+  return check_owners<ipc_msg_entry>("msg", image::Type::ipcns_msg, ns_id, dir, userns, "message queue");
+}
+
+Status dump_ipc_objects(pid_t pid, uint32_t ns_id, int dir, const UserNs* userns) {
   return in_ipc_namespace(pid, [&]() -> Status {
-    CR_OK(dump_shm(ns_id, dir));
-    CR_OK(dump_sem(ns_id, dir));
-    return dump_msg(ns_id, dir);
+    CR_OK(dump_shm(ns_id, dir, userns));
+    CR_OK(dump_sem(ns_id, dir, userns));
+    return dump_msg(ns_id, dir, userns);
   });
 }
 
-Status restore_ipc_objects(pid_t pid, uint32_t ns_id, int dir) {
+Status restore_ipc_objects(pid_t pid, uint32_t ns_id, int dir, const UserNs* userns) {
   return in_ipc_namespace(pid, [&]() -> Status {
-    CR_OK(restore_shm(ns_id, dir));
-    CR_OK(restore_sem(ns_id, dir));
-    return restore_msg(ns_id, dir);
+    CR_OK(restore_shm(ns_id, dir, userns));
+    CR_OK(restore_sem(ns_id, dir, userns));
+    return restore_msg(ns_id, dir, userns);
   });
 }
 

@@ -107,7 +107,8 @@ int owned_namespaces(const task_kobj_ids_entry& t, const task_kobj_ids_entry& d)
   return flags;
 }
 
-Status dump_namespaces(pid_t pid, const task_kobj_ids_entry& task, const task_kobj_ids_entry& dumper, int dir) {
+Status dump_namespaces(pid_t pid, const task_kobj_ids_entry& task, const task_kobj_ids_entry& dumper, int dir,
+                       const UserNs* userns) {
   int flags = owned_namespaces(task, dumper);
   std::string who = "pid " + std::to_string(pid);
   // A cgroup namespace needs no image of its own: cgroup.img records where it is rooted. Mount,
@@ -128,7 +129,7 @@ Status dump_namespaces(pid_t pid, const task_kobj_ids_entry& task, const task_ko
   }
   if (flags & CLONE_NEWIPC) {
     auto v = CR_TRY(read_in_namespace(pid, "ipc", CLONE_NEWIPC, kIpcFiles, kIpcFileCount));
-    CR_OK_IN(dump_ipc_objects(pid, task.ipc_ns_id(), dir), "IPC namespace of " + who);
+    CR_OK_IN(dump_ipc_objects(pid, task.ipc_ns_id(), dir, userns), "IPC namespace of " + who);
     ipc_var_entry e;
     for (auto part : sys::split(sys::trim(v[0]), '\t')) e.add_sem_ctls(uint32_t(number(std::string(sys::trim(part)))));
     e.set_msg_ctlmax(uint32_t(number(v[1])));
@@ -149,7 +150,8 @@ Status dump_namespaces(pid_t pid, const task_kobj_ids_entry& task, const task_ko
   return {};
 }
 
-Status restore_namespaces(kernel::Remote& r, int flags, const task_kobj_ids_entry& task, int dir) {
+Status restore_namespaces(kernel::Remote& r, int flags, const task_kobj_ids_entry& task, int dir,
+                          const UserNs* userns) {
   if (flags & CLONE_NEWUTS) {
     std::string name = "utsns-" + std::to_string(task.uts_ns_id()) + ".img";
     auto rd = CR_TRY(image::Reader::open(dir, name, image::kind(image::Type::utsns)));
@@ -188,7 +190,7 @@ Status restore_namespaces(kernel::Remote& r, int flags, const task_kobj_ids_entr
     if (e.has_mq_msgsize_default())
       CR_OK(remote_write_file(r, "/proc/sys/fs/mqueue/msgsize_default", std::to_string(e.mq_msgsize_default())));
     // The objects after the limits they must fit in.
-    CR_OK_IN(restore_ipc_objects(r.pid(), task.ipc_ns_id(), dir), "IPC namespace");
+    CR_OK_IN(restore_ipc_objects(r.pid(), task.ipc_ns_id(), dir, userns), "IPC namespace");
   }
   return {};
 }

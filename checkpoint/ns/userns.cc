@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -76,6 +77,43 @@ Result<UserNs> UserNs::of_task(pid_t pid) {
   return ns;
 }
 
+Result<UserNs> UserNs::of_ns_fd(int ns_fd, const std::string& what) {
+  // A namespace has no maps of its own in /proc: a child of ours joins it and shows them there.
+  int sync[2];
+  if (::pipe2(sync, O_CLOEXEC) < 0) return fail(sys_error("pipe2", what));
+  UniqueFd rd(sync[0]), wr(sync[1]);
+  pid_t child = ::fork();
+  if (child < 0) return fail(sys_error("fork", what));
+  if (child == 0) {
+    // Only system calls here: the parent may have other threads.
+    char ok = ::setns(ns_fd, CLONE_NEWUSER) == 0 ? '1' : '0';
+    ::close(sync[0]);
+    if (::write(sync[1], &ok, 1) != 1) ::_exit(1);
+    ::close(sync[1]);
+    ::pause();  // until the parent has read the maps and kills it
+    ::_exit(0);
+  }
+  wr.reset();
+  char ok = 0;
+  ssize_t got = ::read(rd.get(), &ok, 1);
+  int saved = errno;
+  UserNs ns;
+  auto read_maps = [&]() -> Status {
+    if (got != 1 || ok != '1') {
+      errno = got < 0 ? saved : (got == 1 ? EPERM : EIO);
+      return fail(sys_error("setns(CLONE_NEWUSER)", what).with_hint("it must be a user namespace crshim may enter"));
+    }
+    std::string dir = "/proc/" + std::to_string(child);
+    CR_OK(parse_map(CR_TRY(sys::read_file(dir + "/uid_map")), dir + "/uid_map", *ns.entry_.mutable_uid_map()));
+    return parse_map(CR_TRY(sys::read_file(dir + "/gid_map")), dir + "/gid_map", *ns.entry_.mutable_gid_map());
+  };
+  Status st = read_maps();
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  if (!st) return fail(st.error());
+  return ns;
+}
+
 Result<UserNs> UserNs::load(int images_dir, uint32_t id) {
   std::string name = image_name(id);
   auto rd = CR_TRY(image::Reader::open(images_dir, name, image::kind(image::Type::userns)));
@@ -129,6 +167,28 @@ uint32_t UserNs::inside(const google::protobuf::RepeatedPtrField<uid_gid_extent>
     if (outside >= e.lower_first() && uint64_t(outside) < uint64_t(e.lower_first()) + e.count())
       return e.first() + (outside - e.lower_first());
   return kOverflowId;
+}
+
+std::optional<uint32_t> UserNs::outside(const google::protobuf::RepeatedPtrField<uid_gid_extent>& map, uint32_t inside) {
+  for (const auto& e : map)
+    if (inside >= e.first() && uint64_t(inside) < uint64_t(e.first()) + e.count())
+      return e.lower_first() + (inside - e.first());
+  return std::nullopt;
+}
+
+Owner owner_in_image(const UserNs* ns, Owner host) {
+  if (!ns) return host;
+  return {ns->uid_inside(host.uid), ns->gid_inside(host.gid)};
+}
+
+Result<Owner> owner_on_host(const UserNs* ns, Owner image, const std::string& what) {
+  if (!ns) return image;
+  auto uid = ns->uid_outside(image.uid);
+  auto gid = ns->gid_outside(image.gid);
+  if (uid && gid) return Owner{*uid, *gid};
+  std::string id = uid ? "gid " + std::to_string(image.gid) : "uid " + std::to_string(image.uid);
+  return fail(make_error(Errc::conflict, "restore", what, "owner " + id + " is not mapped in the user namespace restored into")
+                  .with_hint("restore into a user namespace whose uid_map and gid_map cover the ids of the images"));
 }
 
 void UserNs::creds_inside(creds_entry& c) const {

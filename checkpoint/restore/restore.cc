@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include "checkpoint/mnt/mnt_ns.h"
 #include "checkpoint/net/net_lock.h"
 #include "checkpoint/net/netns.h"
+#include "checkpoint/ns/ipc_objects.h"
 #include "checkpoint/ns/namespaces.h"
 #include "checkpoint/ns/pidns.h"
 #include "checkpoint/ns/time_ns.h"
@@ -114,6 +116,32 @@ Status check_supported(const restorer::ImageSet& set) {
   return {};
 }
 
+// The namespace file a --join-ns NS:PID|PATH names.
+std::string join_ns_path(const JoinNamespace& j) {
+  bool pid_target = !j.target.empty() && j.target.find_first_not_of("0123456789") == std::string::npos;
+  return pid_target ? "/proc/" + j.target + "/ns/" + j.ns : j.target;
+}
+
+// The user namespace the tree is restored into when it is not crshim's: the joined one (--join-ns
+// user) or the tree's own, made with the maps of the images. Owners of objects in the images are its
+// ids; crshim, which makes the objects, applies them through its maps (ns::owner_on_host()).
+Result<std::optional<ns::UserNs>> target_userns(const restorer::ImageSet& set, const RestoreRequest& req, int images_dir) {
+  for (const auto& j : req.join_ns)
+    if (j.ns == "user") {
+      std::string what = "--join-ns user:" + j.target;
+      auto fd = sys::open(join_ns_path(j), O_RDONLY);
+      if (!fd) return fail(fd.error().within(what));
+      struct stat joined{}, own{};
+      if (::fstat(fd->get(), &joined) == 0 && ::stat("/proc/self/ns/user", &own) == 0 && joined.st_ino == own.st_ino &&
+          joined.st_dev == own.st_dev)
+        return std::optional<ns::UserNs>();  // crshim's own: ids need no translation
+      return std::optional<ns::UserNs>(CR_TRY(ns::UserNs::of_ns_fd(fd->get(), what)));
+    }
+  if (ns::owned_namespaces(set.processes[0].ids, set.inventory.root_ids()) & CLONE_NEWUSER)
+    return std::optional<ns::UserNs>(CR_TRY(ns::UserNs::load(images_dir, set.processes[0].ids.user_ns_id())));
+  return std::optional<ns::UserNs>();
+}
+
 // The root task inside an existing pid namespace (--external pid[..]:KEY at dump): setns() changes
 // only where this thread's new children go, so crshim makes it there and goes back at once.
 Result<restorer::RestoredTask> create_in_pidns(int pidns_fd, const restorer::ProcessImage& img, bool sibling, int ns_flags,
@@ -145,7 +173,7 @@ class RestoredTree {
  public:
   Status create(const restorer::ImageSet& set, const RestoreRequest& req, int images_dir, Logger& log,
                 const net::RestorePlan& net, cgroup::Placement& cgroups, const tty::RestoredPtys& ptys,
-                mnt::TreeBuilder* mounts, int join_pidns) {
+                mnt::TreeBuilder* mounts, int join_pidns, const ns::UserNs* owners) {
     bool shell_job = req.shell_job, sibling = req.sibling;
     images_dir_ = images_dir;
     CR_OK(open_join_ns(req.join_ns));
@@ -219,7 +247,7 @@ class RestoredTree {
       // A session leader starts its session before creating the tasks that belong to it.
       bool root_outside = img.pstree.ppid() == 0 && shell_job;
       if (img.pstree.ppid() == 0) {
-        CR_OK(restorer::setup_namespaces(*task, ns_flags, img.ids, images_dir_));
+        CR_OK(restorer::setup_namespaces(*task, ns_flags, img.ids, images_dir_, owners));
         if (join_first.empty()) CR_OK(restorer::join_namespaces(*task, join_fds_));
         if (mounts) CR_OK(mounts->build(task->pid(), log, ptys.slaves));
       }
@@ -277,8 +305,7 @@ class RestoredTree {
   // Opens every --join-ns target; the root task inherits the fds and setns()es into them.
   Status open_join_ns(const std::vector<JoinNamespace>& join) {
     for (const auto& j : join) {
-      bool pid_target = !j.target.empty() && j.target.find_first_not_of("0123456789") == std::string::npos;
-      std::string path = pid_target ? "/proc/" + j.target + "/ns/" + j.ns : j.target;
+      std::string path = join_ns_path(j);
       auto fd = sys::open(path, O_RDONLY);
       if (!fd) return fail(fd.error().within("--join-ns " + j.ns + ":" + j.target));
       if (j.ns == "user") join_user_ = JoinedUser{fd->get(), j.uid, j.gid};
@@ -401,12 +428,19 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
   if (req.lazy_pages) lazy.emplace(CR_TRY(mem::LazyClient::connect(session.work_dir, std::chrono::seconds(5))));
   CR_OK(hooks.fire(HookPoint::pre_restore, 0));
   files::RestoreFiles files(set.files, session.images_dir, req.shell_job);
+  auto owners_ns = CR_TRY(target_userns(set, req, session.images_dir));
+  files.set_userns(owners_ns ? &*owners_ns : nullptr);
+  // Owners the target namespace has no id for are refused before any task exists.
+  CR_OK(files::check_owners(files, set.files));
+  if (ns::owned_namespaces(set.processes[0].ids, set.inventory.root_ids()) & CLONE_NEWIPC)
+    CR_OK(ns::check_ipc_owners(set.processes[0].ids.ipc_ns_id(), session.images_dir, files.userns()));
   files.set_tcp_close(req.tcp_close);
   for (const auto& in : req.inherit_fds) files.inherit(in.fd, in.key);
   // Before any task exists: tasks inherit the ptys, and session leaders take theirs as they are created.
   auto ptys = CR_TRY(tty::restore_ptys(files, set, req.orphan_pts_master, log));
   RestoredTree tree;
-  CR_OK(tree.create(set, req, session.images_dir, log, netns, cgroups, ptys, mounts ? &*mounts : nullptr, join_pidns));
+  CR_OK(tree.create(set, req, session.images_dir, log, netns, cgroups, ptys, mounts ? &*mounts : nullptr, join_pidns,
+                    owners_ns ? &*owners_ns : nullptr));
   if (mounts) CR_OK(fault_point("restore:mounts"));
   // From here on the image's paths name files in the restored root, not in crshim's.
   UniqueFd restored_root;

@@ -887,10 +887,11 @@ Status set_process_group(RestoredTask& task, pid_t pgid) {
   });
 }
 
-Status setup_namespaces(RestoredTask& task, int ns_flags, const task_kobj_ids_entry& ids, int images_dir) {
+Status setup_namespaces(RestoredTask& task, int ns_flags, const task_kobj_ids_entry& ids, int images_dir,
+                        const ns::UserNs* userns) {
   if (!ns_flags) return {};
   return with_early_window(task.threads_[0], [&](Remote& r, PtraceSyscall&) -> Status {
-    return ns::restore_namespaces(r, ns_flags, ids, images_dir);
+    return ns::restore_namespaces(r, ns_flags, ids, images_dir, userns);
   });
 }
 

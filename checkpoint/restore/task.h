@@ -66,7 +66,7 @@ class RestoredTask {
 
  private:
   friend Result<RestoredTask> create_task(const ProcessImage&, bool, bool, int, Logger&, const std::vector<int>&);
-  friend Status setup_namespaces(RestoredTask&, int, const task_kobj_ids_entry&, int);
+  friend Status setup_namespaces(RestoredTask&, int, const task_kobj_ids_entry&, int, const ns::UserNs*);
   friend Result<RestoredTask> fork_child(RestoredTask&, const ProcessImage&, Logger&);
   friend Status set_session(RestoredTask&);
   friend Status run_early(RestoredTask&, const std::function<Status(kernel::Remote&)>&);
@@ -92,8 +92,10 @@ class RestoredTask {
 // it gets are owned by that user namespace.
 Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new_pidns, int ns_flags, Logger& log,
                                  const std::vector<int>& join_first = {});
-// Sets up the namespaces create_task() made (hostname, IPC limits) from their images.
-Status setup_namespaces(RestoredTask& task, int ns_flags, const task_kobj_ids_entry& ids, int images_dir);
+// Sets up the namespaces create_task() made (hostname, IPC limits and objects) from their images;
+// `userns`: the user namespace restored into (null: crshim's), whose ids the images' owners are.
+Status setup_namespaces(RestoredTask& task, int ns_flags, const task_kobj_ids_entry& ids, int images_dir,
+                        const ns::UserNs* userns);
 
 // Creates a child of `parent` (a task still running crshim's code) with the image's pid, by making
 // the parent run clone3 itself, so the child has the right parent. The child shares the parent's
