@@ -9,6 +9,7 @@
 #include <cstring>
 #include <optional>
 #include <random>
+#include <set>
 
 #include "checkpoint/base/fault.h"
 #include "checkpoint/cgroup/cgroup.h"
@@ -194,6 +195,23 @@ Result<std::unique_ptr<mem::PageServerClient>> connect_page_server(const DumpReq
     return fail(make_error(Errc::invalid_argument, "dump", "page server", "no address or port")
                     .with_hint("give --address ADDR --port PORT of a running page server"));
   return mem::PageServerClient::connect(req.ps_address, req.ps_port);
+}
+
+// UTS and IPC namespaces that tasks below the root made (unshare): each once, from the first task
+// in tree order that is in it. The root's and the dumper's are not dumped here.
+Status dump_nested_uts_ipc(const std::vector<std::pair<pid_t, task_kobj_ids_entry>>& ids, const task_kobj_ids_entry& dumper,
+                           int images_dir, const ns::UserNs* userns) {
+  std::set<uint32_t> uts_done{dumper.uts_ns_id(), ids[0].second.uts_ns_id()};
+  std::set<uint32_t> ipc_done{dumper.ipc_ns_id(), ids[0].second.ipc_ns_id()};
+  for (size_t i = 1; i < ids.size(); i++) {
+    const auto& [pid, task] = ids[i];
+    // Compared with the dumper's ids but for the namespaces still to dump, so that only those are.
+    task_kobj_ids_entry view = dumper;
+    if (uts_done.insert(task.uts_ns_id()).second) view.set_uts_ns_id(task.uts_ns_id());
+    if (ipc_done.insert(task.ipc_ns_id()).second) view.set_ipc_ns_id(task.ipc_ns_id());
+    if (ns::owned_namespaces(view, dumper)) CR_OK(ns::dump_namespaces(pid, view, dumper, images_dir, userns));
+  }
+  return {};
 }
 
 // --lazy-pages: listening before anything is frozen, so a port in use costs the tree nothing.
@@ -430,14 +448,13 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   // Processes sharing an mm, fd table, fs state or signal handlers are dumped as CRIU does: equal
   // ids in ids-<pid>.img, each shared object's contents once; restore decides what it can recreate.
   if (st && !ids.empty()) {
-    // UTS, IPC, cgroup and time namespaces of the tree: one per tree for now, dumped with the root.
+    // Cgroup and time namespaces: one per tree for now, dumped with the root (UTS and IPC ones below).
     auto dumper_ids = dumper::task_ids(getpid(), ctx.ids);
     if (!dumper_ids) st = fail(dumper_ids.error());
     for (size_t i = 1; st && i < ids.size(); i++)
-      if (ids[i].second.uts_ns_id() != ids[0].second.uts_ns_id() || ids[i].second.ipc_ns_id() != ids[0].second.ipc_ns_id() ||
-          ids[i].second.cgroup_ns_id() != ids[0].second.cgroup_ns_id() || ids[i].second.time_ns_id() != ids[0].second.time_ns_id())
+      if (ids[i].second.cgroup_ns_id() != ids[0].second.cgroup_ns_id() || ids[i].second.time_ns_id() != ids[0].second.time_ns_id())
         st = fail(make_error(Errc::unsupported, "dump", "pid " + std::to_string(ids[i].first),
-                             "the task is in another UTS, IPC, cgroup or time namespace than the root; not supported yet"));
+                             "the task is in another cgroup or time namespace than the root; not supported yet"));
     if (st) st = net::dump_netns(req, ids, *dumper_ids, session.images_dir, log);
     // A pid namespace of its own: made anew at restore (the root is its pid 1), or external.
     if (st && ids[0].second.pid_ns_id() != dumper_ids->pid_ns_id())
@@ -450,6 +467,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
       root_ids.set_user_ns_id(dumper_ids->user_ns_id());  // ctx.userns, saved here
       st = ns::dump_namespaces(req.pid, root_ids, *dumper_ids, session.images_dir, ctx.userns ? &*ctx.userns : nullptr);
       if (st && ctx.userns) st = ctx.userns->save(session.images_dir, ids[0].second.user_ns_id());
+      if (st) st = dump_nested_uts_ipc(ids, *dumper_ids, session.images_dir, ctx.userns ? &*ctx.userns : nullptr);
     }
     for (size_t i = 1; st && i < ids.size(); i++)
       if (ids[i].second.mnt_ns_id() != ids[0].second.mnt_ns_id())

@@ -80,6 +80,43 @@ Status check_sharing(const restorer::ImageSet& set, const restorer::ProcessImage
   return {};
 }
 
+// A task's UTS and IPC namespaces are its parent's, or new ones it makes (unshare) right after it is
+// created, restored from the images: namespaces met first at this task in tree order. Others (one
+// shared with a task that is not its parent, or the restorer's own) cannot be made that way.
+Status check_nested_uts_ipc(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
+  if (p.pstree.ppid() == 0) return {};
+  const restorer::ProcessImage* parent = nullptr;
+  for (const auto& q : set.processes)
+    if (q.pid() == p.pstree.ppid()) parent = &q;
+  if (!parent || !parent->alive()) return {};  // check_sharing's concern
+  for (auto [id, what] : {std::pair{&task_kobj_ids_entry::uts_ns_id, "UTS"}, {&task_kobj_ids_entry::ipc_ns_id, "IPC"}}) {
+    uint32_t mine = (p.ids.*id)();
+    if (mine == (parent->ids.*id)()) continue;
+    std::string whose;
+    if (mine == (set.inventory.root_ids().*id)()) whose = "the dumper";
+    for (const auto& q : set.processes) {
+      if (&q == &p) break;
+      if (q.alive() && (q.ids.*id)() == mine) whose = "task " + std::to_string(q.pid());
+    }
+    if (!whose.empty())
+      return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
+                             std::string("the task shares the ") + what + " namespace of " + whose +
+                                 ", not its parent's; only its parent's or a new one can be restored")
+                          .with_hint("a task's namespaces are made as it is created: the task that made this one must be the "
+                                     "parent of those in it"));
+  }
+  return {};
+}
+
+// UTS and IPC namespaces `p` made for itself (its ids differ from its parent's), as CLONE_NEW* flags.
+int nested_uts_ipc(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
+  if (!p.alive()) return 0;  // a zombie has no ids: it only exits
+  for (const auto& q : set.processes)
+    if (q.pid() == p.pstree.ppid())
+      return (q.ids.uts_ns_id() != p.ids.uts_ns_id() ? CLONE_NEWUTS : 0) | (q.ids.ipc_ns_id() != p.ids.ipc_ns_id() ? CLONE_NEWIPC : 0);
+  return 0;
+}
+
 // What this engine can restore so far; refused before any task exists.
 Status check_supported(const restorer::ImageSet& set) {
   const auto& root = set.processes[0];
@@ -104,9 +141,7 @@ Status check_supported(const restorer::ImageSet& set) {
     if (a.cgroup_ns_id() != root.ids.cgroup_ns_id() || a.time_ns_id() != root.ids.time_ns_id())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
                              "tasks in different cgroup or time namespaces are not supported yet"));
-    if (a.uts_ns_id() != root.ids.uts_ns_id() || a.ipc_ns_id() != root.ids.ipc_ns_id())
-      return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
-                             "tasks in different UTS or IPC namespaces are not supported yet"));
+    CR_OK(check_nested_uts_ipc(set, p));
     CR_OK(check_sharing(set, p));
   }
   for (const auto& p : set.processes)
@@ -224,6 +259,9 @@ class RestoredTree {
       } else {
         auto* parent = by_pid.at(img.pstree.ppid());
         task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::fork_child(*parent, img, log)));
+        // Its own UTS and IPC namespaces before it creates children: they are born in them.
+        if (int nested = nested_uts_ipc(set, img))
+          CR_OK(restorer::setup_namespaces(*task, nested, img.ids, images_dir_, owners, true));
       }
       if (img.pstree.ppid() == 0 && userns) {
         CR_OK_IN(userns->apply(task->pid()), "user namespace of the root task");
@@ -432,8 +470,12 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
   files.set_userns(owners_ns ? &*owners_ns : nullptr);
   // Owners the target namespace has no id for are refused before any task exists.
   CR_OK(files::check_owners(files, set.files));
-  if (ns::owned_namespaces(set.processes[0].ids, set.inventory.root_ids()) & CLONE_NEWIPC)
-    CR_OK(ns::check_ipc_owners(set.processes[0].ids.ipc_ns_id(), session.images_dir, files.userns()));
+  {
+    std::set<uint32_t> ipc_checked{set.inventory.root_ids().ipc_ns_id()};
+    for (const auto& p : set.processes)
+      if (p.alive() && ipc_checked.insert(p.ids.ipc_ns_id()).second)
+        CR_OK(ns::check_ipc_owners(p.ids.ipc_ns_id(), session.images_dir, files.userns()));
+  }
   files.set_tcp_close(req.tcp_close);
   for (const auto& in : req.inherit_fds) files.inherit(in.fd, in.key);
   // Before any task exists: tasks inherit the ptys, and session leaders take theirs as they are created.

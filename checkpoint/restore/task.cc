@@ -888,9 +888,10 @@ Status set_process_group(RestoredTask& task, pid_t pgid) {
 }
 
 Status setup_namespaces(RestoredTask& task, int ns_flags, const task_kobj_ids_entry& ids, int images_dir,
-                        const ns::UserNs* userns) {
+                        const ns::UserNs* userns, bool unshare_first) {
   if (!ns_flags) return {};
   return with_early_window(task.threads_[0], [&](Remote& r, PtraceSyscall&) -> Status {
+    if (unshare_first) CR_OK_IN(r.call(SYS_unshare, ns_flags), "unshare its UTS/IPC namespaces");
     return ns::restore_namespaces(r, ns_flags, ids, images_dir, userns);
   });
 }

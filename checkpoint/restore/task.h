@@ -66,7 +66,7 @@ class RestoredTask {
 
  private:
   friend Result<RestoredTask> create_task(const ProcessImage&, bool, bool, int, Logger&, const std::vector<int>&);
-  friend Status setup_namespaces(RestoredTask&, int, const task_kobj_ids_entry&, int, const ns::UserNs*);
+  friend Status setup_namespaces(RestoredTask&, int, const task_kobj_ids_entry&, int, const ns::UserNs*, bool);
   friend Result<RestoredTask> fork_child(RestoredTask&, const ProcessImage&, Logger&);
   friend Status set_session(RestoredTask&);
   friend Status run_early(RestoredTask&, const std::function<Status(kernel::Remote&)>&);
@@ -94,8 +94,9 @@ Result<RestoredTask> create_task(const ProcessImage& img, bool sibling, bool new
                                  const std::vector<int>& join_first = {});
 // Sets up the namespaces create_task() made (hostname, IPC limits and objects) from their images;
 // `userns`: the user namespace restored into (null: crshim's), whose ids the images' owners are.
+// `unshare_first`: the task makes them itself first (UTS/IPC namespaces of a task below the root).
 Status setup_namespaces(RestoredTask& task, int ns_flags, const task_kobj_ids_entry& ids, int images_dir,
-                        const ns::UserNs* userns);
+                        const ns::UserNs* userns, bool unshare_first = false);
 
 // Creates a child of `parent` (a task still running crshim's code) with the image's pid, by making
 // the parent run clone3 itself, so the child has the right parent. The child shares the parent's

@@ -140,7 +140,8 @@ finish_and_check
 reap_target
 echo "ok: the target ran on through the refused dumps"
 
-# ---- 6. restore --lazy-pages with no daemon: a few seconds' wait, then the socket and the daemon to start.
+# ---- 6. restore --lazy-pages with no daemon: a few seconds' wait, then the socket and the daemon to
+#      start; a daemon with --page-server and no lazy dump to fetch from.
 start_program tp_memory
 checkpoint "$WORK/lazy"
 reap_target
@@ -152,6 +153,15 @@ expect_error 30 "restore failed: restore --join-ns user: joining a user namespac
   "tasks in the joined namespace cannot choose their pids in a pid namespace it does not own" \
   "$CRSHIM" restore -D "$WORK/lazy" -o restore-userns.log -d --join-ns user:/proc/self/ns/user
 if kill -0 "$TARGET_PID" 2>/dev/null; then fail "the refused restore left pid $TARGET_PID"; fi
+# The post-copy daemon: no address of the lazy dump, and a lazy dump that is not there.
+expect_error 10 "lazy-pages failed: connect lazy dump: no address or port" \
+  "give --address and --port of \`crshim dump --lazy-pages\` on the source" \
+  "$CRSHIM" lazy-pages -D "$WORK/lazy" -o lazy-nowhere.log --page-server --port 1
+port=$(free_port)
+expect_error 10 "lazy-pages failed: connect lazy dump 127.0.0.1:$port: Connection refused (ECONNREFUSED)" \
+  "start \`crshim dump --lazy-pages --port PORT\` on the source first; it listens once its images are written" \
+  "$CRSHIM" lazy-pages -D "$WORK/lazy" -o lazy-refused.log --page-server --address 127.0.0.1 --port "$port"
+[[ ! -e "$WORK/lazy/lazy-pages.socket" ]] || fail "a daemon without its lazy dump left lazy-pages.socket"
 
 # ---- 7. --network-lock without its tool. crshim looks for the tools in /usr/sbin, /sbin, /usr/bin
 # and /bin, not in $PATH: in a mount namespace of their own, crshim and the target see /dev/null

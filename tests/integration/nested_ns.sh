@@ -1,0 +1,34 @@
+#!/bin/bash
+# UTS and IPC namespaces made inside the tree (tp_nested_ns): a child unshares its own, names its host
+# and keeps a SysV segment and a queued message there, and its child lives in them too; with
+# "sibling" a second child has a UTS namespace of its own. Each namespace is dumped once and made again
+# at restore by the task that made it, with its contents; the root's stay the restorer's.
+source "$(dirname "$0")/lib.sh"
+
+cycle tp_nested_ns
+
+start_program tp_nested_ns sibling
+checkpoint "$WORK/img-s"
+decode_all "$WORK/img-s"
+names=$(for f in "$WORK"/img-s/utsns-*.img; do crit decode -i "$f" | python3 -c "import json,sys; print(json.load(sys.stdin)['entries'][0]['nodename'])"; done | sort | tr '\n' ' ')
+[[ $names == "crshim-nested crshim-sibling " ]] || fail "UTS images hold '$names'"
+[[ $(ls "$WORK"/img-s/ipcns-var-*.img | wc -l) == 1 ]] || fail "expected one nested IPC namespace image: $(ls "$WORK/img-s")"
+ls "$WORK"/img-s/ipcns-shm-*.img >/dev/null || fail "no SysV shm image for the nested IPC namespace"
+reap_target
+restore_detached "$WORK/img-s"
+finish_and_check
+echo "ok: two nested UTS namespaces and one IPC namespace, each made again by its task"
+
+# Two orphans that share a UTS namespace their parent made before it exited (they now are the
+# subreaper's children): no task can make it for both; the restore says so before creating any task.
+setsid "$PROGRAMS/reaper" sh -c 'unshare -u sh -c "hostname crshim-orphans; sleep 1000 & sleep 1000 &"; touch "$0"; exec sleep 1000' \
+  "$WORK/orphans.ready" </dev/null >>"$WORK/orphans.out" 2>&1 &
+TARGET_PID=$!
+wait_for_file "$WORK/orphans.ready"
+checkpoint "$WORK/img-o"
+reap_target
+if "$CRSHIM" restore -D "$WORK/img-o" -o restore.log -v4 -d 2>"$WORK/err"; then fail "restored two orphans sharing a namespace"; fi
+grep -qE "restore ids-[0-9]+\.img: the task shares the UTS namespace of task [0-9]+, not its parent's; only its parent's or a new one can be restored; hint: " "$WORK/err" ||
+  fail "unclear error: $(cat "$WORK/err")"
+! grep -q 'Created task' "$WORK/img-o/restore.log" || fail "tasks were created before the refusal"
+echo "ok: refused: $(head -1 "$WORK/err")"
