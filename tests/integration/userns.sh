@@ -3,27 +3,8 @@
 # userns-remapped container has it), with its own pid namespace: dumped with the namespace's maps,
 # restored into a new user namespace with the same maps, ids as the namespace sees them.
 source "$(dirname "$0")/lib.sh"
-chmod 0777 "$WORK"  # the programs write their ready and result files as uid 100000 (0 inside)
-# The programs run as uid 100000, which may not enter the checkout (a clone in a 0700 directory).
-mkdir -p "$WORK/programs"
-cp "$PROGRAMS/tp_tree" "$PROGRAMS/tp_creds" "$WORK/programs/"
-PROGRAMS=$WORK/programs
-
-# in_userns "NS..." LOG CMD...: in_userns.py in the background, its output in LOG; sets LAUNCHER.
-# CMD runs in $USERNS_CWD (default: the work dir).
-in_userns() {
-  local namespaces=$1 log=$2 launcher
-  launcher=$(realpath "$(dirname "$0")/in_userns.py")
-  shift 2
-  (cd "${USERNS_CWD:-$WORK}" && exec setsid python3 "$launcher" "$namespaces" "$@" </dev/null >>"$log" 2>&1) &
-  LAUNCHER=$!
-}
-
-# The task in_userns started (the launcher's grandchild).
-userns_task() {
-  local unsharer
-  unsharer=$(pgrep -P "$LAUNCHER") && pgrep -P "$unsharer"
-}
+USERNS_PROGRAMS=(tp_tree tp_creds)
+source "$(dirname "$0")/lib_userns.sh"
 
 maps_of() { echo "uid: $(tr -s ' ' </proc/"$1"/uid_map) gid: $(tr -s ' ' </proc/"$1"/gid_map)"; }
 

@@ -6,24 +6,8 @@
 # joins (--join-ns user) a namespace mapped 0 200000 65536. A namespace that does not map an owner
 # is refused with a clear error and leaves no task behind.
 source "$(dirname "$0")/lib.sh"
-chmod 0777 "$WORK"  # the programs write their ready and result files as uid 100000 or 200000 (0 inside)
-# The programs run as uid 100000 or 200000, which may not enter the checkout.
-mkdir -p "$WORK/programs"
-cp "$PROGRAMS/tp_ipc_objects" "$PROGRAMS/tp_memfd" "$PROGRAMS/tp_ghost" "$PROGRAMS/tp_unix" "$WORK/programs/"
-PROGRAMS=$WORK/programs
-
-# in_userns "NS..." LOG CMD...: in_userns.py in the background; sets LAUNCHER.
-in_userns() {
-  local namespaces=$1 log=$2 launcher
-  launcher=$(realpath "$(dirname "$0")/in_userns.py")
-  shift 2
-  (cd "$WORK" && exec setsid python3 "$launcher" "$namespaces" "$@" </dev/null >>"$log" 2>&1) &
-  LAUNCHER=$!
-}
-userns_task() {
-  local unsharer
-  unsharer=$(pgrep -P "$LAUNCHER") && pgrep -P "$unsharer"
-}
+USERNS_PROGRAMS=(tp_ipc_objects tp_memfd tp_ghost tp_unix)
+source "$(dirname "$0")/lib_userns.sh"
 
 # owners PID DIR: the objects of task PID and the socket files in DIR with their owners as the host
 # sees them, one "object uid:gid" a line.
