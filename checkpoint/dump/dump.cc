@@ -448,13 +448,14 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   // Processes sharing an mm, fd table, fs state or signal handlers are dumped as CRIU does: equal
   // ids in ids-<pid>.img, each shared object's contents once; restore decides what it can recreate.
   if (st && !ids.empty()) {
-    // Cgroup and time namespaces: one per tree for now, dumped with the root (UTS and IPC ones below).
+    // Time namespaces: one per tree for now, dumped with the root (UTS and IPC ones below; where
+    // each task's cgroup namespace is rooted is in cgroup.img).
     auto dumper_ids = dumper::task_ids(getpid(), ctx.ids);
     if (!dumper_ids) st = fail(dumper_ids.error());
     for (size_t i = 1; st && i < ids.size(); i++)
-      if (ids[i].second.cgroup_ns_id() != ids[0].second.cgroup_ns_id() || ids[i].second.time_ns_id() != ids[0].second.time_ns_id())
+      if (ids[i].second.time_ns_id() != ids[0].second.time_ns_id())
         st = fail(make_error(Errc::unsupported, "dump", "pid " + std::to_string(ids[i].first),
-                             "the task is in another cgroup or time namespace than the root; not supported yet"));
+                             "the task is in another time namespace than the root; not supported yet"));
     if (st) st = net::dump_netns(req, ids, *dumper_ids, session.images_dir, log);
     // A pid namespace of its own: made anew at restore (the root is its pid 1), or external.
     if (st && ids[0].second.pid_ns_id() != dumper_ids->pid_ns_id())

@@ -80,16 +80,17 @@ Status check_sharing(const restorer::ImageSet& set, const restorer::ProcessImage
   return {};
 }
 
-// A task's UTS and IPC namespaces are its parent's, or new ones it makes (unshare) right after it is
-// created, restored from the images: namespaces met first at this task in tree order. Others (one
-// shared with a task that is not its parent, or the restorer's own) cannot be made that way.
-Status check_nested_uts_ipc(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
+// A task's UTS, IPC and cgroup namespaces are its parent's, or new ones it makes (unshare) right
+// after it is created, restored from the images: namespaces met first at this task in tree order.
+// Others (one shared with a task that is not its parent, or the restorer's own) cannot be made so.
+Status check_nested_namespaces(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
   if (p.pstree.ppid() == 0) return {};
   const restorer::ProcessImage* parent = nullptr;
   for (const auto& q : set.processes)
     if (q.pid() == p.pstree.ppid()) parent = &q;
   if (!parent || !parent->alive()) return {};  // check_sharing's concern
-  for (auto [id, what] : {std::pair{&task_kobj_ids_entry::uts_ns_id, "UTS"}, {&task_kobj_ids_entry::ipc_ns_id, "IPC"}}) {
+  for (auto [id, what] : {std::pair{&task_kobj_ids_entry::uts_ns_id, "UTS"}, {&task_kobj_ids_entry::ipc_ns_id, "IPC"},
+                          {&task_kobj_ids_entry::cgroup_ns_id, "cgroup"}}) {
     uint32_t mine = (p.ids.*id)();
     if (mine == (parent->ids.*id)()) continue;
     std::string whose;
@@ -108,12 +109,14 @@ Status check_nested_uts_ipc(const restorer::ImageSet& set, const restorer::Proce
   return {};
 }
 
-// UTS and IPC namespaces `p` made for itself (its ids differ from its parent's), as CLONE_NEW* flags.
-int nested_uts_ipc(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
+// UTS, IPC and cgroup namespaces `p` made for itself (its ids differ from its parent's), as CLONE_NEW*
+// flags.
+int nested_namespaces(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
   if (!p.alive()) return 0;  // a zombie has no ids: it only exits
   for (const auto& q : set.processes)
     if (q.pid() == p.pstree.ppid())
-      return (q.ids.uts_ns_id() != p.ids.uts_ns_id() ? CLONE_NEWUTS : 0) | (q.ids.ipc_ns_id() != p.ids.ipc_ns_id() ? CLONE_NEWIPC : 0);
+      return (q.ids.uts_ns_id() != p.ids.uts_ns_id() ? CLONE_NEWUTS : 0) | (q.ids.ipc_ns_id() != p.ids.ipc_ns_id() ? CLONE_NEWIPC : 0) |
+             (q.ids.cgroup_ns_id() != p.ids.cgroup_ns_id() ? CLONE_NEWCGROUP : 0);
   return 0;
 }
 
@@ -138,10 +141,10 @@ Status check_supported(const restorer::ImageSet& set) {
     if (a.user_ns_id() != root.ids.user_ns_id())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
                              "tasks in different user namespaces are not supported yet"));
-    if (a.cgroup_ns_id() != root.ids.cgroup_ns_id() || a.time_ns_id() != root.ids.time_ns_id())
+    if (a.time_ns_id() != root.ids.time_ns_id())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
-                             "tasks in different cgroup or time namespaces are not supported yet"));
-    CR_OK(check_nested_uts_ipc(set, p));
+                             "tasks in different time namespaces are not supported yet"));
+    CR_OK(check_nested_namespaces(set, p));
     CR_OK(check_sharing(set, p));
   }
   for (const auto& p : set.processes)
@@ -246,6 +249,7 @@ class RestoredTree {
     std::map<uint32_t, restorer::RestoredTask*> by_pid;
     for (const auto& img : set.processes) {
       std::unique_ptr<restorer::RestoredTask> task;
+      int nested = 0;  // namespaces a task below the root makes for itself
       // A time namespace takes its offsets before anyone is in it: made for the root's birth.
       std::optional<ns::ChildTimeNamespace> timens;
       if (img.pstree.ppid() == 0 && (ns::owned_namespaces(img.ids, set.inventory.root_ids()) & CLONE_NEWTIME))
@@ -260,8 +264,9 @@ class RestoredTree {
         auto* parent = by_pid.at(img.pstree.ppid());
         task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::fork_child(*parent, img, log)));
         // Its own UTS and IPC namespaces before it creates children: they are born in them.
-        if (int nested = nested_uts_ipc(set, img))
-          CR_OK(restorer::setup_namespaces(*task, nested, img.ids, images_dir_, owners, true));
+        nested = nested_namespaces(set, img);
+        if (int uts_ipc = nested & (CLONE_NEWUTS | CLONE_NEWIPC))
+          CR_OK(restorer::setup_namespaces(*task, uts_ipc, img.ids, images_dir_, owners, true));
       }
       if (img.pstree.ppid() == 0 && userns) {
         CR_OK_IN(userns->apply(task->pid()), "user namespace of the root task");
@@ -273,7 +278,8 @@ class RestoredTree {
       // Into its cgroups before it creates children (they inherit them) or gets its memory (charged there).
       const auto& tcore = img.cores[0].thread_core();
       uint32_t cg_set = tcore.has_cg_set() ? tcore.cg_set() : img.cores[0].tc().cg_set();
-      if (img.pstree.ppid() == 0 && (ns::owned_namespaces(img.ids, set.inventory.root_ids()) & CLONE_NEWCGROUP)) {
+      if (img.pstree.ppid() == 0 ? (ns::owned_namespaces(img.ids, set.inventory.root_ids()) & CLONE_NEWCGROUP)
+                                 : (nested & CLONE_NEWCGROUP)) {
         // A cgroup namespace is rooted where its creator is when it unshares.
         CR_OK(cgroups.enter_ns_root(task->pid(), img.pid(), cg_set));
         CR_OK(restorer::run_early(*task, [](kernel::Remote& r) -> Status {

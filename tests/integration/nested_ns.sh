@@ -32,3 +32,7 @@ grep -qE "restore ids-[0-9]+\.img: the task shares the UTS namespace of task [0-
   fail "unclear error: $(cat "$WORK/err")"
 ! grep -q 'Created task' "$WORK/img-o/restore.log" || fail "tasks were created before the refusal"
 echo "ok: refused: $(head -1 "$WORK/err")"
+
+# A cgroup namespace of C's own as well: rooted where C was when it unshared it, C sees its cgroups
+# as before.
+cycle tp_nested_ns cgroup

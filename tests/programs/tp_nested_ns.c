@@ -3,7 +3,9 @@
  * a message queue there and forks G, which lives in them too. After restore: the root still sees its
  * own host name; C and G see C's host name, the segment's contents and the queued
  * message, and share one UTS and one IPC namespace, which are not the root's.
- * argv[3] (optional): "sibling": the root also forks S, which unshares UTS namespace of its own. */
+ * Options after the contract arguments: "sibling": the root also forks S, which unshares a UTS
+ * namespace of its own; "cgroup": C unshares a cgroup namespace too, and must see its cgroups as it
+ * saw them (the namespace rooted where it was) after restore. */
 #include "tp.h"
 
 #include <sched.h>
@@ -59,6 +61,16 @@ static void child_wait(void (*check)(void)) {
 }
 
 static int g_shmid, g_msqid;
+static char g_cgroups[4096];  /* /proc/self/cgroup as C saw it in its own cgroup namespace */
+
+static void read_cgroups(char* buf, size_t size) {
+  int fd = open("/proc/self/cgroup", O_RDONLY);
+  TP_CHECK(fd >= 0, "open /proc/self/cgroup: %s", strerror(errno));
+  ssize_t n = read(fd, buf, size - 1);
+  TP_CHECK(n > 0, "read /proc/self/cgroup: %s", strerror(errno));
+  buf[n] = 0;
+  close(fd);
+}
 static void check_g(void) {
   check_host(kNested, "G");
   check_ipc(g_shmid, g_msqid, "G", 0);
@@ -68,6 +80,11 @@ static void check_s(void) { check_host(kSibling, "S"); }
 static pid_t g;
 static void check_c(void) {
   check_host(kNested, "C");
+  if (g_cgroups[0]) {
+    char now[sizeof g_cgroups];
+    read_cgroups(now, sizeof now);
+    TP_CHECK(strcmp(now, g_cgroups) == 0, "C: cgroups '%s', were '%s'", now, g_cgroups);
+  }
   check_ipc(g_shmid, g_msqid, "C", 1);
   TP_CHECK(ns_ino(g, "uts") == ns_ino(getpid(), "uts") && ns_ino(g, "ipc") == ns_ino(getpid(), "ipc"),
            "C and G do not share their namespaces");
@@ -87,7 +104,11 @@ static pid_t reap_ok(pid_t pid, const char* who) {
 
 int main(int argc, char** argv) {
   tp_init(argc, argv);
-  int sibling = argc > 3 && strcmp(argv[3], "sibling") == 0;
+  int sibling = 0, cgroup = 0;
+  for (int i = 3; i < argc; i++) {
+    sibling |= strcmp(argv[i], "sibling") == 0;
+    cgroup |= strcmp(argv[i], "cgroup") == 0;
+  }
   char root_host[128] = "";
   TP_CHECK(gethostname(root_host, sizeof root_host) == 0, "gethostname");
   int ready[2];
@@ -96,7 +117,8 @@ int main(int argc, char** argv) {
   pid_t c = fork();
   TP_CHECK(c >= 0, "fork C");
   if (c == 0) {
-    TP_CHECK(unshare(CLONE_NEWUTS | CLONE_NEWIPC) == 0, "C: unshare: %s", strerror(errno));
+    TP_CHECK(unshare(CLONE_NEWUTS | CLONE_NEWIPC | (cgroup ? CLONE_NEWCGROUP : 0)) == 0, "C: unshare: %s", strerror(errno));
+    if (cgroup) read_cgroups(g_cgroups, sizeof g_cgroups);
     TP_CHECK(sethostname(kNested, strlen(kNested)) == 0, "C: sethostname: %s", strerror(errno));
     g_shmid = shmget(IPC_PRIVATE, SHM_SIZE, IPC_CREAT | 0600);
     TP_CHECK(g_shmid >= 0, "C: shmget: %s", strerror(errno));
@@ -133,6 +155,8 @@ int main(int argc, char** argv) {
   check_host(root_host, "root");
   TP_CHECK(ns_ino(c, "uts") != ns_ino(getpid(), "uts") && ns_ino(c, "ipc") != ns_ino(getpid(), "ipc"),
            "C is in the root's UTS or IPC namespace");
+  TP_CHECK((ns_ino(c, "cgroup") != ns_ino(getpid(), "cgroup")) == cgroup, "C's cgroup namespace is %s the root's",
+           cgroup ? "" : "not");
   reap_ok(c, "C");
   if (sibling) reap_ok(s, "S");
   tp_pass();
