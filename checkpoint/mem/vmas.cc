@@ -81,6 +81,13 @@ Result<AddressSpace> collect_address_space(pid_t pid, const std::vector<proc::Sm
     uint32_t status = 0;
     bool dump_private = false;
 
+    // Missing pages of such an area are filled by whoever holds the userfaultfd: dumped now, they
+    // would read as absent and be lost.
+    if (s.has(proc::VmFlag::um))
+      return fail(make_error(Errc::unsupported, "dump", area_name(pid, v),
+                             "the area is registered with a userfaultfd for missing pages (a lazily restored tree whose "
+                             "lazy-pages daemon still fills it, or the program's own userfaultfd)")
+                      .with_hint("wait until `crshim lazy-pages` has exited; a program's own userfaultfd is not supported"));
     bool device = s.has(proc::VmFlag::io) || s.has(proc::VmFlag::pf) || s.has(proc::VmFlag::ht);
     if (device && !v.is_vsyscall() && !v.is_vdso() && !v.is_vvar() && !v.is_vvar_vclock())
       return fail(make_error(Errc::unsupported, "dump", area_name(pid, v),

@@ -79,6 +79,25 @@ kill -0 "$TARGET_PID" || fail "the program died while the daemon pushed its memo
 finish_and_check
 echo "ok: the daemon pushed all $total pages and exited 0; the program then found all its memory"
 
+# 2b. A tree whose daemon still fills its memory is not dumped (its missing pages would be lost); once
+#     the daemon has exited it is, and comes back whole.
+rm -f "$RESULT"
+start_daemon "$IMG" CRSHIM_LAZY_PUSH_PAUSE_MS=50
+restore_detached "$IMG" --lazy-pages
+if "$CRSHIM" dump -t "$TARGET_PID" -D "$WORK/img-again" -o dump.log -v4 2>"$WORK/err"; then
+  fail "dumped a tree whose memory was still arriving"
+fi
+grep -qF "is registered with a userfaultfd for missing pages (a lazily restored tree whose lazy-pages daemon still fills it, or the program's own userfaultfd); hint: wait until \`crshim lazy-pages\` has exited" "$WORK/err" ||
+  fail "unclear error: $(cat "$WORK/err")"
+grep -q "State:.*[SR]" "/proc/$TARGET_PID/status" || fail "the refused dump left the program $(grep State "/proc/$TARGET_PID/status")"
+wait_daemon 60
+((DAEMON_RC == 0)) || fail "lazy-pages daemon exited $DAEMON_RC: $(tail -3 "$LOG")"
+checkpoint "$WORK/img-again"
+reap_target
+restore_detached "$WORK/img-again"
+finish_and_check
+echo "ok: refused while the daemon filled the memory: $(head -1 "$WORK/err"); dumped and restored once it was done"
+
 # 3. A fork after the restore while pages are missing: the child gets the parent's pending pages
 #    (UFFD_EVENT_FORK); the parent's munmap, mremap and MADV_DONTNEED are followed too.
 start_program tp_lazy 32 fork
