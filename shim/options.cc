@@ -1013,7 +1013,9 @@ std::string usage(const std::string& verb) {
              "              [--export ARCHIVE] [-R] [OPTIONS] CONTAINER-PID|--pid-file FILE\n" +
              common;
     case Verb::check:
-      return "Usage: crshim check [--extra] [--experimental] [--all] [--feature NAME]\n" + common;
+      return "Usage: crshim check [--extra] [--experimental] [--all] [--feature NAME]...\n"
+             "  --feature NAME   whether this kernel has what NAME needs (CRIU's names; list: all of them)\n" +
+             common;
     case Verb::features:
       return "Usage: crshim features\n  print the supported features as JSON\n";
     case Verb::show:

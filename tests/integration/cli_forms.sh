@@ -39,3 +39,13 @@ assert any(l["msg"] == "Dumping finished successfully" and l["level"] == "info" 
 PY
 finish_and_check
 echo "ok: --log-format json writes one JSON object per line"
+
+# check --feature NAME, with CRIU's names and output: what lazy migration (uffd-noncoop) and pre-dumps
+# (mem_dirty_track) need is here; an unknown name is an error naming it.
+out=$("$CRSHIM" check --feature uffd-noncoop --feature mem_dirty_track) || fail "check --feature: exit $?: $out"
+[[ $out == $'uffd-noncoop is supported\nmem_dirty_track is supported' ]] || fail "check --feature printed: $out"
+"$CRSHIM" check --feature list | grep -qx pidfd_store || fail "check --feature list lacks pidfd_store"
+if "$CRSHIM" check --feature bogus 2>"$WORK/err"; then fail "check --feature bogus succeeded"; fi
+grep -qx "Error: check failed: unknown feature 'bogus'; hint: \`crshim check --feature list\` names them" "$WORK/err" ||
+  fail "unclear error: $(cat "$WORK/err")"
+echo "ok: check --feature: $(echo $out)"
