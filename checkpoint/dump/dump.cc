@@ -1,12 +1,8 @@
 // dump(): freeze the tree, write every image, then kill or resume it; any failure resumes it as it was.
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
 #include <optional>
 #include <random>
 #include <set>
@@ -15,6 +11,7 @@
 #include "checkpoint/cgroup/cgroup.h"
 #include "checkpoint/base/sys.h"
 #include "checkpoint/dump/context.h"
+#include "checkpoint/dump/lazy_dump.h"
 #include "checkpoint/dump/process.h"
 #include "checkpoint/dump/tree.h"
 #include "checkpoint/engine.h"
@@ -214,94 +211,6 @@ Status dump_nested_uts_ipc(const std::vector<std::pair<pid_t, task_kobj_ids_entr
   return {};
 }
 
-// --lazy-pages: listening before anything is frozen, so a port in use costs the tree nothing.
-Result<std::optional<mem::PageServer>> listen_for_lazy_pages(const DumpRequest& req) {
-  if (!req.lazy_pages) return std::optional<mem::PageServer>();
-  if (req.pre_dump)
-    return fail(make_error(Errc::invalid_argument, "pre-dump", "lazy pages", "a pre-dump writes every page it reads")
-                    .with_hint("use --lazy-pages with the final dump"));
-  if (req.ps_port == 0)
-    return fail(make_error(Errc::invalid_argument, "dump", "lazy pages", "no port to serve the pages on")
-                    .with_hint("give --port PORT (and --address ADDR) for `crshim lazy-pages --page-server` to connect to"));
-  auto server = mem::PageServer::listen(req.ps_address, req.ps_port);
-  if (!server) {
-    Error e = server.error();
-    if (e.err == EADDRINUSE) e.with_hint("another server uses that port: pick another --port");
-    return fail(std::move(e));
-  }
-  return std::optional<mem::PageServer>(std::move(*server));
-}
-
-// Why a lazy dump waiting for its destination gives up (and resumes the tree): SIGINT, SIGTERM or
-// SIGHUP (blocked while it lives, and taken: they asked for exactly that), or the RPC client hanging
-// up. fd() is readable once one of them happened.
-class Cancellation {
- public:
-  explicit Cancellation(int hangup_fd) : hangup_fd_(hangup_fd) {
-    sigemptyset(&set_);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, sig);
-    ::sigprocmask(SIG_BLOCK, &set_, &old_);
-    signals_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
-    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev);
-    if (hangup_fd >= 0) {
-      ev.events = EPOLLRDHUP;
-      (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, hangup_fd, &ev);
-    }
-  }
-  ~Cancellation() {
-    signalfd_siginfo info;
-    while (signals_ && ::read(signals_.get(), &info, sizeof info) == ssize_t(sizeof info)) {
-    }
-    signals_.reset();
-    ::sigprocmask(SIG_SETMASK, &old_, nullptr);
-  }
-  Cancellation(const Cancellation&) = delete;
-  Cancellation& operator=(const Cancellation&) = delete;
-  int fd() const { return epoll_.get(); }
-  // What happened, for the error line.
-  std::string reason() {
-    signalfd_siginfo info;
-    if (::read(signals_.get(), &info, sizeof info) == ssize_t(sizeof info)) {
-      const char* name = sigabbrev_np(int(info.ssi_signo));
-      return name ? std::string("interrupted by SIG") + name : "interrupted by signal " + std::to_string(info.ssi_signo);
-    }
-    return hangup_fd_ >= 0 ? "the RPC client went away" : "cancelled";
-  }
-
- private:
-  int hangup_fd_;
-  sigset_t set_, old_;
-  UniqueFd signals_, epoll_;
-};
-
-// The dump is complete: its pages left in the frozen tree go to the destination's lazy-pages daemon.
-Status serve_lazy_pages(mem::PageServer& server, mem::LazyPagesSource& source, int hangup_fd, Session& session,
-                        Hooks& hooks) {
-  Logger& log = session.log;
-  Cancellation cancel(hangup_fd);
-  // Failures name the step; a cancelled wait says why, and every failure that the tree resumes.
-  auto failed = [&](Error e, const char* hint) {
-    if (e.code == Errc::aborted) e.message = cancel.reason();
-    e.within("lazy dump");
-    e.with_hint(hint);
-    return fail(std::move(e));
-  };
-  LOG_INFO(log, "Serving %llu lazy pages on port %u", (unsigned long long)source.pages(), unsigned(server.port()));
-  CR_OK(hooks.fire(HookPoint::status_ready, 0));
-  auto conn = server.accept(cancel.fd());
-  if (!conn) return failed(conn.error(), "the tree runs on here");
-  LOG_INFO(log, "The lazy-pages daemon connected from %s", conn->peer.c_str());
-  mem::LazySourceStats stats;
-  Status st = source.serve(conn->sock.get(), conn->peer, cancel.fd(), log, stats);
-  LOG_INFO(log, "Lazy pages: %llu requests, %llu pages sent", (unsigned long long)stats.requests,
-           (unsigned long long)stats.pages_sent);
-  if (!st) return failed(st.error(), "the tree runs on here; a copy restored from these images has lost memory: kill it");
-  return {};
-}
-
 // The page server confirms that every page arrived; what each pagemap covers stays here for the
 // next incremental dump (the pagemaps themselves are on the server).
 Status finish_page_server(dumper::DumpContext& ctx, mem::PageServerClient* server) {
@@ -358,7 +267,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   if (!req.pre_dump) CR_OK(hooks.fire(HookPoint::pre_dump, 0));  // CRIU runs no hooks in a pre-dump
   CR_OK(preflight(req));
   auto page_server = CR_TRY(connect_page_server(req));
-  auto lazy_server = CR_TRY(listen_for_lazy_pages(req));
+  auto lazy_server = CR_TRY(dumper::listen_for_lazy_pages(req));
   mem::LazyPagesSource lazy_source;
   // The tree is frozen with ptrace; a freezer cgroup a runtime froze first is thawed meanwhile.
   auto paused = CR_TRY(cgroup::PausedFreezer::thaw_if_frozen(req.freeze_cgroup, log));
@@ -483,7 +392,7 @@ Result<DumpResult> dump(const DumpRequest& req, Session& session, Hooks& hooks) 
   if (st) st = fault_point("dump:images");
   if (st) st = write_common_images(ctx, pstree, req.network_lock, dump_run_id);
   if (st) st = hooks.fire(HookPoint::post_dump, 0);
-  if (st && lazy_server) st = serve_lazy_pages(*lazy_server, lazy_source, req.hangup_fd, session, hooks);
+  if (st && lazy_server) st = dumper::serve_lazy_pages(*lazy_server, lazy_source, req.hangup_fd, log, hooks);
   if (!st) {
     ctx.files.end_tcp_repair();
     disarm_new_tracking(tree, ctx);
