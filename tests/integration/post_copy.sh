@@ -215,3 +215,20 @@ for prog in tp_tree tp_clone_share tp_threads tp_shmem tp_memfd_map; do
   ((RC == 0)) || fail "$prog: the lazy dump exited $RC: $(cat "$WORK/k-$prog/dump.err")"
   echo "ok: $prog moved by post-copy ($(grep -o '[0-9]* fetched from the source' "$WORK/k-$prog-b/lazy-pages.log"))"
 done
+
+# 9. --leave-running: once the destination has every page the source runs on too (two copies).
+start_source tp_lazy 8
+SOURCE_PID=$TARGET_PID
+lazy_dump "$WORK/img-lr" --leave-running
+destination "$WORK/img-lr" "$WORK/img-lr-b"
+TARGET_PID=$COPY_PID
+finish_and_check
+wait_exit "$DAEMON_PID" "the lazy-pages daemon" 30
+DAEMON_PID=
+((RC == 0)) || fail "the daemon exited $RC: $(tail -3 "$WORK/img-lr-b/lazy-pages.log")"
+wait_exit "$DUMP_PID" "the lazy dump" 30
+DUMP_PID=
+((RC == 0)) || fail "the lazy dump exited $RC: $(cat "$WORK/img-lr/dump.err")"
+TARGET_PID=$SOURCE_PID
+check_source_runs
+echo "ok: --leave-running: the copy and then the source passed their checks"
