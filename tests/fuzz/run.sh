@@ -5,7 +5,7 @@
 set -eu
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-all="fuzz_image_reader fuzz_load_images fuzz_oci_config fuzz_rpc_request fuzz_criu_config"
+all="fuzz_image_reader fuzz_load_images fuzz_oci_config fuzz_rpc_request fuzz_criu_config fuzz_page_protocol"
 targets=
 for t in "$@"; do
   t=fuzz_${t#fuzz_}
@@ -57,7 +57,7 @@ run() {
 }
 for t in $targets; do
   case $t in
-    fuzz_load_images) run "$t" 32768 ;;
+    fuzz_load_images | fuzz_page_protocol) run "$t" 32768 ;;
     fuzz_oci_config) run "$t" 65536 ;;
     *) run "$t" 8192 ;;
   esac
