@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib.sh"
 command -v unshare >/dev/null || fail "unshare(1) is needed (package util-linux)"
 
-PORT=$((20000 + $$ % 20000))
+PORT=$((20000 + $$ % 12000))  # below the ephemeral range (32768 and up)
 DUMP_PID='' DAEMON_PID='' COPY_PID=''
 stop_all() {
   local p
