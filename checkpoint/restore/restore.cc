@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -80,9 +81,10 @@ Status check_sharing(const restorer::ImageSet& set, const restorer::ProcessImage
   return {};
 }
 
-// A task's UTS, IPC and cgroup namespaces are its parent's, or new ones it makes (unshare) right
-// after it is created, restored from the images: namespaces met first at this task in tree order.
-// Others (one shared with a task that is not its parent, or the restorer's own) cannot be made so.
+// A task's UTS, IPC and cgroup namespaces are its parent's, new ones it makes (unshare) right after
+// it is created, restored from the images (namespaces met first at this task in tree order), or those
+// of an earlier task in its pid namespace, which it joins (setns through a pidfd). The restorer's own
+// (a task that went back to the host's) cannot be reached from inside the tree.
 Status check_nested_namespaces(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
   if (p.pstree.ppid() == 0) return {};
   const restorer::ProcessImage* parent = nullptr;
@@ -97,27 +99,48 @@ Status check_nested_namespaces(const restorer::ImageSet& set, const restorer::Pr
     if (mine == (set.inventory.root_ids().*id)()) whose = "the dumper";
     for (const auto& q : set.processes) {
       if (&q == &p) break;
-      if (q.alive() && (q.ids.*id)() == mine) whose = "task " + std::to_string(q.pid());
+      if (q.alive() && (q.ids.*id)() == mine && q.ids.pid_ns_id() != p.ids.pid_ns_id())
+        whose = "task " + std::to_string(q.pid()) + " in another pid namespace";
     }
     if (!whose.empty())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
                              std::string("the task shares the ") + what + " namespace of " + whose +
-                                 ", not its parent's; only its parent's or a new one can be restored")
-                          .with_hint("a task's namespaces are made as it is created: the task that made this one must be the "
-                                     "parent of those in it"));
+                                 ", not its parent's; crshim cannot reach it from the task")
+                      .with_hint("a task below the root may be in its parent's namespace, a new one, or one of a task "
+                                 "in its own pid namespace"));
   }
   return {};
 }
 
-// UTS, IPC and cgroup namespaces `p` made for itself (its ids differ from its parent's), as CLONE_NEW*
-// flags.
-int nested_namespaces(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
-  if (!p.alive()) return 0;  // a zombie has no ids: it only exits
+// The UTS, IPC and cgroup namespaces of `p` that are not its parent's (CLONE_NEW* flags), each made
+// by `p` itself (`make`) or joined from the earlier task in it (`join`: flag -> that task's image).
+struct NestedNamespaces {
+  int make = 0;
+  std::vector<std::pair<int, const restorer::ProcessImage*>> join;
+};
+NestedNamespaces nested_namespaces(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
+  NestedNamespaces out;
+  if (!p.alive()) return out;  // a zombie has no ids: it only exits
+  const restorer::ProcessImage* parent = nullptr;
   for (const auto& q : set.processes)
-    if (q.pid() == p.pstree.ppid())
-      return (q.ids.uts_ns_id() != p.ids.uts_ns_id() ? CLONE_NEWUTS : 0) | (q.ids.ipc_ns_id() != p.ids.ipc_ns_id() ? CLONE_NEWIPC : 0) |
-             (q.ids.cgroup_ns_id() != p.ids.cgroup_ns_id() ? CLONE_NEWCGROUP : 0);
-  return 0;
+    if (q.pid() == p.pstree.ppid()) parent = &q;
+  if (!parent) return out;
+  for (auto [id, flag] : {std::pair{&task_kobj_ids_entry::uts_ns_id, CLONE_NEWUTS}, {&task_kobj_ids_entry::ipc_ns_id, CLONE_NEWIPC},
+                          {&task_kobj_ids_entry::cgroup_ns_id, CLONE_NEWCGROUP}}) {
+    uint32_t mine = (p.ids.*id)();
+    if (mine == (parent->ids.*id)()) continue;
+    const restorer::ProcessImage* first = nullptr;
+    for (const auto& q : set.processes) {
+      if (&q == &p) break;
+      if (q.alive() && (q.ids.*id)() == mine) {
+        first = &q;
+        break;
+      }
+    }
+    if (first) out.join.push_back({flag, first});
+    else out.make |= flag;
+  }
+  return out;
 }
 
 // What this engine can restore so far; refused before any task exists.
@@ -263,10 +286,22 @@ class RestoredTree {
       } else {
         auto* parent = by_pid.at(img.pstree.ppid());
         task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::fork_child(*parent, img, log)));
-        // Its own UTS and IPC namespaces before it creates children: they are born in them.
-        nested = nested_namespaces(set, img);
+        // Its own UTS and IPC namespaces (new, or an earlier task's) before it creates children:
+        // they are born in them.
+        auto nested_ns = nested_namespaces(set, img);
+        nested = nested_ns.make;
         if (int uts_ipc = nested & (CLONE_NEWUTS | CLONE_NEWIPC))
           CR_OK(restorer::setup_namespaces(*task, uts_ipc, img.ids, images_dir_, owners, true));
+        for (const auto& [flag, holder] : nested_ns.join)
+          CR_OK_IN(restorer::run_early(*task, [&, flag = flag, holder = holder](kernel::Remote& r) -> Status {
+                     // The earlier task by its pid in this task's pid namespace (the same).
+                     long pidfd = CR_TRY(r.call(SYS_pidfd_open, holder->own_tid(0), 0));
+                     auto joined = r.call(SYS_setns, pidfd, flag);
+                     CR_OK(r.call(SYS_close, pidfd));
+                     if (!joined) return fail(joined.error());
+                     return {};
+                   }),
+                   "join the namespace of task " + std::to_string(holder->pid()));
       }
       if (img.pstree.ppid() == 0 && userns) {
         CR_OK_IN(userns->apply(task->pid()), "user namespace of the root task");

@@ -20,17 +20,44 @@ finish_and_check
 echo "ok: two nested UTS namespaces and one IPC namespace, each made again by its task"
 
 # Two orphans that share a UTS namespace their parent made before it exited (they now are the
-# subreaper's children): no task can make it for both; the restore says so before creating any task.
+# subreaper's children): the first makes it again at restore, the second joins it.
 setsid "$PROGRAMS/reaper" sh -c 'unshare -u sh -c "hostname crshim-orphans; sleep 1000 & sleep 1000 &"; touch "$0"; exec sleep 1000' \
   "$WORK/orphans.ready" </dev/null >>"$WORK/orphans.out" 2>&1 &
 TARGET_PID=$!
 wait_for_file "$WORK/orphans.ready"
 checkpoint "$WORK/img-o"
 reap_target
-if "$CRSHIM" restore -D "$WORK/img-o" -o restore.log -v4 -d 2>"$WORK/err"; then fail "restored two orphans sharing a namespace"; fi
-grep -qE "restore ids-[0-9]+\.img: the task shares the UTS namespace of task [0-9]+, not its parent's; only its parent's or a new one can be restored; hint: " "$WORK/err" ||
+restore_detached "$WORK/img-o" --pidfile "$WORK/pid-o"
+TARGET_PID=$(cat "$WORK/pid-o")
+mapfile -t kids < <(pgrep -P "$TARGET_PID")
+((${#kids[@]} == 3)) || fail "the restored subreaper has ${#kids[@]} children: ${kids[*]}"
+declare -A utsns
+for k in "${kids[@]}"; do utsns[$(readlink "/proc/$k/ns/uts")]+="$k "; done
+((${#utsns[@]} == 2)) || fail "the three children are in ${#utsns[@]} UTS namespaces"
+for ns in "${!utsns[@]}"; do
+  read -ra in_it <<<"${utsns[$ns]}"
+  if ((${#in_it[@]} == 2)); then
+    [[ $(nsenter -t "${in_it[0]}" -u hostname) == crshim-orphans ]] || fail "the orphans' host name is $(nsenter -t "${in_it[0]}" -u hostname)"
+    [[ $ns != $(readlink "/proc/$TARGET_PID/ns/uts") ]] || fail "the orphans are in the subreaper's UTS namespace"
+  fi
+done
+kill -9 "$TARGET_PID" "${kids[@]}"
+TARGET_PID=
+echo "ok: two orphans sharing the UTS namespace their exited parent made: one makes it, the other joins it"
+
+# A task that went back into the host's UTS namespace below one that left it: crshim cannot reach the
+# host's from inside the tree; the restore says so before creating any task.
+setsid "$PROGRAMS/reaper" sh -c 'unshare -u sh -c "nsenter --uts=/proc/$1/ns/uts sleep 1000 & touch $0; exec sleep 1000" "$0" "$1"' \
+  "$WORK/back.ready" "$$" </dev/null >>"$WORK/back.out" 2>&1 &
+TARGET_PID=$!
+wait_for_file "$WORK/back.ready"
+sleep 0.2  # nsenter has joined and exec'd sleep
+checkpoint "$WORK/img-b"
+reap_target
+if "$CRSHIM" restore -D "$WORK/img-b" -o restore.log -v4 -d 2>"$WORK/err"; then fail "restored a task into the dumper's namespace"; fi
+grep -qE "restore ids-[0-9]+\.img: the task shares the UTS namespace of the dumper, not its parent's; crshim cannot reach it from the task; hint: " "$WORK/err" ||
   fail "unclear error: $(cat "$WORK/err")"
-! grep -q 'Created task' "$WORK/img-o/restore.log" || fail "tasks were created before the refusal"
+! grep -q 'Created task' "$WORK/img-b/restore.log" || fail "tasks were created before the refusal"
 echo "ok: refused: $(head -1 "$WORK/err")"
 
 # A cgroup namespace of C's own as well: rooted where C was when it unshared it, C sees its cgroups
