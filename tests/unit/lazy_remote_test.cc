@@ -1,6 +1,7 @@
 // Post-copy's two ends over a real TCP connection on the loopback: the dump side serves pages of a
 // "task" (this process) that its pagemap left lazy, the daemon side fetches them.
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "checkpoint/mem/lazy_remote.h"
+#include "checkpoint/mem/page_protocol.h"
 #include "checkpoint/mem/page_server.h"
 
 namespace crshim::mem {
@@ -108,6 +110,23 @@ TEST(LazyRemote, ADaemonGoneBeforeCloseFailsTheServing) {
   Status st = served.finish();
   ASSERT_FALSE(st);
   EXPECT_NE(st.error().render().find("the daemon went away before it had every page"), std::string::npos) << st.error().render();
+}
+
+TEST(LazyRemote, AnotherProtocolEndsTheServingWithAHint) {
+  Mapping m(1);
+  Served served({{m.at(0), m.at(1)}});
+  auto c = connect_tcp("127.0.0.1", served.port(), "lazy dump", "");
+  ASSERT_TRUE(c) << c.error().render();
+  // A page server's request (OPEN2) where the daemon's GET or CLOSE belongs.
+  ps::Iov open2;
+  open2.cmd = ps::kOpen2;
+  ASSERT_EQ(ssize_t(sizeof open2), ::send(c->sock.get(), &open2, sizeof open2, MSG_NOSIGNAL));
+  Status st = served.finish();
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().render().find("serve lazy-pages daemon 127.0.0.1:"), std::string::npos) << st.error().render();
+  EXPECT_NE(st.error().render().find("unexpected command 4; hint: connect `crshim lazy-pages --page-server` to a lazy dump"),
+            std::string::npos)
+      << st.error().render();
 }
 
 TEST(LazyRemote, ConnectingWithoutADumpSaysWhatToStart) {
