@@ -7,6 +7,7 @@
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <climits>
@@ -201,6 +202,27 @@ Status set_next_id(const char* what, uint32_t id) {
   return {};
 }
 
+// Runs `make` (the IPC_CREAT call) with this thread's effective ids set to the object's creator as
+// the host sees it: the kernel records them as cuid/cgid, which IPC_SET cannot change. Raw syscalls
+// change this thread's credentials alone (glibc's wrappers change every thread's); real and saved
+// ids stay 0, so the thread becomes root again after. A creator that is root, or that the namespace
+// restored into does not map, leaves the object crshim's.
+int create_as_creator(const UserNs* userns, const ipc_desc_entry& d, const std::function<int()>& make) {
+  auto host = owner_on_host(userns, {d.cuid(), d.cgid()}, "");
+  if (!host || ::geteuid() != 0 || (host->uid == 0 && host->gid == 0)) return make();
+  if (::syscall(SYS_setresgid, -1, host->gid, -1) < 0) return make();
+  if (::syscall(SYS_setresuid, -1, host->uid, -1) < 0) {
+    (void)::syscall(SYS_setresgid, -1, 0, -1);
+    return make();
+  }
+  int id = make();
+  int err = errno;
+  (void)::syscall(SYS_setresuid, -1, 0, -1);
+  (void)::syscall(SYS_setresgid, -1, 0, -1);
+  errno = err;
+  return id;
+}
+
 Status check_id(int got, const ipc_desc_entry& d, const std::string& what, const char* op) {
   if (got < 0) return fail(sys_error(op, what));
   if (uint32_t(got) != d.id())
@@ -222,7 +244,7 @@ Status restore_shm(uint32_t ns_id, int dir, const UserNs* userns) {
     if (e.size() == 0 || e.size() > kMaxShmSize || e.hugetlb_flag())
       return fail(make_error(Errc::unsupported, "restore", what, "empty, huge or hugetlb segments are not supported"));
     CR_OK(set_next_id("shm", d.id()));
-    int id = ::shmget(key_t(d.key()), e.size(), int(d.mode() & 0777) | IPC_CREAT | IPC_EXCL);
+    int id = create_as_creator(userns, d, [&] { return ::shmget(key_t(d.key()), e.size(), int(d.mode() & 0777) | IPC_CREAT | IPC_EXCL); });
     CR_OK(check_id(id, d, what, "shmget"));
     struct shmid_ds ds;
     if (::shmctl(id, IPC_STAT, &ds) < 0) return fail(sys_error("shmctl(IPC_STAT)", what));
@@ -264,7 +286,7 @@ Status restore_sem(uint32_t ns_id, int dir, const UserNs* userns) {
     CR_OK(r->read_raw(values.data(), values.size() * 2));
     CR_TRY(r->read_raw(round_up(values.size() * 2, 8) - values.size() * 2));
     CR_OK(set_next_id("sem", d.id()));
-    int id = ::semget(key_t(d.key()), int(e.nsems()), int(d.mode() & 0777) | IPC_CREAT | IPC_EXCL);
+    int id = create_as_creator(userns, d, [&] { return ::semget(key_t(d.key()), int(e.nsems()), int(d.mode() & 0777) | IPC_CREAT | IPC_EXCL); });
     CR_OK(check_id(id, d, what, "semget"));
     if (::semctl(id, 0, SETALL, values.data()) < 0) return fail(sys_error("semctl(SETALL)", what));
     struct semid_ds ds;
@@ -289,7 +311,7 @@ Status restore_msg(uint32_t ns_id, int dir, const UserNs* userns) {
     const auto& d = e.desc();
     std::string what = object_name("message queue", d.id());
     CR_OK(set_next_id("msg", d.id()));
-    int id = ::msgget(key_t(d.key()), int(d.mode() & 0777) | IPC_CREAT | IPC_EXCL);
+    int id = create_as_creator(userns, d, [&] { return ::msgget(key_t(d.key()), int(d.mode() & 0777) | IPC_CREAT | IPC_EXCL); });
     CR_OK(check_id(id, d, what, "msgget"));
     // Owner, mode and capacity first: the queue must hold what it held at dump.
     struct msqid_ds ds;

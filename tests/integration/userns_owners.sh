@@ -32,7 +32,8 @@ for kind in ("shm", "sem", "msg"):
     rows = [l.split() for l in open("/proc/sysvipc/" + kind)]
     head = rows[0]
     for r in rows[1:]:
-        print("sysv-%s %s %s:%s" % (kind, r[head.index("key")], r[head.index("uid")], r[head.index("gid")]))
+        print("sysv-%s %s %s:%s creator %s:%s" % (kind, r[head.index("key")], r[head.index("uid")], r[head.index("gid")],
+                                               r[head.index("cuid")], r[head.index("cgid")]))
 '
 }
 
