@@ -517,22 +517,44 @@ Status FrozenProcess::kill() {
   frozen_ = false;
   Status first;
   if (::kill(pid_, SIGKILL) != 0 && errno != ESRCH) first = fail(sys_error("kill(SIGKILL)", "pid " + std::to_string(pid_)));
-  // Traced threads stay zombies until their tracer reaps them; the leader is reported last, once
-  // the others are gone, so reap it last.
-  std::stable_partition(threads_.begin(), threads_.end(), [this](const Tracee& t) { return t.tid() != pid_; });
-  for (auto& t : threads_) {
-    for (int n = 0; n < 100 && !t.gone(); ++n) {
-      auto st = wait_tid(t.tid(), std::chrono::seconds(5));
-      if (!st) {
-        if (first) first = fail(st.error());
-        break;
-      }
-      if (WIFEXITED(*st) || WIFSIGNALED(*st)) break;
+  // Traced threads stay zombies until their tracer reaps them. They are reaped as each one goes, in
+  // the order the kernel lets them: the last thread of an exiting pid-namespace init waits (in
+  // zap_pid_ns_processes) until its other threads are reaped, and the leader is reported last, so
+  // no thread may be waited for alone.
+  std::vector<Tracee*> left;
+  for (auto& t : threads_)
+    if (!t.gone()) left.push_back(&t);
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (!left.empty()) {
+    bool moved = false;
+    for (auto it = left.begin(); it != left.end();) {
+      int st = 0;
+      pid_t r = waitpid((*it)->tid(), &st, __WALL | WNOHANG);
+      bool done = (r < 0 && errno == ECHILD) || (r == (*it)->tid() && (WIFEXITED(st) || WIFSIGNALED(st)));
       // A PTRACE_EVENT_EXIT stop (when asked for): let it finish dying.
-      (void)ptrace(PTRACE_CONT, t.tid(), nullptr, nullptr);
+      if (r == (*it)->tid() && !done) (void)ptrace(PTRACE_CONT, (*it)->tid(), nullptr, nullptr);
+      moved |= r != 0;
+      if (done) {
+        (*it)->release();
+        it = left.erase(it);
+      } else {
+        ++it;
+      }
     }
-    t.release();
+    if (left.empty()) break;
+    if (Clock::now() >= deadline) {
+      if (first)
+        first = fail(make_error(Errc::timeout, "waitpid", tid_object(left.front()->tid()), "the killed thread did not exit within 10 s")
+                         .with_hint("the thread may be in uninterruptible sleep (D state); see /proc/" +
+                                    std::to_string(left.front()->tid()) + "/stack"));
+      break;
+    }
+    if (!moved) {
+      timespec ts{0, 1'000'000};
+      nanosleep(&ts, nullptr);
+    }
   }
+  for (auto& t : threads_) t.release();
   threads_.clear();
   return first;
 }
