@@ -22,15 +22,17 @@ mkdir -p "$FILES"
 EXTRA_PIDS=()
 at_exit 'for p in "${EXTRA_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done'
 
-# py_target CODE: runs CODE (python, with os, socket, ctypes, libc at hand) in a session of its own,
-# then idles; sets TARGET_PID once CODE is done.
+# py_target CODE [PREFIX...]: runs CODE (python, with os, socket, ctypes, libc at hand) in a session
+# of its own, under PREFIX (a command that execs python in other namespaces, e.g. unshare -n) when
+# given, then idles; sets TARGET_PID once CODE is done.
 py_target() {
-  local ready=$WORK/py.ready
+  local ready=$WORK/py.ready code=$1
+  shift
   rm -f "$ready"
-  setsid python3 -c "
+  setsid "$@" python3 -c "
 import ctypes, fcntl, os, select, socket, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
-$1
+$code
 open('$ready', 'w').close()
 while True: time.sleep(0.1)
 " </dev/null >>"$WORK/py.out" 2>&1 &
@@ -235,14 +237,7 @@ restore_refused pts_orphan "its master was outside the dumped tree" \
 TARGET_PID=
 
 # A user namespace nested two levels below crshim's.
-READY=$WORK/userns.ready
-setsid unshare -U -r unshare -U -r python3 -c "
-import time
-open('$READY', 'w').close()
-while True: time.sleep(0.1)
-" </dev/null >>"$WORK/py.out" 2>&1 &
-TARGET_PID=$!
-wait_for_file "$READY"
+py_target "" unshare -U -r unshare -U -r
 dump_refused userns_nested "its user namespace is nested in another one than crshim's; only one level is supported" \
   "run crshim in the parent of the tree's user namespace"
 stop_target
@@ -250,14 +245,7 @@ stop_target
 # ---- External namespaces: the keys the dump was given are wanted at restore, as fds of the right kind.
 
 # A network namespace of its own, dumped as external.
-READY=$WORK/netns.ready
-setsid unshare -n python3 -c "
-import time
-open('$READY', 'w').close()
-while True: time.sleep(0.1)
-" </dev/null >>"$WORK/py.out" 2>&1 &
-TARGET_PID=$!
-wait_for_file "$READY"
+py_target "" unshare -n
 checkpoint "$WORK/netns_ext" --external "net[$(stat -L -c %i "/proc/$TARGET_PID/ns/net")]:extNet"
 reap_target
 restore_refused netns_ext "the network namespace is external (key extNet)" \
@@ -273,14 +261,7 @@ VNS=crhint-$$ VHOST=crh$$
 at_exit 'ip netns del "$VNS" 2>/dev/null; ip link del "$VHOST" 2>/dev/null'
 ip netns add "$VNS" || fail "ip netns add"
 ip link add "$VHOST" type veth peer name veth0 netns "$VNS" || fail "ip link add veth"
-rm -f "$READY"
-setsid nsenter --net="/run/netns/$VNS" python3 -c "
-import time
-open('$READY', 'w').close()
-while True: time.sleep(0.1)
-" </dev/null >>"$WORK/py.out" 2>&1 &
-TARGET_PID=$!
-wait_for_file "$READY"
+py_target "" nsenter --net="/run/netns/$VNS"
 ip netns del "$VNS"
 checkpoint "$WORK/veth"
 reap_target
@@ -292,14 +273,7 @@ restore_refused veth "find link crnobr$$" \
 
 # A network namespace dumped in full, restored where ip(8) is missing (hidden in a mount namespace of
 # the restore's own by a file that is not executable).
-rm -f "$READY"
-setsid unshare -n python3 -c "
-import time
-open('$READY', 'w').close()
-while True: time.sleep(0.1)
-" </dev/null >>"$WORK/py.out" 2>&1 &
-TARGET_PID=$!
-wait_for_file "$READY"
+py_target "" unshare -n
 checkpoint "$WORK/no_ip"
 reap_target
 touch "$FILES/noexec"
