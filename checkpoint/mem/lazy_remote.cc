@@ -18,44 +18,6 @@ namespace {
 
 constexpr uint32_t kMaxGetPages = 4096;  // 16 MiB: more than the daemon ever asks for at once
 
-// Receives exactly `size` bytes; 0 when the peer closed before the first one, else `size`.
-Result<size_t> recv_all(int sk, void* buf, size_t size, const std::string& what) {
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::recv(sk, static_cast<char*>(buf) + done, size - done, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(sys_error("recv", what));
-    if (n == 0) {
-      if (done == 0) return size_t(0);
-      return fail(make_error(Errc::system, "recv", what, "the connection was closed mid-message"));
-    }
-    done += size_t(n);
-  }
-  return done;
-}
-
-Status send_iov(int sk, iovec* iov, size_t count, const std::string& what) {
-  while (count > 0) {
-    msghdr mh{};
-    mh.msg_iov = iov;
-    mh.msg_iovlen = count;
-    ssize_t n = ::sendmsg(sk, &mh, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(sys_error("send", what));
-    size_t left = size_t(n);
-    while (count > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      iov++;
-      count--;
-    }
-    if (count > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
-      iov->iov_len -= left;
-    }
-  }
-  return {};
-}
-
 // Whether one range of `lazy` (sorted) holds all of [addr, addr + len).
 bool holds(const std::vector<Range>& lazy, uint64_t addr, uint64_t len) {
   auto it = std::upper_bound(lazy.begin(), lazy.end(), addr, [](uint64_t a, const Range& r) { return a < r.start; });
@@ -113,8 +75,7 @@ Status LazyPagesSource::serve(int conn, const std::string& peer, int cancel_fd, 
     if (cancel_fd >= 0 && fds[1].revents)
       return fail(make_error(Errc::aborted, "serve", what, "cancelled"));
     ps::Iov req;
-    size_t got = CR_TRY(recv_all(conn, &req, sizeof req, what));
-    if (got == 0)
+    if (!CR_TRY(recv_exact(conn, &req, sizeof req, true, what)))
       return fail(make_error(Errc::system, "serve", what, "the daemon went away before it had every page")
                       .with_hint("see the lazy-pages daemon's log on the destination"));
     uint32_t cmd = ps::cmd_of(req.cmd);
@@ -174,7 +135,7 @@ Result<const char*> RemotePages::get(uint32_t vpid, uint64_t vaddr, uint32_t nr_
   iovec iov{&req, sizeof req};
   CR_OK(send_iov(sk_.get(), &iov, 1, what));
   ps::Iov ans;
-  if (CR_TRY(recv_all(sk_.get(), &ans, sizeof ans, what)) == 0)
+  if (!CR_TRY(recv_exact(sk_.get(), &ans, sizeof ans, true, what)))
     return fail(make_error(Errc::system, "recv", what, "the dump closed the connection")
                     .with_hint("see the dump's log on the source"));
   if (ps::cmd_of(ans.cmd) != ps::kAdd || ans.nr_pages != nr_pages || ans.vaddr != vaddr || ans.dst_id != req.dst_id) {
@@ -185,8 +146,7 @@ Result<const char*> RemotePages::get(uint32_t vpid, uint64_t vaddr, uint32_t nr_
                     .with_hint("the images and the dump serving them must be of the same checkpoint"));
   }
   buf_.resize(size_t(nr_pages) * kPageSize);
-  if (CR_TRY(recv_all(sk_.get(), buf_.data(), buf_.size(), what)) != buf_.size())
-    return fail(make_error(Errc::system, "recv", what, "the dump closed the connection mid-answer"));
+  CR_OK(recv_exact(sk_.get(), buf_.data(), buf_.size(), false, what));
   pages_ += nr_pages;
   return buf_.data();
 }
@@ -198,7 +158,7 @@ Status RemotePages::close() {
   iovec iov{&req, sizeof req};
   CR_OK(send_iov(sk_.get(), &iov, 1, what));
   int32_t status = -1;
-  if (CR_TRY(recv_all(sk_.get(), &status, sizeof status, what)) == 0 || status != 0)
+  if (!CR_TRY(recv_exact(sk_.get(), &status, sizeof status, true, what)) || status != 0)
     return fail(make_error(Errc::system, "close", what, "the dump did not confirm the end of the transfer"));
   sk_.reset();
   return {};

@@ -61,25 +61,9 @@ ssize_t recv_full(int sk, void* buf, size_t size) {
   return ssize_t(done);
 }
 
-// Reads exactly `size` bytes; false when the peer closed before the first byte and `eof_ok`.
-Result<bool> read_exact(int sk, void* buf, size_t size, bool eof_ok, const std::string& peer) {
-  ssize_t got = recv_full(sk, buf, size);
-  if (got < 0) return fail(sys_error("recv", "page server connection " + peer));
-  if (got == 0 && eof_ok) return false;
-  if (size_t(got) < size)
-    return fail(make_error(Errc::system, "recv", "page server connection " + peer, "the connection was closed mid-request"));
-  return true;
-}
-
 Status write_exact(int sk, const void* buf, size_t size, const std::string& peer) {
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::send(sk, static_cast<const char*>(buf) + done, size - done, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(sys_error("send", "page server connection " + peer));
-    done += size_t(n);
-  }
-  return {};
+  iovec iov{const_cast<void*>(buf), size};
+  return send_iov(sk, &iov, 1, "page server connection " + peer);
 }
 
 Error malformed(const std::string& peer, const std::string& what) {
@@ -88,6 +72,37 @@ Error malformed(const std::string& peer, const std::string& what) {
 }
 
 }  // namespace
+
+Result<bool> recv_exact(int sk, void* buf, size_t size, bool eof_ok, const std::string& what) {
+  ssize_t got = recv_full(sk, buf, size);
+  if (got < 0) return fail(sys_error("recv", what));
+  if (got == 0 && eof_ok) return false;
+  if (size_t(got) < size) return fail(make_error(Errc::system, "recv", what, "the connection was closed mid-message"));
+  return true;
+}
+
+Status send_iov(int sk, iovec* iov, size_t count, const std::string& what) {
+  while (count > 0) {
+    msghdr mh{};
+    mh.msg_iov = iov;
+    mh.msg_iovlen = std::min(kMaxIov, count);
+    ssize_t n = ::sendmsg(sk, &mh, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(sys_error("send", what));
+    // Skip what went out; a partly sent piece is resumed where it stopped.
+    size_t left = size_t(n);
+    while (count > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      iov++;
+      count--;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+  return {};
+}
 
 // ---- the dump side ----
 
@@ -149,28 +164,10 @@ Error PageServerClient::net_error(const char* op) const {
 }
 
 Status PageServerClient::send_all(std::vector<iovec>& iov) {
-  size_t at = 0;
-  while (at < iov.size()) {
-    msghdr mh{};
-    mh.msg_iov = &iov[at];
-    mh.msg_iovlen = std::min(kMaxIov, iov.size() - at);
-    ssize_t n = ::sendmsg(sk_.get(), &mh, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(net_error("send"));
-    // Skip what went out; a partly sent piece is resumed where it stopped.
-    for (size_t left = size_t(n); left > 0;) {
-      if (left >= iov[at].iov_len) {
-        left -= iov[at].iov_len;
-        at++;
-      } else {
-        iov[at].iov_base = static_cast<char*>(iov[at].iov_base) + left;
-        iov[at].iov_len -= left;
-        left = 0;
-      }
-    }
-    while (at < iov.size() && iov[at].iov_len == 0) at++;
-  }
-  return {};
+  Status st = send_iov(sk_.get(), iov.data(), iov.size(), "page server " + peer_);
+  if (st) return {};
+  errno = st.error().err;
+  return fail(net_error("send"));
 }
 
 Status PageServerClient::recv_exact(void* buf, size_t size) {
@@ -413,7 +410,7 @@ Status Receiver::add(const ps::Iov& req, uint32_t flags) {
   if (!buf_) buf_.reset(new char[kBuffer]);
   for (uint64_t left = uint64_t(req.nr_pages) * kPageSize; left > 0;) {
     size_t n = size_t(std::min<uint64_t>(left, kBuffer));
-    CR_OK(read_exact(sk_, buf_.get(), n, false, peer_));
+    CR_OK(recv_exact(sk_, buf_.get(), n, false, "page server connection " + peer_));
     CR_OK(sink_.data(buf_.get(), n));
     left -= n;
   }
@@ -424,7 +421,7 @@ Status Receiver::add(const ps::Iov& req, uint32_t flags) {
 Result<bool> Receiver::run(bool wait_eof) {
   for (;;) {
     unsigned char raw[ps::kIovSize];
-    if (!CR_TRY(read_exact(sk_, raw, sizeof raw, true, peer_))) return false;
+    if (!CR_TRY(recv_exact(sk_, raw, sizeof raw, true, "page server connection " + peer_))) return false;
     ps::Iov req = ps::decode(raw);
     uint32_t cmd = ps::cmd_of(req.cmd);
     switch (cmd) {

@@ -23,6 +23,12 @@ struct Connection {
   std::string peer;
 };
 
+// Socket I/O of the protocol, for both of its ends; `what` names the connection in errors.
+// Reads exactly `size` bytes; false when the peer closed before the first byte and `eof_ok`.
+Result<bool> recv_exact(int sk, void* buf, size_t size, bool eof_ok, const std::string& what);
+// Sends every byte `iov` points to, resuming after partial sends (it advances `iov` as it goes).
+Status send_iov(int sk, iovec* iov, size_t count, const std::string& what);
+
 // Connects to `address` (IPv4, IPv6 or a host name) port `port`; `what` names the server in errors,
 // `hint` says how to start it.
 Result<Connection> connect_tcp(const std::string& address, uint16_t port, const std::string& what, const std::string& hint);
