@@ -145,10 +145,10 @@ Result<const char*> Server::fetch(uint32_t vpid, uint64_t vaddr, uint64_t pages)
   // forked task waits for pages, what one of them fetches is kept for the other.
   bool forks_wait = false;
   for (const auto& [fd, sp] : spaces_) forks_wait |= !sp->pid && !sp->gone && !sp->pending.empty();
+  auto key = [&](uint64_t i) { return uint64_t(vpid) << 40 | ((vaddr >> 12) + i); };
   if (!forks_wait) {
     fetched_.clear();
   } else {
-    auto key = [&](uint64_t i) { return uint64_t(vpid) << 40 | ((vaddr >> 12) + i); };
     bool all = true;
     for (uint64_t i = 0; all && i < pages; i++) all = fetched_.count(key(i)) != 0;
     if (all) {
@@ -162,7 +162,7 @@ Result<const char*> Server::fetch(uint32_t vpid, uint64_t vaddr, uint64_t pages)
   stats_.remote_pages += pages;
   if (forks_wait)
     for (uint64_t i = 0; i < pages; i++)
-      memcpy(fetched_[uint64_t(vpid) << 40 | ((vaddr >> 12) + i)].data(), data + i * kPageSize, kPageSize);
+      memcpy(fetched_[key(i)].data(), data + i * kPageSize, kPageSize);
   return data;
 }
 
