@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "checkpoint/base/fault.h"
 #include "checkpoint/base/sys.h"
@@ -44,15 +45,20 @@ uint32_t micros(Clock::duration d) {
   return uint32_t(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
 }
 
+// The image of `p`'s parent; null for the root.
+const restorer::ProcessImage* parent_of(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
+  for (const auto& q : set.processes)
+    if (q.pid() == p.pstree.ppid()) return &q;
+  return nullptr;
+}
+
 // Objects shared between processes (CLONE_VM/FILES/FS/SIGHAND) can only be recreated by the
 // parent's clone3 handing its own object to the child. Sharing between tasks that did not get it
 // that way (siblings that share a table their parent does not, or a task that shares with a
 // grandparent through a parent that does not) has no clone to express it, nor any later syscall
 // that could join an existing fd table, fs state or mm: refused.
 Status check_sharing(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
-  const restorer::ProcessImage* parent = nullptr;
-  for (const auto& q : set.processes)
-    if (q.pid() == p.pstree.ppid()) parent = &q;
+  const restorer::ProcessImage* parent = parent_of(set, p);
   struct Kind {
     uint32_t (task_kobj_ids_entry::*id)() const;
     const char* what;
@@ -82,51 +88,21 @@ Status check_sharing(const restorer::ImageSet& set, const restorer::ProcessImage
 }
 
 // A task's UTS, IPC and cgroup namespaces are its parent's, new ones it makes (unshare) right after
-// it is created, restored from the images (namespaces met first at this task in tree order), or those
-// of an earlier task in its pid namespace, which it joins (setns through a pidfd). The restorer's own
-// (a task that went back to the host's) cannot be reached from inside the tree.
-Status check_nested_namespaces(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
-  if (p.pstree.ppid() == 0) return {};
-  const restorer::ProcessImage* parent = nullptr;
-  for (const auto& q : set.processes)
-    if (q.pid() == p.pstree.ppid()) parent = &q;
-  if (!parent || !parent->alive()) return {};  // check_sharing's concern
-  for (auto [id, what] : {std::pair{&task_kobj_ids_entry::uts_ns_id, "UTS"}, {&task_kobj_ids_entry::ipc_ns_id, "IPC"},
-                          {&task_kobj_ids_entry::cgroup_ns_id, "cgroup"}}) {
-    uint32_t mine = (p.ids.*id)();
-    if (mine == (parent->ids.*id)()) continue;
-    std::string whose;
-    if (mine == (set.inventory.root_ids().*id)()) whose = "the dumper";
-    for (const auto& q : set.processes) {
-      if (&q == &p) break;
-      if (q.alive() && (q.ids.*id)() == mine && q.ids.pid_ns_id() != p.ids.pid_ns_id())
-        whose = "task " + std::to_string(q.pid()) + " in another pid namespace";
-    }
-    if (!whose.empty())
-      return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
-                             std::string("the task shares the ") + what + " namespace of " + whose +
-                                 ", not its parent's; crshim cannot reach it from the task")
-                      .with_hint("a task below the root may be in its parent's namespace, a new one, or one of a task "
-                                 "in its own pid namespace"));
-  }
-  return {};
-}
-
-// The UTS, IPC and cgroup namespaces of `p` that are not its parent's (CLONE_NEW* flags), each made
-// by `p` itself (`make`) or joined from the earlier task in it (`join`: flag -> that task's image).
+// it is created, restored from the images (`make`: namespaces met first at this task in tree order),
+// or those of the earlier task in them, which it joins (`join`: setns through a pidfd, so that task
+// must be in its pid namespace). The restorer's own (a task that went back to the host's) cannot be
+// reached from inside the tree: refused, before any task exists.
 struct NestedNamespaces {
-  int make = 0;
-  std::vector<std::pair<int, const restorer::ProcessImage*>> join;
+  int make = 0;                                                       // CLONE_NEW* flags
+  std::vector<std::pair<int, const restorer::ProcessImage*>> join;  // flag -> the task to join
 };
-NestedNamespaces nested_namespaces(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
+Result<NestedNamespaces> nested_namespaces(const restorer::ImageSet& set, const restorer::ProcessImage& p) {
   NestedNamespaces out;
-  if (!p.alive()) return out;  // a zombie has no ids: it only exits
-  const restorer::ProcessImage* parent = nullptr;
-  for (const auto& q : set.processes)
-    if (q.pid() == p.pstree.ppid()) parent = &q;
-  if (!parent) return out;
-  for (auto [id, flag] : {std::pair{&task_kobj_ids_entry::uts_ns_id, CLONE_NEWUTS}, {&task_kobj_ids_entry::ipc_ns_id, CLONE_NEWIPC},
-                          {&task_kobj_ids_entry::cgroup_ns_id, CLONE_NEWCGROUP}}) {
+  const restorer::ProcessImage* parent = p.alive() ? parent_of(set, p) : nullptr;  // a zombie has no ids
+  if (!parent || !parent->alive()) return out;  // the root, or check_sharing's concern
+  for (auto [id, flag, what] : {std::tuple{&task_kobj_ids_entry::uts_ns_id, CLONE_NEWUTS, "UTS"},
+                                {&task_kobj_ids_entry::ipc_ns_id, CLONE_NEWIPC, "IPC"},
+                                {&task_kobj_ids_entry::cgroup_ns_id, CLONE_NEWCGROUP, "cgroup"}}) {
     uint32_t mine = (p.ids.*id)();
     if (mine == (parent->ids.*id)()) continue;
     const restorer::ProcessImage* first = nullptr;
@@ -137,6 +113,15 @@ NestedNamespaces nested_namespaces(const restorer::ImageSet& set, const restorer
         break;
       }
     }
+    std::string whose;
+    if (mine == (set.inventory.root_ids().*id)()) whose = "the dumper";
+    else if (first && first->ids.pid_ns_id() != p.ids.pid_ns_id()) whose = "task " + std::to_string(first->pid()) + " in another pid namespace";
+    if (!whose.empty())
+      return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
+                             std::string("the task shares the ") + what + " namespace of " + whose +
+                                 ", not its parent's; crshim cannot reach it from the task")
+                      .with_hint("a task below the root may be in its parent's namespace, a new one, or one of a task "
+                                 "in its own pid namespace"));
     if (first) out.join.push_back({flag, first});
     else out.make |= flag;
   }
@@ -167,7 +152,7 @@ Status check_supported(const restorer::ImageSet& set) {
     if (a.time_ns_id() != root.ids.time_ns_id())
       return fail(make_error(Errc::unsupported, "restore", image::ids_file(p.pid()),
                              "tasks in different time namespaces are not supported yet"));
-    CR_OK(check_nested_namespaces(set, p));
+    CR_OK(nested_namespaces(set, p));
     CR_OK(check_sharing(set, p));
   }
   for (const auto& p : set.processes)
@@ -288,7 +273,7 @@ class RestoredTree {
         task = std::make_unique<restorer::RestoredTask>(CR_TRY(restorer::fork_child(*parent, img, log)));
         // Its own UTS and IPC namespaces (new, or an earlier task's) before it creates children:
         // they are born in them.
-        auto nested_ns = nested_namespaces(set, img);
+        auto nested_ns = CR_TRY(nested_namespaces(set, img));
         nested = nested_ns.make;
         if (int uts_ipc = nested & (CLONE_NEWUTS | CLONE_NEWIPC))
           CR_OK(restorer::setup_namespaces(*task, uts_ipc, img.ids, images_dir_, owners, true));
