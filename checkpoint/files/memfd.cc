@@ -19,6 +19,7 @@
 #include "checkpoint/files/kinds.h"
 #include "checkpoint/files/memfd.h"
 #include "checkpoint/image/catalog.h"
+#include "checkpoint/mem/pages.h"
 #include "checkpoint/mem/shmem.h"
 #include "checkpoint/ns/userns.h"
 #include "memfd.pb.h"
@@ -39,7 +40,6 @@ constexpr const char* kKind = "memfd";
 constexpr const char* kInodes = "memfd inode";  // seen(): inode number -> memfd_inode_entry.inode_id
 constexpr const char* kMemfdFile = "memfd.img";
 constexpr uint64_t kPage = 4096;
-constexpr uint32_t kPresent = 4;  // PE_PRESENT
 // pages-N.img numbers of memfd contents: a range of their own, far above the per-process ones
 // (which count from 1), as the shmem pagemaps are written while the processes are dumped.
 constexpr uint32_t kPagesIdBase = 0x40000000;
@@ -190,11 +190,11 @@ Status restore_contents(int dir, int fd, const memfd_inode_entry& mie, const std
     pagemap_entry pe;
     if (!CR_TRY(r->read(pe))) break;
     uint64_t n = pe.has_nr_pages() ? pe.nr_pages() : pe.compat_nr_pages();
-    uint32_t flags = pe.has_flags() ? pe.flags() : (pe.in_parent() ? 1 : kPresent);
+    uint32_t flags = pe.has_flags() ? pe.flags() : (pe.in_parent() ? mem::kPeParent : mem::kPePresent);
     uint64_t start = pe.vaddr();
     if (start % kPage || n == 0 || n > limit / kPage || start > limit - n * kPage || start < prev_end)
       return fail(make_error(Errc::corrupt_image, "restore", name, "bad or unsorted pagemap entry at " + std::to_string(start)));
-    if (!(flags & kPresent))
+    if (!(flags & mem::kPePresent))
       return fail(make_error(Errc::unsupported, "restore", name, "pages not in this image (parent or lazy)"));
     uint64_t end = start + n * kPage;
     for (uint64_t off = start; off < end;) {

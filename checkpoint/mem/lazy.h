@@ -25,8 +25,6 @@ namespace crshim::mem {
 // The daemon's socket, in the work dir of both the daemon and the restore (CRIU's name).
 inline constexpr const char* kLazySocketName = "lazy-pages.socket";
 
-inline constexpr uint32_t kPeParent = 1, kPeLazy = 2, kPePresent = 4;
-
 // UFFD_FEATURE_* the daemon needs to keep its view of each address space right (EVENT_FORK, REMAP,
 // REMOVE, UNMAP): a kernel without one of them cannot restore lazily.
 inline constexpr uint64_t kLazyUffdFeatures =

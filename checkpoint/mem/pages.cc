@@ -166,7 +166,7 @@ Status ImagePageSink::write(const std::vector<PageEntry>& entries, const char* d
   size_t bytes = 0;
   for (const auto& e : entries) {
     CR_OK(entry(e));
-    if (e.flags & 4) bytes += e.nr_pages * kPageSize;  // PE_PRESENT
+    if (e.flags & kPePresent) bytes += e.nr_pages * kPageSize;
   }
   return bytes ? data(data_start, bytes) : Status{};
 }
@@ -207,10 +207,8 @@ Status read_task_memory(pid_t pid, int& mem_fd, uint64_t addr, size_t len, char*
   return {};
 }
 
-
 Status dump_pages(pid_t pid, const std::vector<Range>& ranges, PageSink& sink, PageDumpStats& stats,
                   const std::vector<PageEntry>& elsewhere, ProgressSink* progress) {
-  constexpr uint32_t kPresent = 4;  // PE_PRESENT
   constexpr size_t kMaxEntries = 4096;
   constexpr uint64_t kMaxRun = 1ull << 31;  // pages per entry: the page-server protocol carries 32 bits
   // Pages go out in batches: one process_vm_readv gathers many ranges (sparse memory has many small
@@ -262,7 +260,7 @@ Status dump_pages(pid_t pid, const std::vector<Range>& ranges, PageSink& sink, P
     for (uint64_t at = r.start; at < r.end;) {
       size_t len = std::min<uint64_t>(kChunk - filled, r.end - at);
       remote.push_back({reinterpret_cast<void*>(at), len});
-      entries.push_back({at, len / kPageSize, kPresent});
+      entries.push_back({at, len / kPageSize, kPePresent});
       stats.pages_written += len / kPageSize;
       filled += len;
       at += len;

@@ -22,6 +22,10 @@ namespace crshim::mem {
 
 inline constexpr uint64_t kPageSize = 4096;
 
+// pagemap_entry.flags, CRIU's PE_*: the pages are left to the parent images, served later by the
+// lazy dump, in the pages image.
+inline constexpr uint32_t kPeParent = 1, kPeLazy = 2, kPePresent = 4;
+
 struct Range {
   uint64_t start = 0;
   uint64_t end = 0;

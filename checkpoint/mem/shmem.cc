@@ -136,7 +136,7 @@ Result<int> SharedMemory::object_fd(uint64_t shmid, uint64_t size) {
         size = pe.vaddr() + n * kPageSize;
         if (::ftruncate(fd->get(), off_t(size)) < 0) return fail(sys_error("ftruncate", name));
       }
-      if (!(pe.flags() & 4)) continue;
+      if (!(pe.flags() & kPePresent)) continue;
       CR_OK(pages.copy_to_file(fd->get(), pe.vaddr(), n));
     }
   } else if (reader.error().err != ENOENT) {

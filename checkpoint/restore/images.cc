@@ -121,7 +121,7 @@ Status load_pagemap(int dir, ProcessImage& p) {
   // The pages image must hold every present page.
   uint64_t pages = 0;
   for (const auto& pe : p.pagemap)
-    if (pe.flags() & 4) pages += pe.nr_pages();
+    if (pe.flags() & mem::kPePresent) pages += pe.nr_pages();
   struct stat st;
   std::string pages_name = image::pages_file(p.pages_id);
   if (fstatat(dir, pages_name.c_str(), &st, 0) < 0) {

@@ -209,7 +209,7 @@ uint64_t pages_to_restore(const restorer::ImageSet& set) {
   for (const auto& img : set.processes)
     if (img.alive() && counted.insert(img.pages_id).second)
       for (const auto& pe : img.pagemap)
-        if (pe.flags() & 5) total += pe.nr_pages();  // PE_PRESENT | PE_PARENT
+        if (pe.flags() & (mem::kPePresent | mem::kPeParent)) total += pe.nr_pages();
   return total;
 }
 
@@ -547,7 +547,7 @@ Result<RestoreResult> restore(const RestoreRequest& request, Session& session, H
              "restore pid " + std::to_string(img.pid()));
     if (share.own_vm)
       for (const auto& pe : img.pagemap)
-        if (pe.flags() & 4) pages += pe.nr_pages();
+        if (pe.flags() & mem::kPePresent) pages += pe.nr_pages();
   }
   CR_OK(hooks.fire(HookPoint::post_restore, tree.root_pid()));
   // As CRIU: the network of a tree with its own namespace is unlocked before it resumes.

@@ -378,7 +378,7 @@ Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& 
              pid, (unsigned long long)counts.lazy);
   } else {
     bool any = false;
-    for (const auto& pe : img.pagemap) any |= (pe.flags() & 4) != 0;
+    for (const auto& pe : img.pagemap) any |= (pe.flags() & mem::kPePresent) != 0;
     auto mem_fd = CR_TRY(sys::open(proc::proc_dir(pid) + "/mem", O_RDWR));
     auto pages = any ? CR_TRY(mem::PageSource::open(images_dir, image::pages_file(img.pages_id))) : mem::PageSource::empty();
     uint64_t restored = 0;
@@ -393,7 +393,7 @@ Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& 
       return {};
     };
     for (const auto& pe : img.pagemap) {
-      if (!(pe.flags() & 4)) continue;
+      if (!(pe.flags() & mem::kPePresent)) continue;
       batch.push_back({pe.vaddr(), pe.nr_pages()});
       batch_pages += pe.nr_pages();
       restored += pe.nr_pages();
@@ -402,7 +402,7 @@ Status restore_memory(Remote& r, FdPusher& push, pid_t pid, const ProcessImage& 
     CR_OK(flush());
     std::vector<std::pair<uint64_t, uint64_t>> from_parents;
     for (const auto& pe : img.pagemap)
-      if ((pe.flags() & 1) && !(pe.flags() & 4)) from_parents.push_back({pe.vaddr(), pe.nr_pages()});  // PE_PARENT only
+      if ((pe.flags() & mem::kPeParent) && !(pe.flags() & mem::kPePresent)) from_parents.push_back({pe.vaddr(), pe.nr_pages()});
     restored += CR_TRY(mem::restore_from_parents(pid, mem_fd.get(), images_dir, img.pid(), from_parents, progress));
     LOG_INFO(log, "Restored %llu pages of %d", (unsigned long long)restored, pid);
   }
