@@ -41,8 +41,8 @@ void use_config(const oci::Config& c) {
   host.hierarchies.push_back({{"cpu", "cpuacct"}, "/sys/fs/cgroup/cpu,cpuacct"});
   host.own_cgroups.push_back({"", "/user.slice", 0});
   host.own_cgroups.push_back({"cpu,cpuacct", "/user.slice", 0});
-  std::vector<oci::CgroupMount> cgroup_mounts{{"/sys/fs/cgroup", "", "/ctr"}, {"/sys/fs/cgroup/cpu", "cpu,cpuacct", "/"}};
-  auto plan = oci::plan_restore(c, "/bundle", {"/dev/null", "pipe:[1]", "socket:[2]"}, cgroup_mounts, host);
+  oci::BundleRecord record{{{"/sys/fs/cgroup", "", "/ctr"}, {"/sys/fs/cgroup/cpu", "cpu,cpuacct", "/"}}, {"/dev/null"}};
+  auto plan = oci::plan_restore(c, "/bundle", {"/dev/null", "pipe:[1]", "socket:[2]"}, record, host);
   if (!plan) check_error(plan.error(), "plan_restore");
   else if (plan->root.empty() || plan->root[0] != '/') {
     fprintf(stderr, "plan_restore made a relative root '%s'\n", plan->root.c_str());
