@@ -38,7 +38,6 @@ namespace {
 
 constexpr const char* kKind = "memfd";
 constexpr const char* kInodes = "memfd inode";  // seen(): inode number -> memfd_inode_entry.inode_id
-constexpr const char* kMemfdFile = "memfd.img";
 constexpr uint64_t kPage = 4096;
 // pages-N.img numbers of memfd contents: a range of their own, far above the per-process ones
 // (which count from 1), as the shmem pagemaps are written while the processes are dumped.
@@ -86,7 +85,7 @@ Result<uint32_t> dump_inode(int fd, const std::string& link, const std::string& 
   mie.set_inode_id(inode_id);
   mie.set_mode(st.st_mode);
   CR_OK(mem::dump_shmem_contents(rfd.get(), uint64_t(st.st_size), shmid, files.images_dir(), kPagesIdBase + inode_id, what));
-  auto* w = CR_TRY(files.writer(kMemfdFile, image::Type::memfd_inode));
+  auto* w = CR_TRY(files.writer(image::kMemfdFile, image::Type::memfd_inode));
   CR_OK(w->write(mie));
   inodes[uint64_t(st.st_ino)] = inode_id;
   return inode_id;
@@ -147,24 +146,24 @@ namespace {
 
 // ---- restore -------------------------------------------------------------------------------------
 
-// memfd.img, loaded on first use into files.data()[kMemfdFile] by inode_id.
+// memfd.img, loaded on first use into files.data()[image::kMemfdFile] by inode_id.
 Result<memfd_inode_entry> inode_entry(uint64_t inode_id, RestoreFiles& files) {
-  auto& entries = files.data()[kMemfdFile];
+  auto& entries = files.data()[image::kMemfdFile];
   auto& loaded = files.data()["memfd.img loaded"];
   if (loaded.empty()) {
-    auto r = CR_TRY(image::Reader::open(files.images_dir(), kMemfdFile, image::kind(image::Type::memfd_inode)));
+    auto r = CR_TRY(image::Reader::open(files.images_dir(), image::kMemfdFile, image::kind(image::Type::memfd_inode)));
     for (;;) {
       memfd_inode_entry mie;
       if (!CR_TRY(r.read(mie))) break;
       if (!entries.emplace(mie.inode_id(), mie.SerializeAsString()).second)
-        return fail(make_error(Errc::corrupt_image, "read", kMemfdFile, "duplicate inode_id " + std::to_string(mie.inode_id())));
-      if (entries.size() > 1000000) return fail(make_error(Errc::corrupt_image, "read", kMemfdFile, "too many entries"));
+        return fail(make_error(Errc::corrupt_image, "read", image::kMemfdFile, "duplicate inode_id " + std::to_string(mie.inode_id())));
+      if (entries.size() > 1000000) return fail(make_error(Errc::corrupt_image, "read", image::kMemfdFile, "too many entries"));
     }
     loaded[0] = "yes";
   }
   auto it = entries.find(inode_id);
   if (it == entries.end())
-    return fail(make_error(Errc::corrupt_image, "restore", kMemfdFile, "no memfd inode " + std::to_string(inode_id)));
+    return fail(make_error(Errc::corrupt_image, "restore", image::kMemfdFile, "no memfd inode " + std::to_string(inode_id)));
   memfd_inode_entry mie;
   mie.ParseFromString(it->second);
   return mie;

@@ -62,12 +62,6 @@ std::string unsupported(const OpenFd& f, bool) {
   return "";
 }
 
-std::string hex(uint32_t v) {
-  char b[16];
-  snprintf(b, sizeof b, "%x", v);
-  return b;
-}
-
 Status write_ghost_image(int fd, const struct stat& st, const std::string& what, uint32_t ghost_id,
                          DumpFiles& files);
 
@@ -139,7 +133,7 @@ Status add_deleted(const struct stat& st, const std::string& path, pid_t pid, in
 
 Status write_ghost_image(int fd, const struct stat& st, const std::string& what, uint32_t ghost_id,
                          DumpFiles& files) {
-  std::string name = "ghost-file-" + hex(ghost_id) + ".img";
+  std::string name = image::ghost_file(ghost_id);
   auto w = CR_TRY(image::Writer::create(files.images_dir(), name, image::kind(image::Type::ghost_file)));
   ghost_file_entry g;
   auto owner = ns::owner_in_image(files.userns(), {st.st_uid, st.st_gid});
@@ -201,7 +195,7 @@ Result<uint32_t> dump(const OpenFd& f, DumpFiles& files) {
 Result<int> ghost_object(uint32_t ghost_id, const std::string& path, RestoreFiles& files) {
   auto& made = files.objects()["ghost"];
   if (auto it = made.find(ghost_id); it != made.end()) return it->second.get();
-  std::string name = "ghost-file-" + hex(ghost_id) + ".img";
+  std::string name = image::ghost_file(ghost_id);
   auto r = CR_TRY(image::Reader::open(files.images_dir(), name, image::kind(image::Type::ghost_file)));
   ghost_file_entry g;
   bool got = CR_TRY(r.read(g));

@@ -1,6 +1,7 @@
 #include "checkpoint/image/catalog.h"
 
 #include <array>
+#include <cstdio>
 
 #include "cgroup.pb.h"
 #include "core.pb.h"
@@ -168,6 +169,12 @@ std::string pages_file(uint32_t pages_id) { return "pages-" + std::to_string(pag
 std::string pagemap_shmem_file(uint64_t shmid) { return "pagemap-shmem-" + std::to_string(shmid) + ".img"; }
 std::string fs_file(uint32_t vpid) { return "fs-" + std::to_string(vpid) + ".img"; }
 std::string fdinfo_file(uint32_t files_id) { return "fdinfo-" + std::to_string(files_id) + ".img"; }
+
+std::string ghost_file(uint32_t ghost_id) {
+  char name[32];
+  snprintf(name, sizeof name, "ghost-file-%x.img", ghost_id);
+  return name;
+}
 
 bool is_raw_file(std::string_view name) {
   auto starts = [&](std::string_view p) { return name.substr(0, p.size()) == p; };

@@ -29,9 +29,11 @@ std::string pages_file(uint32_t pages_id);
 std::string pagemap_shmem_file(uint64_t shmid);
 std::string fs_file(uint32_t vpid);
 std::string fdinfo_file(uint32_t files_id);
+std::string ghost_file(uint32_t ghost_id);  // a deleted file's contents: ghost-file-<hex id>.img
 inline constexpr const char* kInventoryFile = "inventory.img";
 inline constexpr const char* kPstreeFile = "pstree.img";
 inline constexpr const char* kFilesFile = "files.img";
+inline constexpr const char* kMemfdFile = "memfd.img";
 inline constexpr const char* kPipesDataFile = "pipes-data.img";
 inline constexpr const char* kSeccompFile = "seccomp.img";
 inline constexpr const char* kRemapFpathFile = "remap-fpath.img";
