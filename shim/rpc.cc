@@ -13,7 +13,6 @@
 #include "checkpoint/engine.h"
 #include "checkpoint/dump/incremental.h"
 #include "checkpoint/kernel/features.h"
-#include "checkpoint/mem/lazy.h"
 #include "checkpoint/mem/page_server.h"
 #include "hooks/hook_chain.h"
 #include "hooks/rpc_io.h"
@@ -57,31 +56,21 @@ criu_resp feature_check_answer(const criu_req& req) {
     return resp;
   }
   const criu_features& want = req.features();
-  bool pidfd_store = false;
-  if (want.has_pidfd_store() && want.pidfd_store()) {
-    auto f = kernel::probe_features();
-    if (!f) {
-      set_failure(resp, f.error());
-      return resp;
-    }
-    pidfd_store = f->pidfd_open && f->pidfd_getfd;
+  bool ask_pidfd = want.has_pidfd_store() && want.pidfd_store(), ask_mem = want.has_mem_track() && want.mem_track(),
+       ask_lazy = want.has_lazy_pages() && want.lazy_pages();
+  // Truthful: each feature asked for is what this kernel offers (pre-dumps track written pages with
+  // an asynchronous write-protect userfaultfd and PAGEMAP_SCAN, no soft-dirty needed). A probe that
+  // fails is an error only when pidfd_store was asked for; the others then read false.
+  auto f = ask_pidfd || ask_mem || ask_lazy ? kernel::probe_features() : Result<kernel::Features>(kernel::Features{});
+  if (!f && ask_pidfd) {
+    set_failure(resp, f.error());
+    return resp;
   }
   resp.set_success(true);
   criu_features* have = resp.mutable_features();
-  // Truthful: pre-dumps track written pages with an asynchronous write-protect userfaultfd and
-  // PAGEMAP_SCAN (no soft-dirty needed); lazy restores need userfaultfd with its events.
-  bool mem_track = false, lazy_pages = false;
-  if (want.has_mem_track() && want.mem_track()) {
-    auto f = kernel::probe_features();
-    mem_track = f && f->uffd_wp_async && f->pagemap_scan;
-  }
-  if (want.has_lazy_pages() && want.lazy_pages()) {
-    auto f = kernel::probe_features();
-    lazy_pages = f && f->userfaultfd && (f->uffd_features & mem::kLazyUffdFeatures) == mem::kLazyUffdFeatures;
-  }
-  have->set_mem_track(mem_track);
-  have->set_lazy_pages(lazy_pages);
-  have->set_pidfd_store(pidfd_store);
+  have->set_mem_track(ask_mem && f && f->write_tracking());
+  have->set_lazy_pages(ask_lazy && f && f->lazy_restore());
+  have->set_pidfd_store(ask_pidfd && f->pidfd_store());
   return resp;
 }
 

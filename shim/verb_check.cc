@@ -3,7 +3,6 @@
 #include <string>
 
 #include "checkpoint/kernel/features.h"
-#include "checkpoint/mem/lazy.h"
 #include "shim/verbs.h"
 
 namespace crshim {
@@ -17,13 +16,10 @@ struct NamedFeature {
 };
 
 const NamedFeature kNamedFeatures[] = {
-    {"mem_dirty_track", [](const kernel::Features& f) { return f.uffd_wp_async && f.pagemap_scan; }},
+    {"mem_dirty_track", [](const kernel::Features& f) { return f.write_tracking(); }},
     {"uffd", [](const kernel::Features& f) { return f.userfaultfd; }},
-    {"uffd-noncoop",
-     [](const kernel::Features& f) {
-       return f.userfaultfd && (f.uffd_features & mem::kLazyUffdFeatures) == mem::kLazyUffdFeatures;
-     }},
-    {"pidfd_store", [](const kernel::Features& f) { return f.pidfd_open && f.pidfd_getfd; }},
+    {"uffd-noncoop", [](const kernel::Features& f) { return f.lazy_restore(); }},
+    {"pidfd_store", [](const kernel::Features& f) { return f.pidfd_store(); }},
     {"clone3_set_tid", [](const kernel::Features& f) { return f.clone3_set_tid; }},
     {"timens", [](const kernel::Features& f) { return f.time_ns; }},
     {"get_rseq_conf", [](const kernel::Features& f) { return f.ptrace_rseq_config; }},

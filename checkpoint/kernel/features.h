@@ -1,6 +1,8 @@
 // Kernel feature probe: what this kernel, CPU and our privileges offer checkpoint/restore (`crshim check`).
 #pragma once
 
+#include <linux/userfaultfd.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -57,6 +59,10 @@ struct FeatureNote {
   std::string text;  // what is missing and why it matters
 };
 
+// UFFD_FEATURE_* a lazy restore's daemon needs to keep its view of each address space right.
+inline constexpr uint64_t kLazyUffdFeatures =
+    UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
+
 struct Features {
   std::string kernel_release;  // uname -r
   int kernel_major = 0, kernel_minor = 0, kernel_patch = 0;
@@ -93,6 +99,11 @@ struct Features {
 
   // Nothing required is missing.
   bool usable() const;
+  // What the optional paths need: written-page tracking for pre-dumps (mem_dirty_track), the
+  // userfaultfd events a lazy restore's daemon follows (uffd-noncoop), pidfd_getfd (pidfd_store).
+  bool write_tracking() const { return uffd_wp_async && pagemap_scan; }
+  bool lazy_restore() const { return userfaultfd && (uffd_features & kLazyUffdFeatures) == kLazyUffdFeatures; }
+  bool pidfd_store() const { return pidfd_open && pidfd_getfd; }
   // The notes, one "required|optional|info: name: text" line each; "" when nothing is missing.
   std::string missing_text() const;
 };

@@ -14,6 +14,7 @@
 
 #include "checkpoint/base/sys.h"
 #include "checkpoint/image/catalog.h"
+#include "checkpoint/kernel/features.h"
 #include "checkpoint/mem/parent_pages.h"
 #include "checkpoint/mem/vmas.h"
 #include "checkpoint/mem/task_uffd.h"
@@ -215,7 +216,7 @@ Result<LazyClient> LazyClient::connect(int work_dir, std::chrono::milliseconds w
 Result<std::vector<Range>> LazyClient::hand_over(kernel::Remote& r, uint32_t vpid, const std::vector<Range>& areas,
                                                  const std::vector<Range>& in_place) {
   const std::string what = "userfaultfd of pid " + std::to_string(r.pid());
-  auto task_uffd = CR_TRY(open_task_uffd(r, 0, kLazyUffdFeatures, "EVENT_FORK|REMAP|REMOVE|UNMAP",
+  auto task_uffd = CR_TRY(open_task_uffd(r, 0, kernel::kLazyUffdFeatures, "EVENT_FORK|REMAP|REMOVE|UNMAP",
                                          "lazy restore needs userfaultfd events (CAP_SYS_PTRACE for fork events)"));
   // The task keeps no fd of it: the daemon's copy keeps the registrations alive.
   CR_OK(r.call(SYS_close, task_uffd.target_fd));

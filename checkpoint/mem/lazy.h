@@ -2,7 +2,6 @@
 // each task's userfaultfd to it, and the messages both ends exchange over lazy-pages.socket.
 #pragma once
 
-#include <linux/userfaultfd.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -24,11 +23,6 @@ namespace crshim::mem {
 
 // The daemon's socket, in the work dir of both the daemon and the restore (CRIU's name).
 inline constexpr const char* kLazySocketName = "lazy-pages.socket";
-
-// UFFD_FEATURE_* the daemon needs to keep its view of each address space right (EVENT_FORK, REMAP,
-// REMOVE, UNMAP): a kernel without one of them cannot restore lazily.
-inline constexpr uint64_t kLazyUffdFeatures =
-    UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
 
 // Contiguous pages of one pagemap entry (or a piece of one): where the images keep their data.
 struct PageRun {

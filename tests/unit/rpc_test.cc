@@ -16,7 +16,6 @@
 
 #include "checkpoint/base/unique_fd.h"
 #include "checkpoint/kernel/features.h"
-#include "checkpoint/mem/lazy.h"
 #include "hooks/rpc_io.h"
 
 namespace crshim::rpc {
@@ -355,7 +354,7 @@ TEST(RpcServe, KeepOpenServesAFeatureCheckAfterVersion) {
   EXPECT_EQ(f.features().mem_track(), probed->uffd_wp_async && probed->pagemap_scan);
   // Lazy restores need userfaultfd with its fork, remap, remove and unmap events.
   EXPECT_EQ(f.features().lazy_pages(),
-            probed->userfaultfd && (probed->uffd_features & mem::kLazyUffdFeatures) == mem::kLazyUffdFeatures);
+            probed->userfaultfd && (probed->uffd_features & kernel::kLazyUffdFeatures) == kernel::kLazyUffdFeatures);
   EXPECT_FALSE(f.features().pidfd_store());  // not asked for
   EXPECT_EQ(s.exit_code(), 0);
 }
